@@ -1,0 +1,1 @@
+//! The klog partition log (work in progress: see issue 2).
