@@ -14,11 +14,14 @@
 //! * [`batch`]: record batch v2 as a borrowed view over wire bytes, validated without
 //!   decoding records (what the broker's produce path needs).
 //! * [`error`]: the typed [`DecodeError`].
+//! * [`protocol`]: frames, request headers, the supported-version table, typed
+//!   requests (message structs from `kafka-protocol`) and zero-copy Fetch responses.
 // Untrusted bytes are parsed here: no unwrap, no unchecked indexing outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod batch;
 pub mod error;
+pub mod protocol;
 
 pub use batch::{BatchHeader, Compression, RecordBatch, RecordBatchMut, RecordBatches};
 pub use error::DecodeError;

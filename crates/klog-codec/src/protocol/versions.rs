@@ -1,0 +1,121 @@
+//! The API versions klog advertises in ApiVersions, and the ones it actually serves.
+//!
+//! Every client sends ApiVersions first and then uses `min(client max, broker max)`
+//! for each API (protocol guide: "Versioning and Compatibility"). The ranges below
+//! follow `shared/KAFKA-COMPAT.md`, including its traps:
+//!
+//! * Produce is advertised from 0 because librdkafka 2.0.2 (Debian's kcat) only
+//!   compresses when Produce's advertised minimum is 0; versions 0-2 are refused on
+//!   use, as Apache Kafka does.
+//! * Metadata stops at 8: v9+ is flexible and would force compact encodings on most
+//!   clients.
+//! * The exact low versions librdkafka 2.0.2 probes for are inside the ranges:
+//!   Produce 3 and 7, Fetch 4 and 10, ListOffsets 1, InitProducerId 0.
+//! * Nothing is advertised before it works (librdkafka uses whatever it sees).
+
+use kafka_protocol::messages::ApiKey;
+
+/// One row of the version table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSupport {
+    /// The API.
+    pub key: ApiKey,
+    /// Lowest version advertised in ApiVersions.
+    pub min: i16,
+    /// Highest version advertised and served.
+    pub max: i16,
+    /// Lowest version actually served; versions in `min..served_min` are advertised
+    /// for client feature detection only and refused on use.
+    pub served_min: i16,
+}
+
+const fn row(key: ApiKey, min: i16, max: i16) -> ApiSupport {
+    ApiSupport {
+        key,
+        min,
+        max,
+        served_min: min,
+    }
+}
+
+/// The APIs klog serves, in API-key order.
+pub const SUPPORTED_APIS: &[ApiSupport] = &[
+    ApiSupport {
+        key: ApiKey::Produce,
+        min: 0,
+        max: 8,
+        served_min: 3,
+    },
+    row(ApiKey::Fetch, 4, 11),
+    row(ApiKey::ListOffsets, 1, 5),
+    row(ApiKey::Metadata, 1, 8),
+    row(ApiKey::ApiVersions, 0, 3),
+    row(ApiKey::CreateTopics, 2, 4),
+    row(ApiKey::DeleteTopics, 1, 3),
+    row(ApiKey::InitProducerId, 0, 1),
+    row(ApiKey::DescribeConfigs, 1, 2),
+];
+
+/// The table row for `api_key`, if klog serves that API.
+pub fn support(api_key: i16) -> Option<&'static ApiSupport> {
+    SUPPORTED_APIS.iter().find(|s| s.key as i16 == api_key)
+}
+
+/// Whether klog serves `api_key` at `version` (advertised and not refused on use).
+pub fn is_served(api_key: i16, version: i16) -> bool {
+    support(api_key).is_some_and(|s| (s.served_min..=s.max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advertised(key: ApiKey, version: i16) -> bool {
+        support(key as i16).is_some_and(|s| (s.min..=s.max).contains(&version))
+    }
+
+    /// KAFKA-COMPAT.md trap 2: the exact versions librdkafka 2.0.2 tests for.
+    #[test]
+    fn librdkafka_2_0_2_feature_probes_are_advertised() {
+        for (key, version) in [
+            (ApiKey::Produce, 0),
+            (ApiKey::Produce, 3),
+            (ApiKey::Produce, 7),
+            (ApiKey::Fetch, 4),
+            (ApiKey::Fetch, 10),
+            (ApiKey::ListOffsets, 1),
+            (ApiKey::InitProducerId, 0),
+        ] {
+            assert!(advertised(key, version), "{key:?} v{version}");
+        }
+    }
+
+    #[test]
+    fn produce_v0_to_v2_advertised_but_not_served() {
+        assert!(!is_served(ApiKey::Produce as i16, 2));
+        assert!(is_served(ApiKey::Produce as i16, 3));
+        assert!(!is_served(ApiKey::Metadata as i16, 9));
+        assert!(!is_served(999, 0));
+    }
+
+    /// Every served version must be one the message crate can decode.
+    #[test]
+    fn served_ranges_are_within_the_message_crate() {
+        for s in SUPPORTED_APIS {
+            let valid = s.key.valid_versions();
+            assert!(
+                valid.min <= s.served_min && s.max <= valid.max,
+                "{:?}",
+                s.key
+            );
+        }
+    }
+
+    #[test]
+    fn table_is_in_key_order() {
+        let keys: Vec<i16> = SUPPORTED_APIS.iter().map(|s| s.key as i16).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+}
