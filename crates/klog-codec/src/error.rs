@@ -1,4 +1,8 @@
-//! Errors raised while decoding untrusted bytes.
+//! Errors raised while decoding untrusted bytes ([`DecodeError`]) and while building
+//! record batches ([`EncodeError`]).
+//!
+//! They are separate failure domains: decoding fails because a peer sent bad bytes,
+//! encoding fails because the caller asked for something the format cannot express.
 
 /// Why a sequence of bytes is not a valid Kafka structure.
 ///
@@ -77,5 +81,50 @@ pub enum DecodeError {
         offset: usize,
         /// What was wrong.
         reason: &'static str,
+    },
+    /// Decompressing a batch would produce more bytes than the caller allows.
+    ///
+    /// Guards against decompression bombs: a few KiB of zstd or gzip can expand to
+    /// gigabytes. The limit is [`crate::records::DEFAULT_MAX_DECOMPRESSED_LEN`] unless
+    /// the caller chose another.
+    #[error("{codec} records in batch at byte {offset} decompress to more than {limit} bytes")]
+    DecompressedTooLarge {
+        /// Start of the batch.
+        offset: usize,
+        /// The codec of the batch.
+        codec: &'static str,
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+}
+
+/// Why a record batch could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// `finish` was called on a builder holding no records; Kafka never sends empty
+    /// batches from a producer, and an empty batch has no meaningful last offset.
+    #[error("a record batch needs at least one record")]
+    Empty,
+    /// The batch already holds `i32::MAX` records, or a record's offset delta would
+    /// not fit in an `i32`.
+    #[error("too many records in one batch")]
+    TooManyRecords,
+    /// A length (key, value, header, record or whole batch) does not fit the `i32`
+    /// the format stores it in.
+    #[error("{what} of {len} bytes does not fit in a record batch")]
+    TooLarge {
+        /// Which length overflowed.
+        what: &'static str,
+        /// The length asked for.
+        len: usize,
+    },
+    /// The compressor reported an error.
+    #[error("{codec} compression failed: {reason}")]
+    Compression {
+        /// The codec that failed.
+        codec: &'static str,
+        /// What the compressor reported.
+        reason: String,
     },
 }
