@@ -26,7 +26,7 @@ pub mod versions;
 
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages;
-pub use kafka_protocol::protocol::StrBytes;
+pub use kafka_protocol::protocol::{Encodable, StrBytes};
 
 pub use frame::{FrameError, check_frame_size};
 pub use header::{HeaderError, RequestHeader, parse_request_header};

@@ -7,6 +7,11 @@
 //! * Produce is advertised from 0 because librdkafka 2.0.2 (Debian's kcat) only
 //!   compresses when Produce's advertised minimum is 0; versions 0-2 are refused on
 //!   use, as Apache Kafka does.
+//! * Fetch is advertised from 0 for the same reason: librdkafka 2.0.2 turns on its
+//!   LZ4 feature only when the broker's Fetch range contains v2 (its feature map
+//!   dates LZ4 with proper frame checksums to Fetch v2), and otherwise silently
+//!   produces uncompressed batches when asked for lz4. Fetch 0-3 (message formats
+//!   v0/v1) are refused on use.
 //! * Metadata stops at 8: v9+ is flexible and would force compact encodings on most
 //!   clients.
 //! * The exact low versions librdkafka 2.0.2 probes for are inside the ranges:
@@ -46,7 +51,12 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
         max: 8,
         served_min: 3,
     },
-    row(ApiKey::Fetch, 4, 11),
+    ApiSupport {
+        key: ApiKey::Fetch,
+        min: 0,
+        max: 11,
+        served_min: 4,
+    },
     row(ApiKey::ListOffsets, 1, 5),
     row(ApiKey::Metadata, 1, 8),
     row(ApiKey::ApiVersions, 0, 3),
@@ -81,6 +91,7 @@ mod tests {
             (ApiKey::Produce, 0),
             (ApiKey::Produce, 3),
             (ApiKey::Produce, 7),
+            (ApiKey::Fetch, 2),
             (ApiKey::Fetch, 4),
             (ApiKey::Fetch, 10),
             (ApiKey::ListOffsets, 1),
@@ -91,10 +102,12 @@ mod tests {
     }
 
     #[test]
-    fn produce_v0_to_v2_advertised_but_not_served() {
+    fn old_produce_and_fetch_advertised_but_not_served() {
         assert!(!is_served(ApiKey::Produce as i16, 2));
         assert!(is_served(ApiKey::Produce as i16, 3));
         assert!(!is_served(ApiKey::Metadata as i16, 9));
+        assert!(!is_served(ApiKey::Fetch as i16, 3));
+        assert!(is_served(ApiKey::Fetch as i16, 4));
         assert!(!is_served(999, 0));
     }
 

@@ -1,0 +1,34 @@
+//! The klog broker: the layers composed into a Kafka-protocol server.
+//!
+//! ```text
+//!  socket ──► server (tokio: frames in, replies out, sendfile)
+//!                │ decoded Request (klog-codec)
+//!                ▼
+//!             Broker (handlers) ──► Partition (ISR / high watermark seam,
+//!                │                      idempotent-producer table, waiters)
+//!                │                          │
+//!                ▼                          ▼
+//!           topic metadata            klog-storage Log (segments, indexes)
+//! ```
+//!
+//! What this crate does: listens, parses frames with size limits, dispatches each
+//! API, appends produced batches without decoding records, serves fetches as file
+//! regions (sendfile) with long polling woken by appends, keeps topic metadata and
+//! producer ids on disk, and runs retention/flush/checkpoint in the background.
+//!
+//! What it does not do (yet): replication to other brokers, consumer groups,
+//! transactions, TLS and SASL. The seams for replication are in place: batches carry
+//! the leader epoch, the high watermark is derived from the in-sync replicas, and
+//! `acks=all` waits on it.
+
+pub mod alloc;
+pub mod broker;
+pub mod config;
+pub mod partition;
+pub mod producer_ids;
+pub mod producer_state;
+pub mod server;
+pub mod topics;
+
+pub use broker::{Broker, Reply, StartError};
+pub use config::{BrokerConfig, ConfigError, FetchMode};

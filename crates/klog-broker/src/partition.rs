@@ -1,0 +1,272 @@
+//! One partition as the broker serves it: the log, the leader's replication state,
+//! idempotent-producer state, and the waiters woken when the high watermark moves.
+//!
+//! Even on one node the produce path goes through the seams replication needs: an
+//! append moves the leader's log end offset, the high watermark is derived from the
+//! in-sync replicas' log end offsets ([`IsrState::high_watermark`]), `acks=all` waits
+//! for the high watermark to pass the batch, and fetches from consumers never read at
+//! or past it. With a single replica the ISR is the leader alone, so the high
+//! watermark follows the log end offset at once.
+//!
+//! Locks: `state` (producer table and replication state) is always taken before the
+//! storage log's own mutex, and neither is held across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use klog_codec::RecordBatch;
+use klog_codec::protocol::ResponseError;
+use klog_storage::{AppendError, Log, SharedLog};
+use tokio::sync::Notify;
+
+use crate::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
+
+/// The leader's view of its in-sync replicas: the replication seam.
+#[derive(Debug, Clone)]
+pub struct IsrState {
+    /// This broker's node id (the leader).
+    pub leader: i32,
+    /// Log end offsets of the followers in the ISR (empty on a single node).
+    pub follower_log_end: BTreeMap<i32, i64>,
+}
+
+impl IsrState {
+    /// ISR with the leader alone.
+    pub fn leader_only(leader: i32) -> Self {
+        Self {
+            leader,
+            follower_log_end: BTreeMap::new(),
+        }
+    }
+
+    /// Size of the ISR, leader included.
+    pub fn size(&self) -> usize {
+        1 + self.follower_log_end.len()
+    }
+
+    /// The ISR's node ids, leader first.
+    pub fn members(&self) -> Vec<i32> {
+        std::iter::once(self.leader)
+            .chain(self.follower_log_end.keys().copied())
+            .collect()
+    }
+
+    /// The high watermark: the smallest log end offset in the ISR.
+    pub fn high_watermark(&self, leader_log_end: i64) -> i64 {
+        self.follower_log_end
+            .values()
+            .copied()
+            .fold(leader_log_end, i64::min)
+    }
+}
+
+struct State {
+    leader_epoch: i32,
+    isr: IsrState,
+    producers: ProducerStateTable,
+}
+
+/// Outcome of a successful produce to one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the batch's first record (the original one for a duplicate).
+    pub base_offset: i64,
+    /// Offset after the batch: `acks=all` waits for the high watermark to reach it.
+    pub next_offset: i64,
+    /// The append time stamped into the batch, for LogAppendTime topics.
+    pub log_append_time: Option<i64>,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// A partition served by this broker.
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub index: i32,
+    log: SharedLog,
+    state: Mutex<State>,
+    waiters: Mutex<Vec<Weak<Notify>>>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partition({}-{})", self.topic, self.index)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic in another request; the data it guards is still
+    // consistent at every await-free step, so serving continues.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Maps a storage append error to the Kafka error code the client gets.
+fn append_error_code(e: &AppendError) -> i16 {
+    match e {
+        AppendError::Corrupt(_) | AppendError::EmptyRecords => ResponseError::CorruptMessage.code(),
+        AppendError::BatchTooLarge { .. } | AppendError::RecordsTooLarge { .. } => {
+            ResponseError::MessageTooLarge.code()
+        }
+        AppendError::EmptyBatch { .. } | AppendError::InvalidLastOffsetDelta { .. } => {
+            ResponseError::InvalidRecord.code()
+        }
+        AppendError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+        AppendError::Closed => ResponseError::NotLeaderOrFollower.code(),
+        _ => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+impl Partition {
+    /// Wraps an open log; rebuilds idempotent-producer state by scanning its batch
+    /// headers (records are not decoded).
+    pub fn new(topic: String, index: i32, log: SharedLog, node_id: i32) -> Self {
+        let mut producers = ProducerStateTable::new();
+        let leader_epoch;
+        {
+            let mut l = lock(&log);
+            leader_epoch = l.latest_epoch().unwrap_or(0);
+            let start = l.log_start_offset();
+            let scanned = l.scan_batches(start, |h| {
+                producers.record(h, last_sequence(h), h.base_offset, h.max_timestamp);
+            });
+            if let Err(e) = scanned {
+                tracing::warn!(topic, index, error = %e, "could not rebuild producer state");
+            }
+            // Single node: the ISR is the leader alone, so everything in the log is
+            // committed once it has been recovered.
+            let leo = l.log_end_offset();
+            l.set_high_watermark(IsrState::leader_only(node_id).high_watermark(leo));
+        }
+        Self {
+            topic,
+            index,
+            log,
+            state: Mutex::new(State {
+                leader_epoch,
+                isr: IsrState::leader_only(node_id),
+                producers,
+            }),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The storage log (for reads; appends go through [`Partition::append`]).
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        lock(&self.log)
+    }
+
+    /// The current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        lock(&self.state).leader_epoch
+    }
+
+    /// The in-sync replicas, leader first.
+    pub fn isr(&self) -> Vec<i32> {
+        lock(&self.state).isr.members()
+    }
+
+    /// Size of the ISR.
+    pub fn isr_size(&self) -> usize {
+        lock(&self.state).isr.size()
+    }
+
+    /// Appends one record batch as leader. `records` must hold exactly one batch
+    /// (Produce v3+). Returns the Kafka error code on refusal; nothing is appended
+    /// then.
+    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<Appended, i16> {
+        let header = {
+            let (batch, rest) =
+                RecordBatch::parse(records).map_err(|_| ResponseError::CorruptMessage.code())?;
+            if !rest.is_empty() {
+                // Produce v3+ carries exactly one batch per partition.
+                return Err(ResponseError::InvalidRecord.code());
+            }
+            if batch.producer_id() >= 0 {
+                // The sequence check reads header fields: make sure they are the ones
+                // the producer sent before trusting them.
+                batch
+                    .validate()
+                    .map_err(|_| ResponseError::CorruptMessage.code())?;
+            }
+            batch.header()
+        };
+        let last_seq = last_sequence(&header);
+        let mut state = lock(&self.state);
+        match state.producers.check(&header, last_seq) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate(meta) => {
+                let log = lock(&self.log);
+                let next = meta.first_offset + i64::from(header.last_offset_delta) + 1;
+                return Ok(Appended {
+                    base_offset: meta.first_offset,
+                    next_offset: next,
+                    log_append_time: None,
+                    log_start_offset: log.log_start_offset(),
+                });
+            }
+            SequenceCheck::Reject(code) => return Err(code),
+        }
+        let epoch = state.leader_epoch;
+        let mut log = lock(&self.log);
+        let info = log.append(records, epoch, now_ms).map_err(|e| {
+            if !e.is_invalid_input() {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+            }
+            append_error_code(&e)
+        })?;
+        state
+            .producers
+            .record(&header, last_seq, info.first_offset, info.max_timestamp);
+        let hw = state.isr.high_watermark(log.log_end_offset());
+        log.set_high_watermark(hw);
+        let appended = Appended {
+            base_offset: info.first_offset,
+            next_offset: info.last_offset + 1,
+            log_append_time: info.log_append_time,
+            log_start_offset: log.log_start_offset(),
+        };
+        drop(log);
+        drop(state);
+        self.wake();
+        Ok(appended)
+    }
+
+    /// Registers `waiter` to be notified the next time the high watermark moves.
+    pub fn register_waiter(&self, waiter: &Arc<Notify>) {
+        let mut w = lock(&self.waiters);
+        w.retain(|x| x.strong_count() > 0);
+        w.push(Arc::downgrade(waiter));
+    }
+
+    fn wake(&self) {
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        for w in waiters {
+            if let Some(n) = w.upgrade() {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// The high watermark.
+    pub fn high_watermark(&self) -> i64 {
+        lock(&self.log).high_watermark()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn high_watermark_is_the_isr_minimum() {
+        let mut isr = IsrState::leader_only(1);
+        assert_eq!(isr.high_watermark(10), 10);
+        isr.follower_log_end.insert(2, 7);
+        isr.follower_log_end.insert(3, 12);
+        assert_eq!(isr.high_watermark(10), 7);
+        assert_eq!(isr.size(), 3);
+        assert_eq!(isr.members(), vec![1, 2, 3]);
+    }
+}

@@ -1,0 +1,329 @@
+//! The tokio side of the broker: accepts connections, reads frames, hands decoded
+//! requests to [`Broker`] and writes the replies, with `sendfile` for fetched records.
+//!
+//! Each connection is served by one task that handles its requests one at a time,
+//! so responses leave in request order (as Kafka does: a connection is muted while
+//! its request is in flight). Connections are independent; there is no lock shared
+//! by all connections on the produce or fetch path.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use klog_codec::protocol::fetch::FetchPart;
+use klog_codec::protocol::messages::ApiKey;
+use klog_codec::protocol::{
+    Encodable, Request, RequestError, RequestHeader, check_frame_size, decode_request,
+    encode_response, parse_request_header,
+};
+use klog_storage::FileRegion;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpListener;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::{Broker, Reply};
+use crate::config::FetchMode;
+
+/// How long shutdown waits for connections to finish their in-flight request.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves `listener` until `shutdown` completes, then stops accepting, lets every
+/// connection finish the request it is handling, and returns. Background
+/// maintenance (time-based flush, retention, checkpoints) runs meanwhile.
+///
+/// The caller then calls [`Broker::shutdown`] to flush and mark a clean stop.
+pub async fn run(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let maintenance = tokio::spawn(maintenance(broker.clone(), stop_rx.clone()));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::debug!(%peer, "connection accepted");
+                    let broker = broker.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = serve_connection(broker, stream, stop).await {
+                            tracing::debug!(%peer, error = %e, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: no longer accepting connections");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still busy after the grace period; closing them");
+        connections.abort_all();
+    }
+    let _ = maintenance.await;
+    Ok(())
+}
+
+async fn maintenance(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let c = broker.config();
+    let flush_every = Duration::from_millis(c.flush_scheduler_interval_ms);
+    let retention_every = c.retention_check_interval_ms;
+    let checkpoint_every = c.checkpoint_interval_ms;
+    let mut ticker = tokio::time::interval(flush_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = tokio::time::Instant::now();
+    let mut last_retention = 0u64;
+    let mut last_checkpoint = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let elapsed = start.elapsed().as_millis() as u64;
+        let retention = elapsed - last_retention >= retention_every;
+        let checkpoint = elapsed - last_checkpoint >= checkpoint_every;
+        if retention {
+            last_retention = elapsed;
+        }
+        if checkpoint {
+            last_checkpoint = elapsed;
+        }
+        let b = broker.clone();
+        // fsync and file deletion block: keep them off the connection threads.
+        let _ = tokio::task::spawn_blocking(move || b.maintenance(retention, checkpoint)).await;
+    }
+}
+
+/// Reads one frame: the size prefix, checked before anything is allocated, then the
+/// body, grown as bytes arrive so a peer that announces a large frame and sends
+/// nothing costs no memory. Returns `None` on a clean end of stream.
+async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> io::Result<Option<Bytes>> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let size = check_frame_size(i32::from_be_bytes(size), max)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut frame = BytesMut::with_capacity(size.min(64 * 1024));
+    while frame.len() < size {
+        if frame.capacity() == frame.len() {
+            frame.reserve((size - frame.len()).min(frame.len().max(64 * 1024)));
+        }
+        let want = size - frame.len();
+        let n = {
+            let mut limited = (&mut *reader).take(want as u64);
+            limited.read_buf(&mut frame).await?
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed inside a frame",
+            ));
+        }
+    }
+    Ok(Some(frame.freeze()))
+}
+
+async fn serve_connection(
+    broker: Arc<Broker>,
+    stream: tokio::net::TcpStream,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.into_split();
+    let max = broker.config().socket_request_max_bytes;
+    let fetch_mode = broker.config().fetch_mode;
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, max) => frame,
+            _ = stop.changed() => return Ok(()),
+        };
+        let Some(frame) = frame? else {
+            return Ok(());
+        };
+        let (header, body_at) = parse_request_header(&frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let body = frame.slice(body_at..);
+        let reply = handle(&broker, &header, body, &stop).await?;
+        match reply {
+            Reply::None => {}
+            Reply::Frame(bytes) => writer.write_all(&bytes).await?,
+            Reply::Fetch(parts) => write_fetch(&mut writer, parts, fetch_mode).await?,
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+/// Turns one request into a reply. An error closes the connection.
+async fn handle(
+    broker: &Broker,
+    header: &RequestHeader,
+    body: Bytes,
+    stop: &watch::Receiver<bool>,
+) -> io::Result<Reply> {
+    let request = match decode_request(header, body) {
+        Ok(r) => r,
+        Err(RequestError::UnsupportedVersion { api_key, version })
+            if api_key == ApiKey::ApiVersions as i16 =>
+        {
+            // KAFKA-COMPAT.md trap 1: answer in the v0 body layout so any client can
+            // read it, with error 35 and the versions we do have.
+            tracing::debug!(version, "ApiVersions at an unsupported version");
+            let v0 = RequestHeader {
+                api_version: 0,
+                ..header.clone()
+            };
+            let resp =
+                broker.api_versions(klog_codec::protocol::ResponseError::UnsupportedVersion.code());
+            return frame(&v0, &resp);
+        }
+        Err(e) => {
+            tracing::warn!(
+                api_key = header.api_key,
+                api_version = header.api_version,
+                client_id = header.client_id.as_deref().unwrap_or(""),
+                error = %e,
+                "closing connection"
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    };
+    match request {
+        Request::ApiVersions(_) => frame(header, &broker.api_versions(0)),
+        Request::Metadata(r) => frame(header, &broker.metadata(&r, header.api_version)),
+        Request::Produce(r) => match broker.produce(r, header.api_version).await {
+            Some(resp) => frame(header, &resp),
+            None => Ok(Reply::None),
+        },
+        Request::Fetch(r) => Ok(Reply::Fetch(broker.fetch(header, &r, stop).await)),
+        Request::ListOffsets(r) => frame(header, &broker.list_offsets(&r, header.api_version)),
+        Request::CreateTopics(r) => frame(header, &broker.create_topics(&r)),
+        Request::DeleteTopics(r) => frame(header, &broker.delete_topics(&r)),
+        Request::InitProducerId(r) => frame(header, &broker.init_producer_id(&r)),
+        Request::DescribeConfigs(r) => frame(header, &broker.describe_configs(&r)),
+        other => {
+            tracing::warn!(?other, "request decoded but not handled");
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unhandled request",
+            ))
+        }
+    }
+}
+
+fn frame<R: Encodable>(header: &RequestHeader, resp: &R) -> io::Result<Reply> {
+    encode_response(header, resp)
+        .map(Reply::Frame)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+async fn write_fetch(
+    writer: &mut OwnedWriteHalf,
+    parts: Vec<FetchPart<FileRegion>>,
+    mode: FetchMode,
+) -> io::Result<()> {
+    for part in parts {
+        match part {
+            FetchPart::Bytes(b) => writer.write_all(&b).await?,
+            FetchPart::Region(region, len) => match mode {
+                FetchMode::Sendfile => {
+                    send_region(writer, &region.file, region.position, len).await?
+                }
+                FetchMode::Buffered => {
+                    copy_region(writer, region.file.clone(), region.position, len).await?
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Sends `len` bytes of `file` from `position` with `sendfile(2)`: page cache to
+/// socket without a copy through user space.
+async fn send_region(
+    writer: &mut OwnedWriteHalf,
+    file: &File,
+    mut position: u64,
+    mut len: u64,
+) -> io::Result<()> {
+    let stream: &tokio::net::TcpStream = writer.as_ref();
+    while len > 0 {
+        stream.writable().await?;
+        let result = stream.try_io(Interest::WRITABLE, || {
+            let mut offset = position as libc::off_t;
+            let count = len.min(0x7fff_f000) as usize;
+            // SAFETY: both descriptors are open for the duration of the call (the
+            // socket is borrowed, the file is kept alive by the region's Arc), and
+            // `offset` is a valid, exclusively borrowed off_t.
+            let n =
+                unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as u64)
+            }
+        });
+        match result {
+            Ok(0) => {
+                // The file is shorter than the region: it was truncated after the
+                // read. The frame cannot be completed; the client will retry.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment shrank while being sent",
+                ));
+            }
+            Ok(n) => {
+                position += n;
+                len -= n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends a region by reading it into memory first (the buffered fetch path).
+async fn copy_region(
+    writer: &mut OwnedWriteHalf,
+    file: Arc<File>,
+    mut position: u64,
+    mut len: u64,
+) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; len.min(CHUNK) as usize];
+    while len > 0 {
+        let n = len.min(CHUNK) as usize;
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        file.read_exact_at(chunk, position)?;
+        writer.write_all(chunk).await?;
+        position += n as u64;
+        len -= n as u64;
+    }
+    Ok(())
+}
