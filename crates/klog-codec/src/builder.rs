@@ -206,6 +206,10 @@ fn write_record<B: BatchBuf + ?Sized>(
 ///
 /// Defaults: base offset 0 (the broker assigns offsets), partition leader epoch -1,
 /// no producer id/epoch/sequence (-1), not transactional, CreateTime timestamps.
+///
+/// End every builder with [`BatchBuilder::finish`] or [`BatchBuilder::abandon`]:
+/// merely dropping one that borrows its buffer leaves the reserved header and any
+/// pushed records in that buffer.
 #[derive(Debug)]
 pub struct BatchBuilder<B: BatchBuf = Vec<u8>> {
     buf: B,
@@ -398,8 +402,21 @@ impl<B: BatchBuf> BatchBuilder<B> {
     /// buffer with the finished batch at its end.
     ///
     /// Fails with [`EncodeError::Empty`] if no record was pushed (use
-    /// [`BatchBuilder::abandon`] to get the buffer back instead).
+    /// [`BatchBuilder::abandon`] to get the buffer back instead). On any error a
+    /// borrowed buffer (`&mut Vec<u8>`, `&mut BytesMut`) is left as it was before
+    /// [`BatchBuilder::new`].
     pub fn finish(mut self) -> Result<B, EncodeError> {
+        match self.write_header() {
+            Ok(()) => Ok(self.buf),
+            Err(e) => {
+                self.buf.truncate(self.start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Compresses if needed and fills in the reserved header.
+    fn write_header(&mut self) -> Result<(), EncodeError> {
         if self.count == 0 {
             return Err(EncodeError::Empty);
         }
@@ -447,7 +464,7 @@ impl<B: BatchBuf> BatchBuilder<B> {
         {
             dst.copy_from_slice(&header);
         }
-        Ok(self.buf)
+        Ok(())
     }
 
     /// Drops the batch under construction and returns the buffer as it was before
@@ -574,6 +591,15 @@ mod tests {
         let mut b = BatchBuilder::new(vec![1, 2, 3], Compression::Lz4);
         b.push(0, None, None, &[]).expect("push");
         assert_eq!(b.abandon(), vec![1, 2, 3]);
+        // A borrowed buffer is restored when finish fails.
+        let mut buf = vec![9u8; 5];
+        let b = BatchBuilder::new(&mut buf, Compression::None);
+        assert_eq!(b.finish().expect_err("empty"), EncodeError::Empty);
+        assert_eq!(buf, vec![9u8; 5]);
+        let mut b = BatchBuilder::new(&mut buf, Compression::None);
+        b.push(0, None, Some(b"v"), &[]).expect("push");
+        b.abandon();
+        assert_eq!(buf, vec![9u8; 5]);
     }
 
     #[test]
