@@ -1,0 +1,141 @@
+"""Protocol details real clients depend on (KAFKA-COMPAT.md), checked over a raw
+socket and with kafka-python's admin client against the real broker binary."""
+
+import socket
+import struct
+import time
+
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.errors import InvalidConfigurationError, InvalidReplicationFactorError
+
+
+def request(broker, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(payload)) + payload)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        return s.recv(size, socket.MSG_WAITALL)
+
+
+def parse_api_versions_v0(body: bytes):
+    corr, error, n = struct.unpack(">ihi", body[:10])
+    apis = {}
+    for i in range(n):
+        key, lo, hi = struct.unpack(">hhh", body[10 + 6 * i:16 + 6 * i])
+        apis[key] = (lo, hi)
+    return corr, error, apis
+
+
+def test_api_versions_unknown_version_answers_v0_layout(broker):
+    # Trap 1: ApiVersions v4 (kafka-python's first try) uses request header v2.
+    payload = struct.pack(">hhih", 18, 4, 123, 6) + b"client" + b"\x00" + b"\x00" * 4
+    corr, error, apis = parse_api_versions_v0(request(broker, payload))
+    assert corr == 123
+    assert error == 35  # UNSUPPORTED_VERSION
+    assert apis[18] == (0, 3)
+
+
+def test_api_versions_ranges(broker):
+    payload = struct.pack(">hhih", 18, 0, 5, 1) + b"x"
+    corr, error, apis = parse_api_versions_v0(request(broker, payload))
+    assert (corr, error) == (5, 0)
+    # Trap 2: exact low versions librdkafka 2.0.2 probes for.
+    lo, hi = apis[0]
+    assert lo == 0 and hi >= 7  # Produce 0 (compression), 3 and 7
+    lo, hi = apis[1]
+    assert lo <= 2 and hi >= 10  # Fetch 2 (LZ4), 4 and 10 (zstd)
+    assert apis[2][0] <= 1 and apis[22][0] == 0
+    # Trap 4: Metadata stays below the flexible v9.
+    assert apis[3][1] == 8
+    # Trap 7: nothing advertised that is not implemented (no groups yet, no SASL).
+    assert set(apis) == {0, 1, 2, 3, 18, 19, 20, 22, 32}
+
+
+def test_api_versions_v3_flexible_request(broker):
+    # v3 body: compact strings client_software_name/version, then tagged fields.
+    body = b"\x05klog" + b"\x041.0" + b"\x00"
+    payload = struct.pack(">hhih", 18, 3, 9, 1) + b"x" + b"\x00" + body
+    resp = request(broker, payload)
+    corr, error = struct.unpack(">ih", resp[:6])
+    assert (corr, error) == (9, 0)
+
+
+def test_topic_configs_and_describe_configs(broker):
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic("cfg-topic", 2, 1, topic_configs={
+        "retention.ms": "123456", "segment.bytes": "1048576"})])
+    res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "cfg-topic")],
+                                 config_filter="all")
+    entries = res["topic"]["cfg-topic"]
+    assert entries["retention.ms"]["value"] == "123456"
+    assert entries["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+    assert entries["segment.bytes"]["value"] == "1048576"
+    assert entries["cleanup.policy"]["value"] == "delete"
+    assert entries["cleanup.policy"]["config_source"] == "DEFAULT_CONFIG"
+    # The default filter keeps only what was changed.
+    modified = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "cfg-topic")])
+    assert set(modified["topic"]["cfg-topic"]) == {"retention.ms", "segment.bytes"}
+    res = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "1")],
+                                 config_filter="all")
+    broker_entries = res["broker"]["1"]
+    assert broker_entries["node.id"]["value"] == "1"
+    assert broker_entries["log.dirs"]["value"] == str(broker.data_dir)
+    assert broker_entries["log.dirs"]["config_source"] == "STATIC_BROKER_CONFIG"
+    assert broker_entries["log.dirs"]["read_only"] is True
+
+    try:
+        admin.create_topics([NewTopic("bad-cfg", 1, 1, topic_configs={"retention.ms": "soon"})])
+        raise AssertionError("invalid config accepted")
+    except InvalidConfigurationError:
+        pass
+    try:
+        admin.create_topics([NewTopic("bad-rf", 1, 3)])
+        raise AssertionError("replication factor 3 accepted on one node")
+    except InvalidReplicationFactorError:
+        pass
+    assert "bad-cfg" not in admin.list_topics()
+    assert "bad-rf" not in admin.list_topics()
+    admin.close()
+
+
+def test_topic_configs_survive_restart(broker_factory):
+    b = broker_factory().start()
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    admin.create_topics([NewTopic("kept", 3, 1, topic_configs={"retention.ms": "999999"})])
+    admin.close()
+    assert b.stop() == 0
+    b2 = broker_factory(data_dir=b.data_dir, port=b.port).start()
+    admin = KafkaAdminClient(bootstrap_servers=b2.bootstrap)
+    res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "kept")])
+    assert res["topic"]["kept"]["retention.ms"]["value"] == "999999"
+    meta = admin.describe_topics(["kept"])
+    assert len(meta[0]["partitions"]) == 3
+    admin.close()
+    assert b2.stop() == 0
+
+
+def test_auto_create_can_be_disabled(broker_factory):
+    b = broker_factory(**{"auto.create.topics.enable": "false"}).start()
+    consumer = KafkaConsumer(bootstrap_servers=b.bootstrap)
+    assert not consumer.partitions_for_topic("nope")
+    consumer.close()
+    assert not (b.data_dir / "nope-0").exists()
+    assert b.stop() == 0
+
+
+def test_log_append_time_topic(broker_factory):
+    b = broker_factory(**{"log.message.timestamp.type": "LogAppendTime"}).start()
+    before = int(time.time() * 1000)
+    p = KafkaProducer(bootstrap_servers=b.bootstrap)
+    meta = p.send("lat", value=b"x", partition=0, timestamp_ms=1000).get(timeout=20)
+    p.close()
+    assert meta.timestamp >= before  # the broker's append time, not the producer's
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, consumer_timeout_ms=3000)
+    tp = TopicPartition("lat", 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    records = [r for r in c]
+    c.close()
+    assert len(records) == 1 and records[0].timestamp >= before
+    assert records[0].timestamp_type == 1
+    assert b.stop() == 0
