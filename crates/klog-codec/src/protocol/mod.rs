@@ -18,6 +18,7 @@
 //!                 broker handles it ──► encode_response / fetch::FetchResponseWriter
 //! ```
 
+pub mod client;
 pub mod fetch;
 pub mod frame;
 pub mod header;
