@@ -163,7 +163,12 @@ pub fn decode_response<R: Request>(
     version: i16,
 ) -> Result<(i32, R::Response), ClientCodecError> {
     let key = api_key(R::KEY)?;
-    decode_at::<R::Response>(R::KEY, version, response_header_version(key, version), frame)
+    decode_at::<R::Response>(
+        R::KEY,
+        version,
+        response_header_version(key, version),
+        frame,
+    )
 }
 
 /// Decodes an ApiVersions response to a request sent at `version`.
@@ -270,7 +275,11 @@ mod tests {
 
     #[test]
     fn garbage_responses_are_errors_not_panics() {
-        for bytes in [&[][..], &[0, 0, 0, 1][..], &[0, 0, 0, 1, 0xff, 0xff, 0xff][..]] {
+        for bytes in [
+            &[][..],
+            &[0, 0, 0, 1][..],
+            &[0, 0, 0, 1, 0xff, 0xff, 0xff][..],
+        ] {
             let r = decode_response::<MetadataRequest>(Bytes::copy_from_slice(bytes), 8);
             assert!(matches!(r, Err(ClientCodecError::Decode { .. })), "{r:?}");
         }
