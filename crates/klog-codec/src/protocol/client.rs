@@ -22,7 +22,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// The message crate's request trait: the API key and response type of a request.
+pub use kafka_protocol::protocol::Request;
 
 /// UNSUPPORTED_VERSION, the error ApiVersions answers with in the v0 layout.
 const UNSUPPORTED_VERSION: i16 = 35;

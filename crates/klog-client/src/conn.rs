@@ -1,0 +1,440 @@
+//! One TCP connection to one broker, with pipelined requests.
+//!
+//! ```text
+//!  send(req) ──encode──► writer task ──► socket ──► broker
+//!     │                       │ pushes (corr id, reply slot) first
+//!     ▼                       ▼
+//!  response future ◄── reader task ◄── socket: frames come back in request order,
+//!                                      matched against the oldest pending slot
+//! ```
+//!
+//! Kafka answers the requests of one connection in the order they were sent, so the
+//! pending replies are a FIFO queue; a response whose correlation id is not the
+//! oldest pending one is a protocol error and closes the connection. Any error closes
+//! the connection and fails every pending request with a retriable
+//! [`ConnectionError`]; callers open a new connection.
+//!
+//! On connect the client sends ApiVersions (v3, or lower if the broker answers
+//! UNSUPPORTED_VERSION in the v0 layout) and afterwards uses, per API,
+//! `min(client max, broker max)`.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use klog_codec::protocol::ResponseError;
+use klog_codec::protocol::StrBytes;
+use klog_codec::protocol::client::{
+    decode_api_versions_response, decode_response, encode_request, response_correlation_id,
+};
+use klog_codec::protocol::messages::{ApiKey, ApiVersionsRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ConnectionError;
+
+/// Largest response frame accepted (Kafka's fetch.max.bytes default is 50 MiB; a
+/// response may exceed it by one batch).
+const MAX_RESPONSE_SIZE: i64 = 256 * 1024 * 1024;
+
+/// Versions the client speaks, per API. All non-flexible except ApiVersions v3, so
+/// every broker since Kafka 1.0 (and klog) is served; Kafka 4's minimums are inside.
+pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
+    Some(match key {
+        ApiKey::Produce => 3..=8,
+        ApiKey::Fetch => 4..=11,
+        ApiKey::ListOffsets => 1..=5,
+        ApiKey::Metadata => 1..=8,
+        ApiKey::ApiVersions => 0..=3,
+        ApiKey::CreateTopics => 2..=4,
+        ApiKey::DeleteTopics => 1..=3,
+        ApiKey::InitProducerId => 0..=1,
+        ApiKey::DescribeConfigs => 1..=2,
+        _ => return None,
+    })
+}
+
+type Reply = oneshot::Sender<Result<Bytes, ConnectionError>>;
+
+struct Outgoing {
+    frame: Bytes,
+    reply: Option<(i32, Reply)>,
+}
+
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<(i32, Reply)>,
+    closed: Option<ConnectionError>,
+}
+
+impl Pending {
+    fn close(&mut self, error: ConnectionError) {
+        if self.closed.is_none() {
+            self.closed = Some(error.clone());
+        }
+        for (_, reply) in self.queue.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+struct Shared {
+    addr: String,
+    pending: Mutex<Pending>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn close(&self, error: ConnectionError) {
+        self.closed.store(true, Ordering::Release);
+        if let Ok(mut p) = self.pending.lock() {
+            p.close(error);
+        }
+    }
+}
+
+/// A connection to one broker; see the [module docs](self).
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    next_correlation_id: AtomicI32,
+    client_id: Option<StrBytes>,
+    request_timeout: Duration,
+    /// The broker's (min, max) per API key, from ApiVersions.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects to `addr`, starts the reader and writer tasks and negotiates versions.
+    pub(crate) async fn connect(
+        addr: &str,
+        client_id: Option<StrBytes>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Arc<Self>, ConnectionError> {
+        let connect_error = |source: std::io::Error| ConnectionError::Connect {
+            addr: addr.to_owned(),
+            source: Arc::new(source),
+        };
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(connect_error(e)),
+            Err(_) => {
+                return Err(connect_error(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )));
+            }
+        };
+        stream.set_nodelay(true).map_err(connect_error)?;
+        let (read, write) = stream.into_split();
+        let shared = Arc::new(Shared {
+            addr: addr.to_owned(),
+            pending: Mutex::new(Pending::default()),
+            closed: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(shared.clone(), write, rx));
+        tokio::spawn(reader(shared.clone(), read));
+        let mut conn = Self {
+            shared,
+            tx,
+            next_correlation_id: AtomicI32::new(1),
+            client_id,
+            request_timeout,
+            versions: HashMap::new(),
+        };
+        conn.versions = conn.negotiate().await?;
+        Ok(Arc::new(conn))
+    }
+
+    async fn negotiate(&self) -> Result<HashMap<i16, (i16, i16)>, ConnectionError> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("klog-client"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut version = 3;
+        loop {
+            let (corr, rx) = self.enqueue(|buf, corr| {
+                encode_request(buf, corr, self.client_id.as_ref(), version, &request)
+            })?;
+            let frame = self.await_reply(rx, ApiKey::ApiVersions as i16).await?;
+            let (got, response) = decode_api_versions_response(frame, version)?;
+            debug_assert_eq!(got, corr);
+            let versions: HashMap<i16, (i16, i16)> = response
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, (k.min_version, k.max_version)))
+                .collect();
+            match ResponseError::try_from_code(response.error_code) {
+                None => return Ok(versions),
+                Some(ResponseError::UnsupportedVersion) if version > 0 => {
+                    // The broker lists its own ApiVersions range (KIP-511).
+                    let broker_max = versions
+                        .get(&(ApiKey::ApiVersions as i16))
+                        .map_or(0, |&(_, max)| max);
+                    version = broker_max.clamp(0, version - 1);
+                }
+                Some(error) => {
+                    return Err(ConnectionError::Handshake {
+                        addr: self.shared.addr.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The broker address.
+    pub(crate) fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+
+    /// Whether the connection has failed or been closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// The version to use for `key`: `min(client max, broker max)`, if that is at
+    /// least both minimums.
+    pub(crate) fn version(&self, key: ApiKey) -> Result<i16, ConnectionError> {
+        let ours = client_versions(key);
+        let unsupported = || ConnectionError::UnsupportedVersion {
+            addr: self.shared.addr.clone(),
+            api_key: key as i16,
+            min: ours.as_ref().map_or(-1, |r| *r.start()),
+            max: ours.as_ref().map_or(-1, |r| *r.end()),
+        };
+        let Some(ours) = ours.clone() else {
+            return Err(unsupported());
+        };
+        let &(min, max) = self.versions.get(&(key as i16)).ok_or_else(unsupported)?;
+        let v = max.min(*ours.end());
+        if v < min.max(*ours.start()) {
+            return Err(unsupported());
+        }
+        Ok(v)
+    }
+
+    fn enqueue(
+        &self,
+        encode: impl FnOnce(
+            &mut BytesMut,
+            i32,
+        ) -> Result<(), klog_codec::protocol::client::ClientCodecError>,
+    ) -> Result<(i32, oneshot::Receiver<Result<Bytes, ConnectionError>>), ConnectionError> {
+        let corr = self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let mut buf = BytesMut::new();
+        encode(&mut buf, corr)?;
+        let (reply, rx) = oneshot::channel();
+        self.push(Outgoing {
+            frame: buf.freeze(),
+            reply: Some((corr, reply)),
+        })?;
+        Ok((corr, rx))
+    }
+
+    fn push(&self, out: Outgoing) -> Result<(), ConnectionError> {
+        self.tx.send(out).map_err(|_| ConnectionError::Closed {
+            addr: self.shared.addr.clone(),
+        })
+    }
+
+    async fn await_reply(
+        &self,
+        rx: oneshot::Receiver<Result<Bytes, ConnectionError>>,
+        api_key: i16,
+    ) -> Result<Bytes, ConnectionError> {
+        wait_reply(rx, self.request_timeout, self.shared.clone(), api_key).await
+    }
+
+    /// Sends `request` at the negotiated version and returns the future response.
+    ///
+    /// The request is queued for the socket before this returns, so requests sent
+    /// one after the other go out (and are answered) in that order.
+    pub(crate) fn send<R>(
+        &self,
+        request: &R,
+    ) -> Result<
+        impl Future<Output = Result<R::Response, ConnectionError>> + Send + 'static,
+        ConnectionError,
+    >
+    where
+        R: klog_codec::protocol::client::Request,
+        R::Response: Send + 'static,
+    {
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|_| klog_codec::protocol::client::ClientCodecError::UnknownApiKey(R::KEY))?;
+        let version = self.version(key)?;
+        let (_, rx) = self.enqueue(|buf, corr| {
+            encode_request(buf, corr, self.client_id.as_ref(), version, request)
+        })?;
+        let shared = self.shared.clone();
+        let timeout = self.request_timeout;
+        Ok(async move {
+            let frame = wait_reply(rx, timeout, shared, R::KEY).await?;
+            let (_, response) = decode_response::<R>(frame, version)?;
+            Ok(response)
+        })
+    }
+
+    /// Sends a request the broker does not answer (Produce with acks=0).
+    pub(crate) fn send_without_response<R>(&self, request: &R) -> Result<(), ConnectionError>
+    where
+        R: klog_codec::protocol::client::Request,
+    {
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|_| klog_codec::protocol::client::ClientCodecError::UnknownApiKey(R::KEY))?;
+        let version = self.version(key)?;
+        let corr = self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let mut buf = BytesMut::new();
+        encode_request(&mut buf, corr, self.client_id.as_ref(), version, request)?;
+        self.push(Outgoing {
+            frame: buf.freeze(),
+            reply: None,
+        })
+    }
+}
+
+async fn wait_reply(
+    rx: oneshot::Receiver<Result<Bytes, ConnectionError>>,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    api_key: i16,
+) -> Result<Bytes, ConnectionError> {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(ConnectionError::Closed {
+            addr: shared.addr.clone(),
+        }),
+        Err(_) => {
+            // Later responses on this connection would be matched against a request
+            // nobody waits for; close it so that callers reconnect.
+            let error = ConnectionError::Timeout {
+                addr: shared.addr.clone(),
+                api_key,
+            };
+            shared.close(error.clone());
+            Err(error)
+        }
+    }
+}
+
+async fn writer(
+    shared: Arc<Shared>,
+    write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, write);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        // Write everything already queued, then flush once: one syscall for many
+        // small pipelined requests.
+        while let Some(out) = next.take() {
+            if let Some(reply) = out.reply {
+                let Ok(mut p) = shared.pending.lock() else {
+                    return;
+                };
+                if let Some(e) = &p.closed {
+                    let _ = reply.1.send(Err(e.clone()));
+                    continue;
+                }
+                p.queue.push_back(reply);
+            }
+            if let Err(e) = w.write_all(&out.frame).await {
+                shared.close(io_error(&shared.addr, e));
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = w.flush().await {
+            shared.close(io_error(&shared.addr, e));
+            return;
+        }
+        if shared.closed.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+    shared.close(ConnectionError::Closed {
+        addr: shared.addr.clone(),
+    });
+}
+
+fn io_error(addr: &str, e: std::io::Error) -> ConnectionError {
+    ConnectionError::Io {
+        addr: addr.to_owned(),
+        source: Arc::new(e),
+    }
+}
+
+async fn reader(shared: Arc<Shared>, mut read: OwnedReadHalf) {
+    let error = loop {
+        let size = match read.read_i32().await {
+            Ok(s) => i64::from(s),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break ConnectionError::Closed {
+                    addr: shared.addr.clone(),
+                };
+            }
+            Err(e) => break io_error(&shared.addr, e),
+        };
+        if !(4..=MAX_RESPONSE_SIZE).contains(&size) {
+            break ConnectionError::FrameTooLarge {
+                addr: shared.addr.clone(),
+                size,
+            };
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        if let Err(e) = read.read_exact(&mut frame).await {
+            break io_error(&shared.addr, e);
+        }
+        let frame = frame.freeze();
+        let got = response_correlation_id(&frame).unwrap_or(-1);
+        let Ok(mut p) = shared.pending.lock() else {
+            return;
+        };
+        match p.queue.pop_front() {
+            Some((expected, reply)) if expected == got => {
+                let _ = reply.send(Ok(frame));
+            }
+            Some((expected, reply)) => {
+                let e = ConnectionError::CorrelationMismatch {
+                    addr: shared.addr.clone(),
+                    expected,
+                    got,
+                };
+                let _ = reply.send(Err(e.clone()));
+                drop(p);
+                break e;
+            }
+            None => {
+                drop(p);
+                break ConnectionError::CorrelationMismatch {
+                    addr: shared.addr.clone(),
+                    expected: -1,
+                    got,
+                };
+            }
+        }
+        if shared.closed.load(Ordering::Acquire) {
+            break ConnectionError::Closed {
+                addr: shared.addr.clone(),
+            };
+        }
+    };
+    shared.close(error);
+}

@@ -1,0 +1,48 @@
+//! An async Kafka-protocol client for klog: a producer, a consumer without group
+//! membership, and an admin client.
+//!
+//! It speaks only the Kafka protocol (negotiating versions with ApiVersions on every
+//! connection), so it works against klog and against any Kafka broker since 1.0.
+//!
+//! ```text
+//!  Producer::send ──► per-partition batches (klog-codec builder, in place)
+//!                      └─► sender task ──► Produce, pipelined per broker ──┐
+//!  Consumer::poll ◄── decode ◄── prefetch channel ◄── fetcher task ◄── Fetch ◄┤
+//!  Admin ──► CreateTopics / DeleteTopics (controller), Metadata, DescribeConfigs
+//!                                                                            │
+//!        Cluster: metadata cache, one pipelined Connection per broker ◄──────┘
+//! ```
+//!
+//! * [`producer`]: batching, compression (every codec), `acks`, `linger.ms`,
+//!   `batch.size`, `buffer.memory` backpressure, idempotence (on by default),
+//!   retries for retriable errors only, delivery futures with offset and timestamp.
+//! * [`consumer`]: assign partitions, seek (beginning, end, offset, timestamp),
+//!   prefetching fetches, decompression and CRC checks, `max.poll.records`, a
+//!   `Stream` of records.
+//! * [`admin`]: create, delete, list and describe topics; describe configs.
+//! * [`error`]: one error enum per failure domain, each saying whether it is
+//!   retriable.
+//!
+//! Not here (yet): consumer groups and committed offsets, transactions, SASL/TLS.
+//! Partitioners live in `klog-assign`; wire formats in `klog-codec`.
+//!
+//! Everything runs on the caller's tokio runtime; the producer and consumer spawn
+//! their background tasks when created or first polled.
+
+pub mod admin;
+mod cluster;
+mod conn;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+
+pub use admin::{Admin, ConfigEntry, ConfigResource, NewTopic};
+pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
+pub use consumer::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Offset, RecordStream, TopicPartition,
+};
+pub use error::{AdminError, ClientError, ConnectionError, ConsumeError, ProduceError};
+pub use klog_codec::{Compression, OwnedHeader};
+pub use producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
