@@ -75,7 +75,7 @@ fn broker_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
         .build()
         .expect("runtime");
     let n: usize = 20_000;
-    let producer_task = rt.block_on(async {
+    let producer = rt.block_on(async {
         let admin = Admin::new(ClientConfig::new(&addr)).expect("admin");
         admin
             .create_topics(&[NewTopic::new("restart", 2)])
@@ -87,25 +87,25 @@ fn broker_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
         config.batch_size = 2048;
         config.linger = Duration::from_millis(1);
         config.client.request_timeout = Duration::from_secs(5);
-        let producer = Producer::new(config).await.expect("producer");
-        tokio::spawn(async move {
-            let mut deliveries = Vec::with_capacity(n);
-            for i in 0..n {
-                let r = ProducerRecord::new("restart", format!("{i:08}"))
-                    .with_key(format!("k{}", i % 10));
-                deliveries.push(producer.send(r).await?);
-                if i % 200 == 0 {
-                    // Spread the stream over time so the restarts land inside it.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+        Producer::new(config).await.expect("producer")
+    });
+    let producer_task = rt.spawn(async move {
+        let mut deliveries = Vec::with_capacity(n);
+        for i in 0..n {
+            let r =
+                ProducerRecord::new("restart", format!("{i:08}")).with_key(format!("k{}", i % 10));
+            deliveries.push(producer.send(r).await?);
+            if i % 200 == 0 {
+                // Spread the stream over time so the restarts land inside it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let mut offsets = Vec::with_capacity(n);
-            for d in deliveries {
-                offsets.push(d.await?);
-            }
-            producer.close().await;
-            Ok::<_, klog_client::ProduceError>(offsets)
-        })
+        }
+        let mut offsets = Vec::with_capacity(n);
+        for d in deliveries {
+            offsets.push(d.await?);
+        }
+        producer.close().await;
+        Ok::<_, klog_client::ProduceError>(offsets)
     });
     // Restart while the producer is sending.
     for _ in 0..2 {
