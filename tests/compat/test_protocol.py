@@ -47,8 +47,16 @@ def test_api_versions_ranges(broker):
     assert apis[2][0] <= 1 and apis[22][0] == 0
     # Trap 4: Metadata stays below the flexible v9.
     assert apis[3][1] == 8
-    # Trap 7: nothing advertised that is not implemented (no groups yet, no SASL).
-    assert set(apis) == {0, 1, 2, 3, 18, 19, 20, 22, 32}
+    # Trap 2: consumer-group versions librdkafka 2.0.2 probes for.
+    assert apis[10][0] == 0  # FindCoordinator 0 (also gates its LZ4 feature)
+    for key in (11, 12, 13, 14):  # JoinGroup, Heartbeat, LeaveGroup, SyncGroup 0
+        assert apis[key][0] == 0
+    assert apis[8][0] <= 2 and apis[9][0] <= 1  # OffsetCommit 2, OffsetFetch 1
+    # Groups stop below their flexible versions.
+    assert apis[8][1] == 7 and apis[9][1] == 5 and apis[11][1] == 5
+    # Trap 7: nothing advertised that is not implemented (no SASL, no transactions).
+    assert set(apis) == {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32,
+                         42, 47}
 
 
 def test_api_versions_v3_flexible_request(broker):

@@ -99,6 +99,7 @@ pub struct Broker {
     admin: Mutex<()>,
     producer_ids: Mutex<ProducerIdAllocator>,
     cluster_id: String,
+    groups: crate::groups::Groups,
 }
 
 impl std::fmt::Debug for Broker {
@@ -147,6 +148,7 @@ impl Broker {
         )?;
         let producer_ids = ProducerIdAllocator::open(&first).map_err(io_err(&first))?;
         let cluster_id = format!("klog-{}", config.node_id);
+        let groups = crate::groups::Groups::new(&config);
         let broker = Self {
             config,
             logs,
@@ -154,6 +156,7 @@ impl Broker {
             admin: Mutex::new(()),
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
+            groups,
         };
         let mut known = std::collections::BTreeSet::new();
         for meta in metas {
@@ -172,7 +175,13 @@ impl Broker {
                 tracing::warn!(partition = %tp, "log folder belongs to no known topic; left untouched");
             }
         }
+        broker.groups.start(&broker)?;
         Ok(Arc::new(broker))
+    }
+
+    /// Consumer groups: the group coordinator and its persistence.
+    pub fn groups(&self) -> &crate::groups::Groups {
+        &self.groups
     }
 
     fn open_topic(&self, meta: TopicMeta, now: i64) -> Result<Arc<Topic>, StartError> {
@@ -439,7 +448,8 @@ impl Broker {
         version: i16,
     ) -> MetadataResponseTopic {
         let base = MetadataResponseTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))));
+            .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+            .with_is_internal(name == klog_coordinator::OFFSETS_TOPIC);
         match topic {
             Err(error_code) => base.with_error_code(error_code),
             Ok(t) => base.with_partitions(

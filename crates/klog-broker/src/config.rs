@@ -64,6 +64,19 @@ pub struct BrokerConfig {
     pub fetch_mode: FetchMode,
     /// Defaults for every partition log (segment, retention, flush, message size).
     pub log: LogConfig,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is
+    /// created.
+    pub offsets_topic_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
     /// Every key that was set explicitly, as given (for DescribeConfigs).
     pub explicit: BTreeMap<String, String>,
 }
@@ -97,6 +110,12 @@ impl Default for BrokerConfig {
             checkpoint_interval_ms: 60_000,
             fetch_mode: FetchMode::Sendfile,
             log,
+            offsets_topic_partitions: 50,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * DAY_MS,
+            offsets_retention_check_interval_ms: 600_000,
             explicit: BTreeMap::new(),
         }
     }
@@ -235,6 +254,18 @@ impl BrokerConfig {
                 "log.flush.offset.checkpoint.interval.ms" => {
                     c.checkpoint_interval_ms = positive(k, v)?
                 }
+                "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(k, v)?,
+                "group.initial.rebalance.delay.ms" => {
+                    c.group_initial_rebalance_delay_ms = num::<u32>(k, v)?.into()
+                }
+                "group.min.session.timeout.ms" => c.group_min_session_timeout_ms = positive(k, v)?,
+                "group.max.session.timeout.ms" => c.group_max_session_timeout_ms = positive(k, v)?,
+                "offsets.retention.minutes" => {
+                    c.offsets_retention_ms = positive::<i64>(k, v)?.saturating_mul(60_000)
+                }
+                "offsets.retention.check.interval.ms" => {
+                    c.offsets_retention_check_interval_ms = positive(k, v)?
+                }
                 "klog.fetch.mode" => {
                     c.fetch_mode = match v {
                         "sendfile" => FetchMode::Sendfile,
@@ -281,6 +312,13 @@ impl BrokerConfig {
                 }
             }
             c.explicit.insert(key, value);
+        }
+        if c.group_min_session_timeout_ms > c.group_max_session_timeout_ms {
+            return Err(err(
+                "group.min.session.timeout.ms",
+                &c.group_min_session_timeout_ms.to_string(),
+                "must not exceed group.max.session.timeout.ms",
+            ));
         }
         c.advertised = match advertised {
             Some(a) => a,
@@ -333,6 +371,39 @@ mod tests {
         assert!(!c.auto_create_topics);
         assert_eq!(c.node_id, 7);
         assert_eq!(unknown, vec!["mystery.key".to_owned()]);
+    }
+
+    #[test]
+    fn group_coordinator_keys() {
+        let (c, _) = BrokerConfig::from_pairs(Vec::new()).expect("defaults");
+        assert_eq!(c.offsets_topic_partitions, 50);
+        assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+        assert_eq!(c.offsets_retention_ms, 7 * DAY_MS);
+        let (c, unknown) = BrokerConfig::from_pairs(pairs(&[
+            ("offsets.topic.num.partitions", "3"),
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("group.min.session.timeout.ms", "100"),
+            ("group.max.session.timeout.ms", "200"),
+            ("offsets.retention.minutes", "2"),
+        ]))
+        .expect("parse");
+        assert!(unknown.is_empty());
+        assert_eq!(c.offsets_topic_partitions, 3);
+        assert_eq!(c.group_initial_rebalance_delay_ms, 0);
+        assert_eq!(
+            (
+                c.group_min_session_timeout_ms,
+                c.group_max_session_timeout_ms
+            ),
+            (100, 200)
+        );
+        assert_eq!(c.offsets_retention_ms, 120_000);
+        let e = BrokerConfig::from_pairs(pairs(&[("group.min.session.timeout.ms", "999999999")]))
+            .expect_err("min above max");
+        assert_eq!(e.key, "group.min.session.timeout.ms");
+        let e = BrokerConfig::from_pairs(pairs(&[("offsets.topic.num.partitions", "0")]))
+            .expect_err("zero");
+        assert_eq!(e.key, "offsets.topic.num.partitions");
     }
 
     #[test]

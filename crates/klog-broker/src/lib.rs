@@ -16,14 +16,18 @@
 //! regions (sendfile) with long polling woken by appends, keeps topic metadata and
 //! producer ids on disk, and runs retention/flush/checkpoint in the background.
 //!
-//! What it does not do (yet): replication to other brokers, consumer groups,
-//! transactions, TLS and SASL. The seams for replication are in place: batches carry
+//! Consumer groups: [`groups`] runs the `klog-coordinator` state machine, keeping
+//! offsets and group metadata in the internal `__consumer_offsets` topic.
+//!
+//! What it does not do (yet): replication to other brokers, transactions, TLS and
+//! SASL. The seams for replication are in place: batches carry
 //! the leader epoch, the high watermark is derived from the in-sync replicas, and
 //! `acks=all` waits on it.
 
 pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod groups;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;

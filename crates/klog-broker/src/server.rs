@@ -45,6 +45,10 @@ pub async fn run(
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(maintenance(broker.clone(), stop_rx.clone()));
+    let group_timer = tokio::spawn(crate::groups::Groups::run_timer(
+        broker.clone(),
+        stop_rx.clone(),
+    ));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -82,6 +86,7 @@ pub async fn run(
         connections.abort_all();
     }
     let _ = maintenance.await;
+    let _ = group_timer.await;
     Ok(())
 }
 
@@ -153,6 +158,7 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    let peer = stream.peer_addr().ok();
     let (mut reader, mut writer) = stream.into_split();
     let max = broker.config().socket_request_max_bytes;
     let fetch_mode = broker.config().fetch_mode;
@@ -167,7 +173,7 @@ async fn serve_connection(
         let (header, body_at) = parse_request_header(&frame)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let body = frame.slice(body_at..);
-        let reply = handle(&broker, &header, body, &stop).await?;
+        let reply = handle(&broker, &header, body, &stop, peer).await?;
         match reply {
             Reply::None => {}
             Reply::Frame(bytes) => writer.write_all(&bytes).await?,
@@ -185,6 +191,7 @@ async fn handle(
     header: &RequestHeader,
     body: Bytes,
     stop: &watch::Receiver<bool>,
+    peer: Option<std::net::SocketAddr>,
 ) -> io::Result<Reply> {
     let request = match decode_request(header, body) {
         Ok(r) => r,
@@ -226,6 +233,46 @@ async fn handle(
         Request::DeleteTopics(r) => frame(header, &broker.delete_topics(&r)),
         Request::InitProducerId(r) => frame(header, &broker.init_producer_id(&r)),
         Request::DescribeConfigs(r) => frame(header, &broker.describe_configs(&r)),
+        // Consumer groups (crate::groups).
+        Request::FindCoordinator(r) => frame(
+            header,
+            &broker
+                .groups()
+                .find_coordinator(broker, &r, header.api_version),
+        ),
+        Request::JoinGroup(r) => {
+            let resp = broker
+                .groups()
+                .join_group(broker, header, peer, r, stop)
+                .await;
+            frame(header, &resp)
+        }
+        Request::SyncGroup(r) => {
+            let resp = broker.groups().sync_group(broker, r, stop).await;
+            frame(header, &resp)
+        }
+        Request::Heartbeat(r) => frame(header, &broker.groups().heartbeat(&r)),
+        Request::LeaveGroup(r) => frame(
+            header,
+            &broker.groups().leave_group(broker, &r, header.api_version),
+        ),
+        Request::OffsetCommit(r) => frame(
+            header,
+            &broker
+                .groups()
+                .offset_commit(broker, &r, header.api_version),
+        ),
+        Request::OffsetFetch(r) => frame(
+            header,
+            &broker.groups().offset_fetch(&r, header.api_version),
+        ),
+        Request::ListGroups(r) => frame(header, &broker.groups().list_groups(&r)),
+        Request::DescribeGroups(r) => frame(
+            header,
+            &broker.groups().describe_groups(&r, header.api_version),
+        ),
+        Request::DeleteGroups(r) => frame(header, &broker.groups().delete_groups(broker, &r)),
+        Request::OffsetDelete(r) => frame(header, &broker.groups().offset_delete(broker, &r)),
         other => {
             tracing::warn!(?other, "request decoded but not handled");
             Err(io::Error::new(

@@ -7,8 +7,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -27,6 +30,24 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     /// Metadata (key 3).
     Metadata(MetadataRequest),
+    /// OffsetCommit (key 8).
+    OffsetCommit(OffsetCommitRequest),
+    /// OffsetFetch (key 9).
+    OffsetFetch(OffsetFetchRequest),
+    /// FindCoordinator (key 10).
+    FindCoordinator(FindCoordinatorRequest),
+    /// JoinGroup (key 11).
+    JoinGroup(JoinGroupRequest),
+    /// Heartbeat (key 12).
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup (key 13).
+    LeaveGroup(LeaveGroupRequest),
+    /// SyncGroup (key 14).
+    SyncGroup(SyncGroupRequest),
+    /// DescribeGroups (key 15).
+    DescribeGroups(DescribeGroupsRequest),
+    /// ListGroups (key 16).
+    ListGroups(ListGroupsRequest),
     /// ApiVersions (key 18).
     ApiVersions(ApiVersionsRequest),
     /// CreateTopics (key 19).
@@ -37,6 +58,10 @@ pub enum Request {
     InitProducerId(InitProducerIdRequest),
     /// DescribeConfigs (key 32).
     DescribeConfigs(DescribeConfigsRequest),
+    /// DeleteGroups (key 42).
+    DeleteGroups(DeleteGroupsRequest),
+    /// OffsetDelete (key 47).
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// Why a request could not be turned into a [`Request`].
@@ -105,11 +130,22 @@ pub fn decode_request(header: &RequestHeader, body: Bytes) -> Result<Request, Re
         ApiKey::Fetch => Request::Fetch(decode_body(header, body)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode_body(header, body)?),
         ApiKey::Metadata => Request::Metadata(decode_body(header, body)?),
+        ApiKey::OffsetCommit => Request::OffsetCommit(decode_body(header, body)?),
+        ApiKey::OffsetFetch => Request::OffsetFetch(decode_body(header, body)?),
+        ApiKey::FindCoordinator => Request::FindCoordinator(decode_body(header, body)?),
+        ApiKey::JoinGroup => Request::JoinGroup(decode_body(header, body)?),
+        ApiKey::Heartbeat => Request::Heartbeat(decode_body(header, body)?),
+        ApiKey::LeaveGroup => Request::LeaveGroup(decode_body(header, body)?),
+        ApiKey::SyncGroup => Request::SyncGroup(decode_body(header, body)?),
+        ApiKey::DescribeGroups => Request::DescribeGroups(decode_body(header, body)?),
+        ApiKey::ListGroups => Request::ListGroups(decode_body(header, body)?),
         ApiKey::ApiVersions => Request::ApiVersions(decode_body(header, body)?),
         ApiKey::CreateTopics => Request::CreateTopics(decode_body(header, body)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(header, body)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode_body(header, body)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(header, body)?),
+        ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(header, body)?),
+        ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(header, body)?),
         _ => return Err(RequestError::UnsupportedApi(header.api_key)),
     })
 }
@@ -186,8 +222,8 @@ mod tests {
             })
         );
         assert_eq!(
-            decode_request(&header(11, 0), Bytes::new()),
-            Err(RequestError::UnsupportedApi(11))
+            decode_request(&header(17, 0), Bytes::new()),
+            Err(RequestError::UnsupportedApi(17))
         );
     }
 

@@ -59,11 +59,26 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     },
     row(ApiKey::ListOffsets, 1, 5),
     row(ApiKey::Metadata, 1, 8),
+    // Consumer groups: OffsetCommit v8+, OffsetFetch v6+, FindCoordinator v3+,
+    // JoinGroup v6+, Heartbeat v4+, LeaveGroup v4+, SyncGroup v4+, DescribeGroups
+    // v5+ and ListGroups v3+ are flexible; the ranges stop below them. FindCoordinator
+    // 0 and JoinGroup/SyncGroup/Heartbeat/LeaveGroup 0 are librdkafka 2.0.2 probes.
+    row(ApiKey::OffsetCommit, 2, 7),
+    row(ApiKey::OffsetFetch, 1, 5),
+    row(ApiKey::FindCoordinator, 0, 2),
+    row(ApiKey::JoinGroup, 0, 5),
+    row(ApiKey::Heartbeat, 0, 3),
+    row(ApiKey::LeaveGroup, 0, 3),
+    row(ApiKey::SyncGroup, 0, 3),
+    row(ApiKey::DescribeGroups, 0, 4),
+    row(ApiKey::ListGroups, 0, 2),
     row(ApiKey::ApiVersions, 0, 3),
     row(ApiKey::CreateTopics, 2, 4),
     row(ApiKey::DeleteTopics, 1, 3),
     row(ApiKey::InitProducerId, 0, 1),
     row(ApiKey::DescribeConfigs, 1, 2),
+    row(ApiKey::DeleteGroups, 0, 1),
+    row(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The table row for `api_key`, if klog serves that API.
@@ -96,6 +111,13 @@ mod tests {
             (ApiKey::Fetch, 10),
             (ApiKey::ListOffsets, 1),
             (ApiKey::InitProducerId, 0),
+            (ApiKey::OffsetCommit, 2),
+            (ApiKey::OffsetFetch, 1),
+            (ApiKey::FindCoordinator, 0),
+            (ApiKey::JoinGroup, 0),
+            (ApiKey::SyncGroup, 0),
+            (ApiKey::Heartbeat, 0),
+            (ApiKey::LeaveGroup, 0),
         ] {
             assert!(advertised(key, version), "{key:?} v{version}");
         }

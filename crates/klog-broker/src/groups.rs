@@ -1,0 +1,764 @@
+//! The tokio side of consumer groups: owns the [`GroupCoordinator`] state machine,
+//! turns group requests into its events, performs the actions it hands back, and
+//! drives its timers.
+//!
+//! ```text
+//!  JoinGroup/SyncGroup ──► coordinator.join/sync ──► RespondJoin/RespondSync
+//!      │ (await a oneshot keyed by RequestId)            │ completes the oneshot
+//!  Heartbeat, LeaveGroup, OffsetCommit, ... ──► immediate answer
+//!  timer task, every TICK ──► coordinator.tick(now)
+//!  PersistOffsets / PersistGroupMetadata ──► BatchBuilder batch ──► Partition::append
+//!                                               on __consumer_offsets (like Produce)
+//! ```
+//!
+//! One mutex guards the state machine and the table of waiting requests; actions are
+//! performed under it, in order, so a record is appended before any response that
+//! depends on it is released. Appends go to the page cache (flushed like any log),
+//! so holding the lock across them is short.
+//!
+//! At start-up the `__consumer_offsets` topic is created if missing
+//! (`offsets.topic.num.partitions`, no time retention, since klog has no log
+//! compaction yet) and every partition is replayed into the coordinator.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use klog_codec::protocol::messages::delete_groups_response::DeletableGroupResult;
+use klog_codec::protocol::messages::describe_groups_response::{
+    DescribedGroup, DescribedGroupMember,
+};
+use klog_codec::protocol::messages::leave_group_response::MemberResponse;
+use klog_codec::protocol::messages::list_groups_response::ListedGroup;
+use klog_codec::protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use klog_codec::protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use klog_codec::protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use klog_codec::protocol::messages::{
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    join_group_response::JoinGroupResponseMember,
+};
+use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes};
+use klog_coordinator::{
+    Action, CommitPartition, CoordinatorConfig, GroupCoordinator, JoinResponse, MemberRef,
+    OFFSETS_TOPIC, OffsetCommit, Protocol, RequestId, SyncResponse, build_batch,
+};
+use tokio::sync::{oneshot, watch};
+
+use crate::broker::{Broker, StartError, now_ms};
+use crate::config::BrokerConfig;
+
+/// How often the timer task calls `tick`: the resolution of session and rebalance
+/// timeouts.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// `segment.bytes` of `__consumer_offsets` (Kafka's `offsets.topic.segment.bytes`).
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+
+struct Inner {
+    coordinator: GroupCoordinator,
+    next_request: RequestId,
+    joins: HashMap<RequestId, oneshot::Sender<JoinResponse>>,
+    syncs: HashMap<RequestId, oneshot::Sender<SyncResponse>>,
+}
+
+/// Consumer-group support of the broker.
+pub struct Groups {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Groups").finish_non_exhaustive()
+    }
+}
+
+fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+impl Groups {
+    /// A coordinator configured from the broker's settings, with no groups loaded.
+    pub fn new(config: &BrokerConfig) -> Self {
+        let coordinator = GroupCoordinator::new(CoordinatorConfig {
+            offsets_topic_partitions: config.offsets_topic_partitions,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            offsets_retention_ms: config.offsets_retention_ms,
+            offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
+            member_id_seed: now_ms() as u64,
+            ..CoordinatorConfig::default()
+        });
+        Self {
+            inner: Mutex::new(Inner {
+                coordinator,
+                next_request: 0,
+                joins: HashMap::new(),
+                syncs: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates `__consumer_offsets` if missing and replays it into the coordinator.
+    pub fn start(&self, broker: &Broker) -> Result<(), StartError> {
+        let wanted = broker.config().offsets_topic_partitions;
+        let topic = match broker.topic(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let overrides = [
+                    ("retention.ms".to_owned(), "-1".to_owned()),
+                    ("segment.bytes".to_owned(), OFFSETS_SEGMENT_BYTES.to_owned()),
+                ]
+                .into_iter()
+                .collect();
+                match broker.create_topic(OFFSETS_TOPIC, wanted, 1, overrides, false) {
+                    Ok(Some(t)) => t,
+                    Ok(None) | Err(_) => {
+                        return Err(StartError::Io {
+                            path: broker
+                                .config()
+                                .log_dirs
+                                .first()
+                                .cloned()
+                                .unwrap_or_default(),
+                            source: std::io::Error::other(format!("cannot create {OFFSETS_TOPIC}")),
+                        });
+                    }
+                }
+            }
+        };
+        let mut inner = self.lock();
+        if topic.meta.partitions != wanted {
+            // The mapping must match the records already written: keep the topic's.
+            tracing::warn!(
+                existing = topic.meta.partitions,
+                configured = wanted,
+                "{OFFSETS_TOPIC} exists with a different partition count; using the existing one"
+            );
+            let mut config = inner.coordinator.config().clone();
+            config.offsets_topic_partitions = topic.meta.partitions;
+            inner.coordinator = GroupCoordinator::new(config);
+        }
+        let mut loaded = 0usize;
+        for p in &topic.partitions {
+            let log = p.log();
+            let mut offset = log.log_start_offset();
+            let end = log.log_end_offset();
+            while offset < end {
+                let bytes = log
+                    .read_to_vec(offset, 1 << 20, end)
+                    .map_err(|e| StartError::Io {
+                        path: log.dir().to_owned(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                let mut next = offset;
+                for batch in klog_codec::RecordBatches::new(&bytes) {
+                    match batch {
+                        Ok((_, b)) => next = b.next_offset(),
+                        Err(_) => break,
+                    }
+                }
+                let replayed = klog_coordinator::schema::for_each_record(&bytes, |at, k, v| {
+                    if let Err(e) = inner.coordinator.load_record(k, v) {
+                        tracing::warn!(partition = p.index, offset = at, error = %e, "skipping unreadable group record");
+                    }
+                    loaded += 1;
+                    Ok(())
+                });
+                if let Err(e) = replayed {
+                    tracing::error!(partition = p.index, error = %e, "stopped replaying a damaged partition");
+                    break;
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+        inner.coordinator.finish_loading(now_ms());
+        let groups = inner.coordinator.list_groups().len();
+        tracing::info!(records = loaded, groups, "loaded consumer groups");
+        Ok(())
+    }
+
+    /// Performs actions in order; returns whether every append succeeded.
+    fn perform(&self, broker: &Broker, inner: &mut Inner, actions: Vec<Action>) -> bool {
+        let mut ok = true;
+        for action in actions {
+            match action {
+                Action::RespondJoin { request, response } => {
+                    if let Some(tx) = inner.joins.remove(&request) {
+                        let _ = tx.send(response);
+                    }
+                }
+                Action::RespondSync { request, response } => {
+                    if let Some(tx) = inner.syncs.remove(&request) {
+                        let _ = tx.send(response);
+                    }
+                }
+                Action::PersistGroupMetadata {
+                    partition,
+                    group,
+                    record,
+                } => ok &= append(broker, partition, &group, &[record]),
+                Action::PersistOffsets {
+                    partition,
+                    group,
+                    records,
+                } => ok &= append(broker, partition, &group, &records),
+                other => tracing::error!(?other, "unknown coordinator action"),
+            }
+        }
+        ok
+    }
+
+    /// Drives `tick` until `stop` turns true.
+    pub async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let groups = broker.groups();
+            let mut inner = groups.lock();
+            inner.coordinator.tick(now_ms());
+            let actions = inner.coordinator.take_actions();
+            groups.perform(&broker, &mut inner, actions);
+        }
+    }
+
+    // -------------------------------------------------------------------------------
+    // FindCoordinator
+
+    /// FindCoordinator: this node coordinates every group (single node).
+    pub fn find_coordinator(
+        &self,
+        broker: &Broker,
+        req: &FindCoordinatorRequest,
+        version: i16,
+    ) -> FindCoordinatorResponse {
+        let (host, port) = &broker.config().advertised;
+        let mut r = FindCoordinatorResponse::default();
+        if req.key_type != 0 {
+            // Transaction coordinators (key type 1) are not supported.
+            r.error_code = code(ResponseError::CoordinatorNotAvailable);
+            r.node_id = BrokerId(-1);
+            r.port = -1;
+            if version >= 1 {
+                r.error_message = Some(str_bytes("transactions are not supported"));
+            }
+            return r;
+        }
+        r.node_id = BrokerId(broker.config().node_id);
+        r.host = str_bytes(host.clone());
+        r.port = i32::from(*port);
+        r
+    }
+
+    // -------------------------------------------------------------------------------
+    // JoinGroup / SyncGroup (may wait)
+
+    /// JoinGroup: waits until the coordinator answers (the rebalance completes), or
+    /// answers NOT_COORDINATOR if the broker stops first.
+    pub async fn join_group(
+        &self,
+        broker: &Broker,
+        header: &RequestHeader,
+        peer: Option<SocketAddr>,
+        req: JoinGroupRequest,
+        stop: &watch::Receiver<bool>,
+    ) -> JoinGroupResponse {
+        let version = header.api_version;
+        let member_id = req.member_id.as_str().to_owned();
+        let rx = {
+            let mut inner = self.lock();
+            inner.next_request += 1;
+            let request = inner.next_request;
+            let (tx, rx) = oneshot::channel();
+            inner.joins.insert(request, tx);
+            let event = klog_coordinator::JoinGroup {
+                request,
+                version,
+                group_id: req.group_id.0.as_str().to_owned(),
+                member_id: member_id.clone(),
+                group_instance_id: req
+                    .group_instance_id
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+                client_id: header.client_id.clone().unwrap_or_default(),
+                client_host: peer.map_or_else(|| "/unknown".to_owned(), |p| format!("/{}", p.ip())),
+                session_timeout_ms: req.session_timeout_ms,
+                // v0 has no rebalance timeout: Kafka uses the session timeout.
+                rebalance_timeout_ms: if version >= 1 {
+                    req.rebalance_timeout_ms
+                } else {
+                    req.session_timeout_ms
+                },
+                protocol_type: req.protocol_type.as_str().to_owned(),
+                protocols: req
+                    .protocols
+                    .iter()
+                    .map(|p| Protocol {
+                        name: p.name.as_str().to_owned(),
+                        metadata: p.metadata.clone(),
+                    })
+                    .collect(),
+            };
+            inner.coordinator.join(event, now_ms());
+            let actions = inner.coordinator.take_actions();
+            self.perform(broker, &mut inner, actions);
+            rx
+        };
+        let response = wait(rx, stop).await.unwrap_or_else(|| JoinResponse {
+            error: code(ResponseError::NotCoordinator),
+            generation_id: -1,
+            protocol_name: None,
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        });
+        let mut r = JoinGroupResponse::default()
+            .with_error_code(response.error)
+            .with_generation_id(response.generation_id)
+            // Non-nullable before v7.
+            .with_protocol_name(Some(str_bytes(response.protocol_name.unwrap_or_default())))
+            .with_leader(str_bytes(response.leader))
+            .with_member_id(str_bytes(response.member_id));
+        r.members = response
+            .members
+            .into_iter()
+            .map(|m| {
+                let mut jm = JoinGroupResponseMember::default()
+                    .with_member_id(str_bytes(m.member_id))
+                    .with_metadata(m.metadata);
+                if version >= 5 {
+                    jm.group_instance_id = m.group_instance_id.map(str_bytes);
+                }
+                jm
+            })
+            .collect();
+        r
+    }
+
+    /// SyncGroup: waits for the leader's assignment.
+    pub async fn sync_group(
+        &self,
+        broker: &Broker,
+        req: SyncGroupRequest,
+        stop: &watch::Receiver<bool>,
+    ) -> SyncGroupResponse {
+        let rx = {
+            let mut inner = self.lock();
+            inner.next_request += 1;
+            let request = inner.next_request;
+            let (tx, rx) = oneshot::channel();
+            inner.syncs.insert(request, tx);
+            let event = klog_coordinator::SyncGroup {
+                request,
+                group_id: req.group_id.0.as_str().to_owned(),
+                generation_id: req.generation_id,
+                member_id: req.member_id.as_str().to_owned(),
+                group_instance_id: req
+                    .group_instance_id
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+                assignments: req
+                    .assignments
+                    .iter()
+                    .map(|a| (a.member_id.as_str().to_owned(), a.assignment.clone()))
+                    .collect(),
+            };
+            inner.coordinator.sync(event, now_ms());
+            let actions = inner.coordinator.take_actions();
+            self.perform(broker, &mut inner, actions);
+            rx
+        };
+        let response = wait(rx, stop).await.unwrap_or(SyncResponse {
+            error: code(ResponseError::NotCoordinator),
+            assignment: Bytes::new(),
+        });
+        SyncGroupResponse::default()
+            .with_error_code(response.error)
+            .with_assignment(response.assignment)
+    }
+
+    // -------------------------------------------------------------------------------
+    // Immediate answers
+
+    /// Heartbeat.
+    pub fn heartbeat(&self, req: &HeartbeatRequest) -> HeartbeatResponse {
+        let mut inner = self.lock();
+        let error = inner.coordinator.heartbeat(
+            req.group_id.0.as_str(),
+            req.generation_id,
+            &MemberRef {
+                member_id: req.member_id.as_str().to_owned(),
+                group_instance_id: req
+                    .group_instance_id
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+            },
+            now_ms(),
+        );
+        HeartbeatResponse::default().with_error_code(error)
+    }
+
+    /// LeaveGroup: one member (v0-2) or a batch (v3).
+    pub fn leave_group(
+        &self,
+        broker: &Broker,
+        req: &LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveGroupResponse {
+        let members: Vec<MemberRef> = if version >= 3 {
+            req.members
+                .iter()
+                .map(|m| MemberRef {
+                    member_id: m.member_id.as_str().to_owned(),
+                    group_instance_id: m.group_instance_id.as_ref().map(|s| s.as_str().to_owned()),
+                })
+                .collect()
+        } else {
+            vec![MemberRef {
+                member_id: req.member_id.as_str().to_owned(),
+                group_instance_id: None,
+            }]
+        };
+        let result = {
+            let mut inner = self.lock();
+            let result = inner
+                .coordinator
+                .leave(req.group_id.0.as_str(), members, now_ms());
+            let actions = inner.coordinator.take_actions();
+            self.perform(broker, &mut inner, actions);
+            result
+        };
+        if version < 3 {
+            let error = result.members.first().map_or(result.error, |(_, e)| *e);
+            return LeaveGroupResponse::default().with_error_code(if result.error != 0 {
+                result.error
+            } else {
+                error
+            });
+        }
+        LeaveGroupResponse::default()
+            .with_error_code(result.error)
+            .with_members(
+                result
+                    .members
+                    .into_iter()
+                    .map(|(m, e)| {
+                        MemberResponse::default()
+                            .with_member_id(str_bytes(m.member_id))
+                            .with_group_instance_id(m.group_instance_id.map(str_bytes))
+                            .with_error_code(e)
+                    })
+                    .collect(),
+            )
+    }
+
+    /// OffsetCommit: accepted offsets are appended to `__consumer_offsets` before the
+    /// response; if that append fails they are reported COORDINATOR_NOT_AVAILABLE
+    /// (retriable).
+    pub fn offset_commit(
+        &self,
+        broker: &Broker,
+        req: &OffsetCommitRequest,
+        version: i16,
+    ) -> OffsetCommitResponse {
+        let event = OffsetCommit {
+            group_id: req.group_id.0.as_str().to_owned(),
+            generation_id: req.generation_id_or_member_epoch,
+            member_id: req.member_id.as_str().to_owned(),
+            group_instance_id: req
+                .group_instance_id
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
+            retention_time_ms: if version <= 4 {
+                req.retention_time_ms
+            } else {
+                -1
+            },
+            offsets: req
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| CommitPartition {
+                        topic: t.name.0.as_str().to_owned(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
+                    })
+                })
+                .collect(),
+        };
+        let (results, persisted) = {
+            let mut inner = self.lock();
+            let results = inner.coordinator.commit_offsets(event, now_ms());
+            let actions = inner.coordinator.take_actions();
+            let persisted = self.perform(broker, &mut inner, actions);
+            (results, persisted)
+        };
+        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+        for (topic, partition, mut error) in results {
+            if error == 0 && !persisted {
+                error = code(ResponseError::CoordinatorNotAvailable);
+            }
+            let p = OffsetCommitResponsePartition::default()
+                .with_partition_index(partition)
+                .with_error_code(error);
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == topic => t.partitions.push(p),
+                _ => topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(TopicName(str_bytes(topic)))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    /// OffsetFetch: `topics = null` (v2+) fetches every committed partition.
+    pub fn offset_fetch(&self, req: &OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        let wanted: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .flat_map(|t| {
+                    t.partition_indexes
+                        .iter()
+                        .map(|p| (t.name.0.as_str().to_owned(), *p))
+                })
+                .collect()
+        });
+        let fetched = self
+            .lock()
+            .coordinator
+            .fetch_offsets(req.group_id.0.as_str(), wanted.as_deref());
+        let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+        for f in fetched {
+            let mut p = OffsetFetchResponsePartition::default()
+                .with_partition_index(f.partition)
+                .with_committed_offset(f.offset)
+                .with_metadata(Some(str_bytes(f.metadata)));
+            if version >= 5 {
+                p.committed_leader_epoch = f.leader_epoch;
+            }
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == f.topic => t.partitions.push(p),
+                _ => topics.push(
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(str_bytes(f.topic)))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    /// ListGroups.
+    pub fn list_groups(&self, _req: &ListGroupsRequest) -> ListGroupsResponse {
+        let groups = self
+            .lock()
+            .coordinator
+            .list_groups()
+            .into_iter()
+            .map(|g| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(g.group_id)))
+                    .with_protocol_type(str_bytes(g.protocol_type))
+            })
+            .collect();
+        ListGroupsResponse::default().with_groups(groups)
+    }
+
+    /// DescribeGroups.
+    pub fn describe_groups(
+        &self,
+        req: &DescribeGroupsRequest,
+        version: i16,
+    ) -> DescribeGroupsResponse {
+        let inner = self.lock();
+        let groups = req
+            .groups
+            .iter()
+            .map(|id| {
+                let d = inner.coordinator.describe_group(id.0.as_str());
+                DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_group_state(str_bytes(d.state.name()))
+                    .with_protocol_type(str_bytes(d.protocol_type))
+                    .with_protocol_data(str_bytes(d.protocol))
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|m| {
+                                let mut dm = DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(m.member_id))
+                                    .with_client_id(str_bytes(m.client_id))
+                                    .with_client_host(str_bytes(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment);
+                                if version >= 4 {
+                                    dm.group_instance_id = m.group_instance_id.map(str_bytes);
+                                }
+                                dm
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        DescribeGroupsResponse::default().with_groups(groups)
+    }
+
+    /// DeleteGroups.
+    pub fn delete_groups(
+        &self,
+        broker: &Broker,
+        req: &DeleteGroupsRequest,
+    ) -> DeleteGroupsResponse {
+        let ids: Vec<String> = req
+            .groups_names
+            .iter()
+            .map(|g| g.0.as_str().to_owned())
+            .collect();
+        let results = {
+            let mut inner = self.lock();
+            let results = inner.coordinator.delete_groups(&ids, now_ms());
+            let actions = inner.coordinator.take_actions();
+            self.perform(broker, &mut inner, actions);
+            results
+        };
+        DeleteGroupsResponse::default().with_results(
+            results
+                .into_iter()
+                .map(|(g, e)| {
+                    DeletableGroupResult::default()
+                        .with_group_id(GroupId(str_bytes(g)))
+                        .with_error_code(e)
+                })
+                .collect(),
+        )
+    }
+
+    /// OffsetDelete.
+    pub fn offset_delete(
+        &self,
+        broker: &Broker,
+        req: &OffsetDeleteRequest,
+    ) -> OffsetDeleteResponse {
+        let partitions: Vec<(String, i32)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.as_str().to_owned(), p.partition_index))
+            })
+            .collect();
+        let (error, results) = {
+            let mut inner = self.lock();
+            let r = inner
+                .coordinator
+                .delete_offsets(req.group_id.0.as_str(), &partitions);
+            let actions = inner.coordinator.take_actions();
+            self.perform(broker, &mut inner, actions);
+            r
+        };
+        let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+        for (topic, partition, e) in results {
+            let p = OffsetDeleteResponsePartition::default()
+                .with_partition_index(partition)
+                .with_error_code(e);
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == topic => t.partitions.push(p),
+                _ => topics.push(
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(TopicName(str_bytes(topic)))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        OffsetDeleteResponse::default()
+            .with_error_code(error)
+            .with_topics(topics)
+    }
+}
+
+/// Waits for a delayed response; `None` if the broker stops first.
+async fn wait<T>(rx: oneshot::Receiver<T>, stop: &watch::Receiver<bool>) -> Option<T> {
+    let mut stop = stop.clone();
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        r = rx => r.ok(),
+        _ = stop.changed() => None,
+    }
+}
+
+/// Appends records for `group` to its `__consumer_offsets` partition through the
+/// normal partition append path.
+fn append(
+    broker: &Broker,
+    partition: i32,
+    group: &str,
+    records: &[klog_coordinator::OffsetsRecord],
+) -> bool {
+    let now = now_ms();
+    let Some(p) = broker.topic(OFFSETS_TOPIC).and_then(|t| {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i).cloned())
+    }) else {
+        tracing::error!(partition, group, "{OFFSETS_TOPIC} partition missing");
+        return false;
+    };
+    let mut batch = match build_batch(records, now) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(group, error = %e, "cannot encode group records");
+            return false;
+        }
+    };
+    match p.append(&mut batch, now) {
+        Ok(_) => true,
+        Err(error_code) => {
+            tracing::error!(
+                partition,
+                group,
+                error_code,
+                "appending group records failed"
+            );
+            false
+        }
+    }
+}
