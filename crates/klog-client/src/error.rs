@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use klog_codec::protocol::ResponseError;
+/// Kafka error codes as carried in responses (from the `kafka-protocol` crate).
+pub use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::client::ClientCodecError;
 
 /// A failure of one broker connection or of one request on it.

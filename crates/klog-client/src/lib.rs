@@ -42,6 +42,7 @@ pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Offset, RecordStream, TopicPartition,
 };
 pub use error::{AdminError, ClientError, ConnectionError, ConsumeError, ProduceError};
+pub use bytes::Bytes;
 pub use klog_codec::{Compression, OwnedHeader};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
