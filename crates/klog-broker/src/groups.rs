@@ -6,7 +6,8 @@
 //!  JoinGroup/SyncGroup ──► coordinator.join/sync ──► RespondJoin/RespondSync
 //!      │ (await a oneshot keyed by RequestId)            │ completes the oneshot
 //!  Heartbeat, LeaveGroup, OffsetCommit, ... ──► immediate answer
-//!  timer task, every TICK ──► coordinator.tick(now)
+//!  timer task, asleep until coordinator.next_deadline() or woken by any event
+//!                       ──► coordinator.tick(now)
 //!  PersistOffsets / PersistGroupMetadata ──► BatchBuilder batch ──► Partition::append
 //!                                               on __consumer_offsets (like Produce)
 //! ```
@@ -55,14 +56,13 @@ use klog_coordinator::{
     Action, CommitPartition, CoordinatorConfig, GroupCoordinator, JoinResponse, MemberRef,
     OFFSETS_TOPIC, OffsetCommit, Protocol, RequestId, SyncResponse, build_batch,
 };
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::broker::{Broker, StartError, now_ms};
 use crate::config::BrokerConfig;
 
-/// How often the timer task calls `tick`: the resolution of session and rebalance
-/// timeouts.
-pub const TICK: Duration = Duration::from_millis(50);
+/// How long the timer task sleeps when the coordinator has no deadline at all.
+const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 
 /// `segment.bytes` of `__consumer_offsets` (Kafka's `offsets.topic.segment.bytes`).
 const OFFSETS_SEGMENT_BYTES: &str = "104857600";
@@ -77,6 +77,10 @@ struct Inner {
 /// Consumer-group support of the broker.
 pub struct Groups {
     inner: Mutex<Inner>,
+    /// Signalled whenever a request touches the state machine, so the timer task
+    /// recomputes its next deadline (a new member's session, a rebalance that
+    /// started) instead of polling.
+    wake: Notify,
 }
 
 impl std::fmt::Debug for Groups {
@@ -113,10 +117,19 @@ impl Groups {
                 joins: HashMap::new(),
                 syncs: HashMap::new(),
             }),
+            wake: Notify::new(),
         }
     }
 
+    /// Locks the state machine to feed it an event, and tells the timer task to
+    /// look at its deadlines again once the event is in.
     fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.wake.notify_one();
+        self.lock_quiet()
+    }
+
+    /// Locks without waking the timer task (the timer task's own lock).
+    fn lock_quiet(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -233,20 +246,28 @@ impl Groups {
         ok
     }
 
-    /// Drives `tick` until `stop` turns true.
+    /// Drives `tick` until `stop` turns true: sleeps until the coordinator's next
+    /// deadline (a session or rebalance timeout, the offset-expiry check), or until
+    /// a request changes the state machine, never on a fixed polling interval.
     pub async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let groups = broker.groups();
+            let deadline = {
+                let mut inner = groups.lock_quiet();
+                inner.coordinator.tick(now_ms());
+                let actions = inner.coordinator.take_actions();
+                groups.perform(&broker, &mut inner, actions);
+                inner.coordinator.next_deadline()
+            };
+            let sleep = match deadline {
+                Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+                None => IDLE_SLEEP,
+            };
             tokio::select! {
-                _ = ticker.tick() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = groups.wake.notified() => {}
                 _ = stop.changed() => return,
             }
-            let groups = broker.groups();
-            let mut inner = groups.lock();
-            inner.coordinator.tick(now_ms());
-            let actions = inner.coordinator.take_actions();
-            groups.perform(&broker, &mut inner, actions);
         }
     }
 

@@ -418,7 +418,12 @@ impl GroupCoordinator {
             .map(|t| t + self.config.offsets_retention_check_interval_ms);
         let mut consider = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
         for g in self.groups.values() {
-            if let Some(t) = g.join_deadline {
+            // Only a rebalance in progress waits for its join deadline; `tick`
+            // ignores it in every other state, so reporting it would wake the timer
+            // for nothing.
+            if g.state == GroupState::PreparingRebalance
+                && let Some(t) = g.join_deadline
+            {
                 consider(t);
             }
             for &t in g.pending.values() {

@@ -319,7 +319,15 @@ fn run(c: &mut GroupCoordinator, line: &str) -> Vec<String> {
                 .collect();
             out.push(format!("fetch {}", per.join(" ")));
         }
-        "tick" => c.tick(a.i("t")),
+        "tick" => {
+            let now = a.i("t");
+            c.tick(now);
+            // The broker's timer sleeps until next_deadline(): after a tick nothing
+            // may be due any more, or the timer would spin.
+            if let Some(at) = c.next_deadline() {
+                assert!(at > now, "deadline {at} still due after tick at {now}");
+            }
+        }
         "describe" => {
             let d = c.describe_group(&a.s("group"));
             let members: Vec<String> = d.members.iter().map(|m| m.member_id.clone()).collect();
