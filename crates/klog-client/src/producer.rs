@@ -490,10 +490,8 @@ impl Producer {
         }
         inner.outstanding.fetch_add(1, Ordering::AcqRel);
         drop(guard);
-        if sealed || (fresh && inner.config.linger.is_zero()) {
-            inner.wake.notify_one();
-        } else if fresh {
-            // The sender must learn the new linger deadline.
+        // A sealed batch can go now; a fresh one sets a new linger deadline.
+        if sealed || fresh {
             inner.wake.notify_one();
         }
         Ok(DeliveryFuture { rx })
@@ -613,7 +611,15 @@ async fn sender(inner: Arc<Inner>) {
         let notified = inner.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (requests, next_deadline, closed) = drain(&inner);
+        let Drained {
+            requests,
+            expired,
+            next: next_deadline,
+            closed,
+        } = drain(&inner);
+        if !expired.is_empty() {
+            fail_expired(&inner, expired);
+        }
         for (node, batches) in requests {
             send_request(&inner, node, batches).await;
         }
@@ -635,8 +641,17 @@ async fn sender(inner: Arc<Inner>) {
     }
 }
 
-/// Requests by leader, the next time something is due, and whether to stop.
-type Drained = (Vec<(i32, Vec<Sent>)>, Option<Instant>, bool);
+/// What one pass of the sender found to do.
+struct Drained {
+    /// Produce requests to send, by leader.
+    requests: Vec<(i32, Vec<Sent>)>,
+    /// Batches that waited longer than `delivery.timeout.ms` without being sent.
+    expired: Vec<Sent>,
+    /// When something next becomes due (a linger or backoff deadline).
+    next: Option<Instant>,
+    /// Whether the producer is closed and has nothing left.
+    closed: bool,
+}
 
 /// Seals lingering batches and takes what can be sent now, grouped by leader.
 /// Returns the requests, the next time something becomes due, and whether the
@@ -653,7 +668,10 @@ fn drain(inner: &Inner) -> Drained {
         next = Some(next.map_or(t, |n: Instant| n.min(t)));
     };
     let mut requests: HashMap<i32, (Vec<Sent>, usize)> = HashMap::new();
+    let mut expired: Vec<Sent> = Vec::new();
     let max_request = inner.config.max_request_size;
+    let delivery_timeout = inner.config.delivery_timeout;
+    let idempotent = inner.config.enable_idempotence;
     for (name, topic) in state.topics.iter_mut() {
         let n = topic.partitions.len() as i32;
         for (index, p) in topic.partitions.iter_mut().enumerate() {
@@ -671,6 +689,40 @@ fn drain(inner: &Inner) -> Drained {
             }
             if p.queue.is_empty() {
                 continue;
+            }
+            let is_expired = |b: &ReadyBatch| now.duration_since(b.created) >= delivery_timeout;
+            if p.in_flight == 0 && p.retry.is_empty() && p.queue.front().is_some_and(is_expired) {
+                // Nothing reached the leader for delivery.timeout.ms (no leader, no
+                // connection). Without idempotence, fail the expired batches. With
+                // it, sequence numbers must stay gapless: fail every queued batch,
+                // and reuse their numbers if none was ever sent (a sent one may
+                // have been appended, and reusing its number would make the broker
+                // take new records for a duplicate of it).
+                let failed: Vec<ReadyBatch> = if idempotent {
+                    if p.queue.iter().all(|b| b.attempts == 0)
+                        && let Some(first) = p.queue.front()
+                    {
+                        p.next_sequence = first.base_sequence;
+                    }
+                    p.queue.drain(..).collect()
+                } else {
+                    let mut v = Vec::new();
+                    while p.queue.front().is_some_and(is_expired) {
+                        v.extend(p.queue.pop_front());
+                    }
+                    v
+                };
+                expired.extend(failed.into_iter().map(|batch| Sent {
+                    topic: name.clone(),
+                    partition: index,
+                    batch,
+                }));
+                if p.queue.is_empty() {
+                    continue;
+                }
+            }
+            if let Some(front) = p.queue.front() {
+                wake_at(front.created + delivery_timeout);
             }
             if let Some(until) = p.backoff_until {
                 if until > now {
@@ -724,7 +776,34 @@ fn drain(inner: &Inner) -> Drained {
         *state.in_flight_per_node.entry(*node).or_default() += 1;
     }
     let closed = state.closed && inner.outstanding.load(Ordering::Acquire) == 0;
-    (requests, next, closed)
+    Drained {
+        requests,
+        expired,
+        next,
+        closed,
+    }
+}
+
+/// Fails batches that expired before they could be sent.
+fn fail_expired(inner: &Inner, expired: Vec<Sent>) {
+    let mut finished = 0u64;
+    let mut memory = 0usize;
+    for sent in expired {
+        let error = ProduceError::DeliveryTimeout {
+            topic: sent.topic.clone(),
+            partition: sent.partition,
+            last: "no leader could be reached".to_owned(),
+        };
+        memory += sent.batch.memory;
+        finished += sent.batch.replies.len() as u64;
+        for reply in sent.batch.replies {
+            let _ = reply.tx.send(Err(error.clone()));
+        }
+    }
+    inner.buffer.add_permits(memory);
+    if finished > 0 && inner.outstanding.fetch_sub(finished, Ordering::AcqRel) == finished {
+        inner.idle.notify_waiters();
+    }
 }
 
 fn spawn_metadata_refresh(inner: &Arc<Inner>) {

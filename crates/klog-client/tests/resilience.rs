@@ -174,3 +174,54 @@ fn broker_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
     });
     drop(rt);
 }
+
+/// With the broker gone, deliveries fail with a retriable error once
+/// delivery.timeout.ms has passed instead of hanging, and flush returns.
+#[test]
+fn deliveries_fail_after_delivery_timeout_when_the_broker_is_gone() {
+    let mut broker = Broker::start();
+    let addr = broker.addr();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let producer = rt.block_on(async {
+        let admin = Admin::new(ClientConfig::new(&addr)).expect("admin");
+        admin
+            .create_topics(&[NewTopic::new("gone", 1)])
+            .await
+            .expect("create")[0]
+            .clone()
+            .expect("created");
+        let mut config = ProducerConfig::new(&addr);
+        config.delivery_timeout = Duration::from_millis(1500);
+        config.client.request_timeout = Duration::from_millis(500);
+        let producer = Producer::new(config).await.expect("producer");
+        producer
+            .send(ProducerRecord::new("gone", "before"))
+            .await
+            .expect("send")
+            .await
+            .expect("delivered while the broker is up");
+        producer
+    });
+    broker.stop();
+    run(Duration::from_secs(30), async move {
+        let started = tokio::time::Instant::now();
+        let d = producer.send(ProducerRecord::new("gone", "after")).await?;
+        let result = d.await;
+        let err = match result {
+            Ok(m) => anyhow::bail!("delivered with no broker: {m:?}"),
+            Err(e) => e,
+        };
+        ensure!(err.is_retriable(), "{err}");
+        ensure!(
+            started.elapsed() >= Duration::from_millis(1400),
+            "failed before delivery.timeout.ms: {err}"
+        );
+        tokio::time::timeout(Duration::from_secs(5), producer.flush()).await?;
+        Ok(())
+    });
+    drop(rt);
+}
