@@ -187,3 +187,76 @@ fn acks_seek_and_max_poll_records() {
         Ok(())
     });
 }
+
+/// The consumer as a `Stream` yields records in offset order, and keeps yielding
+/// across a broker restart (the fetcher reconnects and resumes at its position).
+fn next(
+    stream: &mut klog_client::RecordStream,
+) -> impl std::future::Future<
+    Output = Option<Result<klog_client::ConsumerRecord, klog_client::ConsumeError>>,
+> + '_ {
+    use futures_core::Stream;
+    std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *stream).poll_next(cx))
+}
+
+#[test]
+fn record_stream_survives_a_broker_restart() {
+    let mut broker = Broker::start();
+    let addr = broker.addr();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let produce = |from: usize, to: usize| {
+        let addr = addr.clone();
+        async move {
+            let producer = Producer::new(ProducerConfig::new(&addr)).await?;
+            let mut ds = Vec::new();
+            for i in from..to {
+                ds.push(
+                    producer
+                        .send(ProducerRecord::new("stream", format!("{i}")))
+                        .await?,
+                );
+            }
+            for d in ds {
+                d.await?;
+            }
+            producer.close().await;
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let mut stream = rt
+        .block_on(async {
+            create_topic(&addr, "stream", 1).await?;
+            produce(0, 100).await?;
+            let mut c = ConsumerConfig::new(&addr);
+            c.auto_offset_reset = klog_client::AutoOffsetReset::Earliest;
+            let mut consumer = Consumer::new(c)?;
+            consumer.assign([TopicPartition::new("stream", 0)]);
+            Ok::<_, anyhow::Error>(consumer.into_stream())
+        })
+        .expect("setup");
+    rt.block_on(async {
+        for i in 0..100 {
+            let r = next(&mut stream).await.expect("item").expect("record");
+            assert_eq!(
+                (r.offset, r.value.as_deref()),
+                (i, Some(format!("{i}").as_bytes()))
+            );
+        }
+    });
+    broker.restart();
+    run(Duration::from_secs(60), async move {
+        produce(100, 200).await?;
+        for i in 100..200 {
+            let r = tokio::time::timeout(Duration::from_secs(20), next(&mut stream))
+                .await?
+                .context("stream ended")??;
+            ensure!(r.offset == i && r.value.as_deref() == Some(format!("{i}").as_bytes()));
+        }
+        Ok(())
+    });
+    drop(rt);
+}
