@@ -37,12 +37,12 @@ pub mod error;
 pub mod producer;
 
 pub use admin::{Admin, ConfigEntry, ConfigResource, NewTopic};
+pub use bytes::Bytes;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
 pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Offset, RecordStream, TopicPartition,
 };
 pub use error::{AdminError, ClientError, ConnectionError, ConsumeError, ProduceError};
-pub use bytes::Bytes;
 pub use klog_codec::{Compression, OwnedHeader};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
