@@ -438,3 +438,124 @@ async fn reader(shared: Arc<Shared>, mut read: OwnedReadHalf) {
     };
     shared.close(error);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use klog_codec::protocol::Encodable;
+    use klog_codec::protocol::messages::ApiVersionsResponse;
+    use klog_codec::protocol::messages::api_versions_response::ApiVersion;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn api(key: i16, min: i16, max: i16) -> ApiVersion {
+        ApiVersion::default()
+            .with_api_key(key)
+            .with_min_version(min)
+            .with_max_version(max)
+    }
+
+    /// Reads one request frame; returns (api key, version, correlation id).
+    async fn read_request(s: &mut TcpStream) -> (i16, i16, i32) {
+        let size = s.read_i32().await.expect("size");
+        let mut frame = vec![0u8; size as usize];
+        s.read_exact(&mut frame).await.expect("frame");
+        let key = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        let corr = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        (key, version, corr)
+    }
+
+    async fn respond(s: &mut TcpStream, corr: i32, body: &ApiVersionsResponse, version: i16) {
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        buf.put_i32(corr); // ApiVersions: response header v0 at every version
+        body.encode(&mut buf, version).expect("encode");
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        s.write_all(&buf).await.expect("write");
+    }
+
+    /// KIP-511 from the client side: an older broker answers ApiVersions v3 with
+    /// UNSUPPORTED_VERSION in the v0 layout, listing its own ApiVersions range; the
+    /// client retries at that version and then picks min(client max, broker max)
+    /// per API.
+    #[tokio::test]
+    async fn negotiation_falls_back_and_picks_common_versions() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let (key, version, corr) = read_request(&mut s).await;
+            assert_eq!((key, version), (18, 3));
+            let refuse = ApiVersionsResponse::default()
+                .with_error_code(35)
+                .with_api_keys(vec![api(18, 0, 2)]);
+            respond(&mut s, corr, &refuse, 0).await;
+            let (key, version, corr) = read_request(&mut s).await;
+            assert_eq!((key, version), (18, 2));
+            let ok = ApiVersionsResponse::default().with_api_keys(vec![
+                api(18, 0, 2),
+                api(3, 0, 12),
+                api(0, 9, 11),
+            ]);
+            respond(&mut s, corr, &ok, 2).await;
+            // Keep the socket open until the client is done.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        let conn = Connection::connect(&addr, None, Duration::from_secs(5), Duration::from_secs(5))
+            .await
+            .expect("connect");
+        // Metadata: client 1..=8, broker 0..=12 -> 8.
+        assert_eq!(conn.version(ApiKey::Metadata).expect("metadata"), 8);
+        // Produce: client 3..=8, broker 9..=11 -> no common version.
+        let e = conn
+            .version(ApiKey::Produce)
+            .expect_err("no common produce version");
+        assert!(
+            matches!(e, ConnectionError::UnsupportedVersion { api_key: 0, .. }),
+            "{e}"
+        );
+        assert!(!e.is_retriable());
+        // Not offered by the broker at all.
+        assert!(conn.version(ApiKey::Fetch).is_err());
+        drop(conn);
+        broker.await.expect("mock broker");
+    }
+
+    /// A response whose correlation id is not the oldest pending one closes the
+    /// connection and fails the request with a non-retriable protocol error.
+    #[tokio::test]
+    async fn correlation_mismatch_closes_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let (_, _, corr) = read_request(&mut s).await;
+            let ok =
+                ApiVersionsResponse::default().with_api_keys(vec![api(18, 0, 3), api(3, 1, 8)]);
+            respond(&mut s, corr, &ok, 3).await;
+            let (_, _, corr) = read_request(&mut s).await;
+            // Answer with the wrong correlation id.
+            respond(&mut s, corr + 100, &ok, 0).await;
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        let conn = Connection::connect(&addr, None, Duration::from_secs(5), Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let request = klog_codec::protocol::messages::MetadataRequest::default();
+        let err = conn
+            .send(&request)
+            .expect("queued")
+            .await
+            .expect_err("mismatched response accepted");
+        assert!(
+            matches!(err, ConnectionError::CorrelationMismatch { .. }),
+            "{err}"
+        );
+        assert!(conn.is_closed());
+    }
+}
