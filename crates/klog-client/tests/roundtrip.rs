@@ -260,3 +260,43 @@ fn record_stream_survives_a_broker_restart() {
     });
     drop(rt);
 }
+
+/// Fetching past the log end gets OFFSET_OUT_OF_RANGE from the broker:
+/// auto.offset.reset=earliest restarts at the beginning, `none` reports it as a
+/// non-retriable error.
+#[test]
+fn out_of_range_positions_follow_auto_offset_reset() {
+    let broker = Broker::start();
+    run(Duration::from_secs(60), async {
+        let addr = broker.addr();
+        create_topic(&addr, "range", 1).await?;
+        let producer = Producer::new(ProducerConfig::new(&addr)).await?;
+        for i in 0..10 {
+            producer
+                .send(ProducerRecord::new("range", format!("{i}")))
+                .await?
+                .await?;
+        }
+        producer.close().await;
+        let tp = TopicPartition::new("range", 0);
+
+        let mut c = ConsumerConfig::new(&addr);
+        c.auto_offset_reset = klog_client::AutoOffsetReset::Earliest;
+        let mut consumer = Consumer::new(c)?;
+        consumer.assign([tp.clone()]);
+        consumer.seek(&tp, Offset::At(1000))?;
+        let got = consumer.poll(Duration::from_secs(10)).await?;
+        ensure!(!got.is_empty() && got[0].offset == 0, "{got:?}");
+
+        let mut c = ConsumerConfig::new(&addr);
+        c.auto_offset_reset = klog_client::AutoOffsetReset::None;
+        let mut consumer = Consumer::new(c)?;
+        consumer.assign([tp.clone()]);
+        consumer.seek(&tp, Offset::At(1000))?;
+        match consumer.poll(Duration::from_secs(10)).await {
+            Err(e @ klog_client::ConsumeError::Broker { .. }) => ensure!(!e.is_retriable(), "{e}"),
+            other => anyhow::bail!("expected OFFSET_OUT_OF_RANGE, got {other:?}"),
+        }
+        Ok(())
+    });
+}
