@@ -292,6 +292,20 @@ struct Inner {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
+    /// Shared by all clones; when the last one is dropped the producer closes.
+    _handles: Arc<CloseOnDrop>,
+}
+
+/// Closes the producer when the last [`Producer`] clone goes away without
+/// [`Producer::close`]: records already sent are still delivered, then the sender
+/// task ends instead of waiting forever.
+struct CloseOnDrop(Arc<Inner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        lock(&self.0.state).closed = true;
+        self.0.wake.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Producer {
@@ -347,7 +361,10 @@ impl Producer {
             refreshing: AtomicBool::new(false),
         });
         tokio::spawn(sender(inner.clone()));
-        Ok(Self { inner })
+        Ok(Self {
+            _handles: Arc::new(CloseOnDrop(inner.clone())),
+            inner,
+        })
     }
 
     /// The producer id and epoch (-1, -1 without idempotence).

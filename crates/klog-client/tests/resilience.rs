@@ -225,3 +225,22 @@ fn deliveries_fail_after_delivery_timeout_when_the_broker_is_gone() {
     });
     drop(rt);
 }
+
+/// Dropping every handle of a producer without `close` still delivers what was
+/// sent (lingering batches go out at once), and the sender task then ends.
+#[test]
+fn dropping_the_producer_delivers_what_was_sent() {
+    let broker = Broker::start();
+    run(Duration::from_secs(30), async {
+        let addr = broker.addr();
+        let mut config = ProducerConfig::new(&addr);
+        // Far longer than the test: only the drop can send this batch.
+        config.linger = Duration::from_secs(3600);
+        let producer = Producer::new(config).await?;
+        let d = producer.send(ProducerRecord::new("dropped", "x")).await?;
+        drop(producer);
+        let meta = tokio::time::timeout(Duration::from_secs(10), d).await??;
+        ensure!(meta.offset == 0, "{meta:?}");
+        Ok(())
+    });
+}
