@@ -55,8 +55,11 @@ def test_api_versions_ranges(broker):
     # Groups stop below their flexible versions.
     assert apis[8][1] == 7 and apis[9][1] == 5 and apis[11][1] == 5
     # Trap 7: nothing advertised that is not implemented (no SASL, no transactions).
+    # Admin APIs stop below their flexible versions too: DescribeConfigs 4,
+    # AlterConfigs 2, IncrementalAlterConfigs 1.
+    assert apis[32] == (1, 3) and apis[33] == (0, 1) and apis[44] == (0, 0)
     assert set(apis) == {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32,
-                         42, 47}
+                         33, 42, 44, 47}
 
 
 def test_api_versions_v3_flexible_request(broker):

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponseWriter};
+use klog_codec::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use klog_codec::protocol::messages::api_versions_response::ApiVersion;
 use klog_codec::protocol::messages::create_topics_response::CreatableTopicResult;
 use klog_codec::protocol::messages::delete_topics_response::DeletableTopicResult;
 use klog_codec::protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
+use klog_codec::protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterResourceResponse;
 use klog_codec::protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -24,17 +26,19 @@ use klog_codec::protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use klog_codec::protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    FetchRequest, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    ProducerId, TopicName,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsResponse, BrokerId,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName,
 };
 use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes, versions};
-use klog_storage::{FileRegion, LogConfig, LogManager, ReadError, TopicPartition};
+use klog_storage::{FileRegion, LogManager, ReadError, TopicPartition};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{self, TopicMeta};
@@ -58,8 +62,8 @@ pub struct Topic {
     pub meta: TopicMeta,
     /// Partitions, by index.
     pub partitions: Vec<Arc<Partition>>,
-    /// Effective `min.insync.replicas`.
-    pub min_insync: i32,
+    /// The effective configuration (broker defaults and the topic's overrides).
+    pub config: TopicConfig,
 }
 
 /// Why the broker could not start.
@@ -136,13 +140,11 @@ impl Broker {
         let by_name: BTreeMap<String, TopicMeta> =
             metas.iter().map(|m| (m.name.clone(), m.clone())).collect();
         let now = now_ms();
-        let defaults = config.log.clone();
-        let min_insync = config.min_insync_replicas;
         let logs = LogManager::open(
             &config.log_dirs,
             |tp: &TopicPartition| match by_name.get(&tp.topic) {
-                Some(meta) => topics::effective_config(&defaults, min_insync, &meta.overrides).0,
-                None => defaults.clone(),
+                Some(meta) => TopicConfig::lenient(&config, &meta.overrides).storage_log_config(),
+                None => config.log.clone(),
             },
             now,
         )?;
@@ -185,13 +187,22 @@ impl Broker {
     }
 
     fn open_topic(&self, meta: TopicMeta, now: i64) -> Result<Arc<Topic>, StartError> {
-        let (log_config, min_insync) = topics::effective_config(
-            &self.config.log,
-            self.config.min_insync_replicas,
-            &meta.overrides,
-        );
-        let mut partitions = Vec::with_capacity(meta.partitions.max(0) as usize);
-        for index in 0..meta.partitions {
+        let config = TopicConfig::lenient(&self.config, &meta.overrides);
+        self.open_partitions(meta, config, Vec::new(), now)
+    }
+
+    /// Builds a topic from `existing` partitions plus new ones up to
+    /// `meta.partitions`, creating (or reopening) their logs.
+    fn open_partitions(
+        &self,
+        meta: TopicMeta,
+        config: TopicConfig,
+        existing: Vec<Arc<Partition>>,
+        now: i64,
+    ) -> Result<Arc<Topic>, StartError> {
+        let log_config = config.storage_log_config();
+        let mut partitions = existing;
+        for index in partitions.len() as i32..meta.partitions {
             let tp = TopicPartition::new(meta.name.clone(), index);
             let log = match self.logs.get(&tp) {
                 Some(log) => log,
@@ -207,7 +218,7 @@ impl Broker {
         Ok(Arc::new(Topic {
             meta,
             partitions,
-            min_insync,
+            config,
         }))
     }
 
@@ -240,9 +251,38 @@ impl Broker {
     }
 
     fn store_topics(&self) -> std::io::Result<()> {
+        self.store_topics_with(None)
+    }
+
+    /// Writes the topics file as the map stands, with `replacement` in place of the
+    /// topic of the same name.
+    fn store_topics_with(&self, replacement: Option<&TopicMeta>) -> std::io::Result<()> {
         let first = self.config.log_dirs.first().cloned().unwrap_or_default();
         let list = self.topic_list();
-        topics::store(&first, list.iter().map(|t| &t.meta))
+        let metas = list.iter().map(|t| match replacement {
+            Some(r) if r.name == t.meta.name => r,
+            _ => &t.meta,
+        });
+        topics::store(&first, metas)
+    }
+
+    /// Replaces a topic's entry (new overrides and/or more partitions): persists it
+    /// first, so that nothing changes if the file cannot be written, then swaps it in
+    /// and hands the new log config to every partition log. The caller holds `admin`.
+    fn replace_topic(&self, topic: Arc<Topic>) -> Result<(), (i16, String)> {
+        if let Err(e) = self.store_topics_with(Some(&topic.meta)) {
+            tracing::error!(error = %e, "could not persist topic metadata");
+            return Err((code(ResponseError::KafkaStorageError), e.to_string()));
+        }
+        let log_config = topic.config.storage_log_config();
+        for p in &topic.partitions {
+            p.log().set_config(log_config.clone());
+        }
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.meta.name.clone(), topic);
+        Ok(())
     }
 
     /// Creates a topic. Returns the Kafka error code and message on refusal.
@@ -284,18 +324,8 @@ impl Broker {
                 ),
             ));
         }
-        let mut check = self.config.log.clone();
-        let mut min_insync = self.config.min_insync_replicas;
-        for (k, v) in &overrides {
-            if !topics::is_storable(v) {
-                return Err((
-                    code(ResponseError::InvalidConfig),
-                    format!("{k}: invalid characters"),
-                ));
-            }
-            topics::apply_override(&mut check, &mut min_insync, k, v)
-                .map_err(|e| (code(ResponseError::InvalidConfig), format!("{k}: {e}")))?;
-        }
+        TopicConfig::strict(&self.config, &overrides)
+            .map_err(|(k, e)| (code(ResponseError::InvalidConfig), format!("{k}: {e}")))?;
         let _guard = lock(&self.admin);
         if self.topic(name).is_some() {
             return Err((
@@ -483,6 +513,8 @@ impl Broker {
         let mut responses = Vec::with_capacity(req.topic_data.len());
         // (topic index, partition index, partition, offset to wait for)
         let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+        // Same, for batches the flush policy wants on disk first (group commit).
+        let mut syncs: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
         for topic_data in req.topic_data {
             let name = topic_data.name.0.as_str().to_owned();
             let mut parts = Vec::with_capacity(topic_data.partition_data.len());
@@ -499,6 +531,9 @@ impl Broker {
                         resp.log_append_time_ms = appended.log_append_time.unwrap_or(-1);
                         if version >= 5 {
                             resp.log_start_offset = appended.log_start_offset;
+                        }
+                        if let Some(offset) = appended.sync_to {
+                            syncs.push((responses.len(), parts.len(), partition.clone(), offset));
                         }
                         if acks == -1 {
                             waits.push((
@@ -518,6 +553,15 @@ impl Broker {
                     .with_name(TopicName(StrBytes::from_string(name)))
                     .with_partition_responses(parts),
             );
+        }
+        for (t, p, partition, offset) in syncs {
+            if let Err(error_code) = partition.sync_to(offset).await
+                && let Some(resp) = responses
+                    .get_mut(t)
+                    .and_then(|t| t.partition_responses.get_mut(p))
+            {
+                resp.error_code = error_code;
+            }
         }
         if acks == 0 {
             return None;
@@ -558,7 +602,7 @@ impl Broker {
             .and_then(|i| t.partitions.get(i))
             .cloned()
             .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
-        if acks == -1 && (partition.isr_size() as i32) < t.min_insync {
+        if acks == -1 && (partition.isr_size() as i32) < t.config.min_insync {
             return Err(code(ResponseError::NotEnoughReplicas));
         }
         let records = records.ok_or(code(ResponseError::CorruptMessage))?;
@@ -827,8 +871,14 @@ impl Broker {
         }
     }
 
-    /// DescribeConfigs for topics (resource type 2) and this broker (type 4).
-    pub fn describe_configs(&self, req: &DescribeConfigsRequest) -> DescribeConfigsResponse {
+    /// DescribeConfigs for topics (resource type 2) and this broker (type 4): every
+    /// config with its value, source and flags; synonyms when asked (v1+), type and
+    /// documentation from v3.
+    pub fn describe_configs(
+        &self,
+        req: &DescribeConfigsRequest,
+        version: i16,
+    ) -> DescribeConfigsResponse {
         let results = req
             .resources
             .iter()
@@ -838,17 +888,17 @@ impl Broker {
                     .with_resource_type(res.resource_type)
                     .with_resource_name(res.resource_name.clone());
                 let entries = match res.resource_type {
-                    2 => match self.topic(name) {
-                        Some(t) => self.topic_config_entries(&t),
+                    RESOURCE_TOPIC => match self.topic(name) {
+                        Some(t) => configs::topic_entries(&self.config, &t.meta.overrides),
                         None => {
                             r.error_code = code(ResponseError::UnknownTopicOrPartition);
                             Vec::new()
                         }
                     },
-                    4 if name.is_empty() || name == self.config.node_id.to_string() => {
-                        self.broker_config_entries()
+                    RESOURCE_BROKER if self.is_this_broker(name) => {
+                        configs::broker_entries(&self.config)
                     }
-                    4 => {
+                    RESOURCE_BROKER => {
                         r.error_code = code(ResponseError::InvalidRequest);
                         r.error_message = Some(StrBytes::from_string(format!(
                             "this is broker {}, not {name}",
@@ -858,14 +908,18 @@ impl Broker {
                     }
                     _ => {
                         r.error_code = code(ResponseError::InvalidRequest);
+                        r.error_message = Some(StrBytes::from_static_str(
+                            "only topic and broker configs exist",
+                        ));
                         Vec::new()
                     }
                 };
                 let wanted = res.configuration_keys.as_ref();
                 r.configs = entries
                     .into_iter()
-                    .filter(|e| {
-                        wanted.is_none_or(|w| w.iter().any(|k| k.as_str() == e.name.as_str()))
+                    .filter(|e| wanted.is_none_or(|w| w.iter().any(|k| k.as_str() == e.name)))
+                    .map(|e| {
+                        describe_entry(e, req.include_synonyms, req.include_documentation, version)
                     })
                     .collect();
                 r
@@ -874,88 +928,154 @@ impl Broker {
         DescribeConfigsResponse::default().with_results(results)
     }
 
-    fn topic_config_entries(&self, t: &Topic) -> Vec<DescribeConfigsResourceResult> {
-        let (config, min_insync) = topics::effective_config(
-            &self.config.log,
-            self.config.min_insync_replicas,
-            &t.meta.overrides,
-        );
-        topics::TOPIC_CONFIGS
-            .iter()
-            .map(|(name, broker_key)| {
-                let value = topic_config_value(&config, min_insync, name);
-                // Config sources (DescribeConfigs v1+): 1 dynamic topic config,
-                // 4 static broker config, 5 default.
-                let source = if t.meta.overrides.contains_key(*name) {
-                    1
-                } else if self.config.explicit.contains_key(*broker_key) {
-                    4
-                } else {
-                    5
-                };
-                DescribeConfigsResourceResult::default()
-                    .with_name(StrBytes::from_static_str(name))
-                    .with_value(Some(StrBytes::from_string(value)))
-                    .with_config_source(source)
-            })
-            .collect()
+    fn is_this_broker(&self, name: &str) -> bool {
+        name.is_empty() || name == self.config.node_id.to_string()
     }
 
-    fn broker_config_entries(&self) -> Vec<DescribeConfigsResourceResult> {
-        let c = &self.config;
-        let log = &c.log;
-        let dirs: Vec<String> = c.log_dirs.iter().map(|d| d.display().to_string()).collect();
-        let entries: Vec<(&str, String)> = vec![
-            ("node.id", c.node_id.to_string()),
-            ("listeners", format!("PLAINTEXT://{}", c.listener)),
-            (
-                "advertised.listeners",
-                format!("PLAINTEXT://{}:{}", c.advertised.0, c.advertised.1),
+    /// Checks a non-topic resource of AlterConfigs / IncrementalAlterConfigs: broker
+    /// configs are static in klog, other resource types do not exist.
+    fn alter_other_resource(&self, resource_type: i8, name: &str) -> (i16, String) {
+        match resource_type {
+            RESOURCE_BROKER if self.is_this_broker(name) => (
+                code(ResponseError::InvalidRequest),
+                "broker configs are static in klog: set them in server.properties or with --set"
+                    .to_owned(),
             ),
-            ("log.dirs", dirs.join(",")),
-            ("num.partitions", c.num_partitions.to_string()),
-            (
-                "default.replication.factor",
-                c.default_replication_factor.to_string(),
+            RESOURCE_BROKER => (
+                code(ResponseError::InvalidRequest),
+                format!("this is broker {}, not {name}", self.config.node_id),
             ),
-            (
-                "auto.create.topics.enable",
-                c.auto_create_topics.to_string(),
+            _ => (
+                code(ResponseError::InvalidRequest),
+                format!("resource type {resource_type} has no alterable configs"),
             ),
-            ("log.segment.bytes", log.segment_bytes.to_string()),
-            ("log.roll.ms", opt(log.segment_ms)),
-            ("log.retention.ms", opt(log.retention_ms)),
+        }
+    }
+
+    /// Changes one topic's overrides with `alter` (given the current ones), as one
+    /// atomic step: validated whole, persisted, then applied to the open logs.
+    fn alter_topic(
+        &self,
+        name: &str,
+        validate_only: bool,
+        alter: impl FnOnce(
+            &BTreeMap<String, String>,
+        )
+            -> Result<(BTreeMap<String, String>, TopicConfig), configs::AlterError>,
+    ) -> Result<(), (i16, String)> {
+        let _guard = lock(&self.admin);
+        let topic = self.topic(name).ok_or_else(|| {
             (
-                "log.retention.bytes",
-                opt(log.retention_bytes.map(|b| b as i64)),
-            ),
-            (
-                "log.flush.interval.messages",
-                opt(log.flush_interval_messages.map(|m| m as i64)),
-            ),
-            ("log.flush.interval.ms", opt(log.flush_interval_ms)),
-            ("message.max.bytes", log.max_message_bytes.to_string()),
-            (
-                "socket.request.max.bytes",
-                c.socket_request_max_bytes.to_string(),
-            ),
-            ("min.insync.replicas", c.min_insync_replicas.to_string()),
-            (
-                "log.message.timestamp.type",
-                log.timestamp_type.name().to_owned(),
-            ),
-        ];
-        entries
-            .into_iter()
-            .map(|(name, value)| {
-                let source = if c.explicit.contains_key(name) { 4 } else { 5 };
-                DescribeConfigsResourceResult::default()
-                    .with_name(StrBytes::from_static_str(name))
-                    .with_value(Some(StrBytes::from_string(value)))
-                    .with_read_only(true)
-                    .with_config_source(source)
+                code(ResponseError::UnknownTopicOrPartition),
+                format!("topic {name:?} does not exist"),
+            )
+        })?;
+        let (overrides, config) = alter(&topic.meta.overrides).map_err(|e| (e.code, e.message))?;
+        if validate_only {
+            return Ok(());
+        }
+        let meta = TopicMeta {
+            overrides,
+            ..topic.meta.clone()
+        };
+        self.replace_topic(Arc::new(Topic {
+            meta,
+            partitions: topic.partitions.clone(),
+            config,
+        }))?;
+        tracing::info!(topic = name, "topic configs changed");
+        Ok(())
+    }
+
+    /// AlterConfigs: replaces a topic's overrides with the entries given.
+    pub fn alter_configs(&self, req: &AlterConfigsRequest) -> AlterConfigsResponse {
+        let responses = req
+            .resources
+            .iter()
+            .map(|res| {
+                let name = res.resource_name.as_str();
+                let result = if res.resource_type == RESOURCE_TOPIC {
+                    let entries: Vec<(String, Option<String>)> = res
+                        .configs
+                        .iter()
+                        .map(|c| {
+                            (
+                                c.name.as_str().to_owned(),
+                                c.value.as_ref().map(|v| v.as_str().to_owned()),
+                            )
+                        })
+                        .collect();
+                    self.alter_topic(name, req.validate_only, |_| {
+                        configs::replace_overrides(&self.config, &entries)
+                    })
+                } else {
+                    Err(self.alter_other_resource(res.resource_type, name))
+                };
+                let mut r = AlterConfigsResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name.clone());
+                if let Err((error_code, message)) = result {
+                    r.error_code = error_code;
+                    r.error_message = Some(StrBytes::from_string(message));
+                }
+                r
             })
-            .collect()
+            .collect();
+        AlterConfigsResponse::default().with_responses(responses)
+    }
+
+    /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's
+    /// overrides (KIP-339).
+    pub fn incremental_alter_configs(
+        &self,
+        req: &IncrementalAlterConfigsRequest,
+    ) -> IncrementalAlterConfigsResponse {
+        let responses = req
+            .resources
+            .iter()
+            .map(|res| {
+                let name = res.resource_name.as_str();
+                let result = if res.resource_type == RESOURCE_TOPIC {
+                    let ops: Result<Vec<configs::AlterEntry>, (i16, String)> = res
+                        .configs
+                        .iter()
+                        .map(|c| {
+                            let op = AlterOp::from_code(c.config_operation).ok_or_else(|| {
+                                (
+                                    code(ResponseError::InvalidRequest),
+                                    format!(
+                                        "{}: unknown operation {}",
+                                        c.name.as_str(),
+                                        c.config_operation
+                                    ),
+                                )
+                            })?;
+                            Ok((
+                                c.name.as_str().to_owned(),
+                                op,
+                                c.value.as_ref().map(|v| v.as_str().to_owned()),
+                            ))
+                        })
+                        .collect();
+                    ops.and_then(|ops| {
+                        self.alter_topic(name, req.validate_only, |current| {
+                            configs::alter_overrides(&self.config, current, &ops)
+                        })
+                    })
+                } else {
+                    Err(self.alter_other_resource(res.resource_type, name))
+                };
+                let mut r = IncrementalAlterResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name.clone());
+                if let Err((error_code, message)) = result {
+                    r.error_code = error_code;
+                    r.error_message = Some(StrBytes::from_string(message));
+                }
+                r
+            })
+            .collect();
+        IncrementalAlterConfigsResponse::default().with_responses(responses)
     }
 
     /// Runs retention, time-based flushes and checkpoints once (the background
@@ -982,28 +1102,44 @@ impl Broker {
     }
 }
 
-fn opt(v: Option<i64>) -> String {
-    v.unwrap_or(-1).to_string()
-}
+/// DescribeConfigs resource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+/// DescribeConfigs resource type of a broker.
+const RESOURCE_BROKER: i8 = 4;
 
-/// The value of a topic-level config name in an effective config.
-fn topic_config_value(c: &LogConfig, min_insync: i32, name: &str) -> String {
-    match name {
-        "cleanup.policy" => "delete".to_owned(),
-        "compression.type" => "producer".to_owned(),
-        "flush.messages" => opt(c.flush_interval_messages.map(|m| m as i64)),
-        "flush.ms" => opt(c.flush_interval_ms),
-        "index.interval.bytes" => c.index_interval_bytes.to_string(),
-        "max.message.bytes" => c.max_message_bytes.to_string(),
-        "message.timestamp.type" => c.timestamp_type.name().to_owned(),
-        "min.insync.replicas" => min_insync.to_string(),
-        "retention.bytes" => opt(c.retention_bytes.map(|b| b as i64)),
-        "retention.ms" => opt(c.retention_ms),
-        "segment.bytes" => c.segment_bytes.to_string(),
-        "segment.index.bytes" => c.segment_index_bytes.to_string(),
-        "segment.ms" => opt(c.segment_ms),
-        _ => String::new(),
+/// One DescribeConfigs entry on the wire. Fields a version lacks stay at their
+/// defaults (the message crate refuses to encode them otherwise).
+fn describe_entry(
+    e: ConfigEntry,
+    synonyms: bool,
+    documentation: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let mut r = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_static_str(e.name))
+        .with_value(Some(StrBytes::from_string(e.value)))
+        .with_read_only(e.read_only)
+        .with_config_source(e.source as i8)
+        .with_is_sensitive(false);
+    if synonyms {
+        r.synonyms = e
+            .synonyms
+            .into_iter()
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_string(name))
+                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_source(source as i8)
+            })
+            .collect();
     }
+    if version >= 3 {
+        r.config_type = e.ty as i8;
+        if documentation {
+            r.documentation = Some(StrBytes::from_static_str(e.doc));
+        }
+    }
+    r
 }
 
 /// Waits until `partition`'s high watermark reaches `offset` or `deadline` passes.

@@ -77,6 +77,8 @@ pub struct BrokerConfig {
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: i64,
+    /// `log.cleanup.policy`: default `cleanup.policy` of topics.
+    pub log_cleanup_policy: crate::configs::CleanupPolicy,
     /// Every key that was set explicitly, as given (for DescribeConfigs).
     pub explicit: BTreeMap<String, String>,
 }
@@ -116,6 +118,7 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_ms: 7 * DAY_MS,
             offsets_retention_check_interval_ms: 600_000,
+            log_cleanup_policy: crate::configs::CleanupPolicy::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -299,6 +302,19 @@ impl BrokerConfig {
                 "message.max.bytes" => c.log.max_message_bytes = positive(k, v)?,
                 "log.index.interval.bytes" => c.log.index_interval_bytes = positive(k, v)?,
                 "log.index.size.max.bytes" => c.log.segment_index_bytes = positive(k, v)?,
+                "log.cleanup.policy" => {
+                    c.log_cleanup_policy =
+                        crate::configs::CleanupPolicy::parse(v).map_err(|e| err(k, v, e))?
+                }
+                "compression.type" => {
+                    if v != "producer" {
+                        return Err(err(
+                            k,
+                            v,
+                            "only producer is supported (batches are stored as sent)",
+                        ));
+                    }
+                }
                 "log.message.timestamp.type" => {
                     c.log.timestamp_type = match v {
                         "CreateTime" => TimestampType::CreateTime,

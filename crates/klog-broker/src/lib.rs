@@ -27,6 +27,7 @@
 pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod configs;
 pub mod groups;
 pub mod partition;
 pub mod producer_ids;

@@ -232,7 +232,11 @@ async fn handle(
         Request::CreateTopics(r) => frame(header, &broker.create_topics(&r)),
         Request::DeleteTopics(r) => frame(header, &broker.delete_topics(&r)),
         Request::InitProducerId(r) => frame(header, &broker.init_producer_id(&r)),
-        Request::DescribeConfigs(r) => frame(header, &broker.describe_configs(&r)),
+        Request::DescribeConfigs(r) => {
+            frame(header, &broker.describe_configs(&r, header.api_version))
+        }
+        Request::AlterConfigs(r) => frame(header, &broker.alter_configs(&r)),
+        Request::IncrementalAlterConfigs(r) => frame(header, &broker.incremental_alter_configs(&r)),
         // Consumer groups (crate::groups).
         Request::FindCoordinator(r) => frame(
             header,

@@ -7,11 +7,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -58,8 +59,12 @@ pub enum Request {
     InitProducerId(InitProducerIdRequest),
     /// DescribeConfigs (key 32).
     DescribeConfigs(DescribeConfigsRequest),
+    /// AlterConfigs (key 33).
+    AlterConfigs(AlterConfigsRequest),
     /// DeleteGroups (key 42).
     DeleteGroups(DeleteGroupsRequest),
+    /// IncrementalAlterConfigs (key 44).
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     /// OffsetDelete (key 47).
     OffsetDelete(OffsetDeleteRequest),
 }
@@ -144,7 +149,11 @@ pub fn decode_request(header: &RequestHeader, body: Bytes) -> Result<Request, Re
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(header, body)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode_body(header, body)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(header, body)?),
+        ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(header, body)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(header, body)?),
+        ApiKey::IncrementalAlterConfigs => {
+            Request::IncrementalAlterConfigs(decode_body(header, body)?)
+        }
         ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(header, body)?),
         _ => return Err(RequestError::UnsupportedApi(header.api_key)),
     })
