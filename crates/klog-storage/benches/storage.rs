@@ -18,7 +18,7 @@ use klog_storage::{Log, LogConfig};
 
 /// Files rotate at this size in both the log and the baseline, so a long run does not
 /// fill the disk; the deletion cost is paid by both.
-const ROTATE: u64 = 64 << 20;
+const ROTATE: u64 = 256 << 20;
 
 fn bench_config() -> LogConfig {
     LogConfig {

@@ -28,6 +28,8 @@ pub struct EpochEntry {
 pub struct LeaderEpochCache {
     path: PathBuf,
     entries: Vec<EpochEntry>,
+    /// Changed in memory only (see [`LeaderEpochCache::truncate_from_start`]).
+    dirty: bool,
 }
 
 impl LeaderEpochCache {
@@ -53,7 +55,11 @@ impl LeaderEpochCache {
                 start_offset,
             });
         }
-        Ok(Self { path, entries })
+        Ok(Self {
+            path,
+            entries,
+            dirty: false,
+        })
     }
 
     /// All entries, oldest first.
@@ -119,18 +125,29 @@ impl LeaderEpochCache {
 
     /// Forgets epochs wholly below `start_offset` (after retention or
     /// `DeleteRecords`); the epoch containing it now starts there.
-    pub(crate) fn truncate_from_start(&mut self, start_offset: i64) -> io::Result<()> {
+    ///
+    /// Only in memory: the file is rewritten at the next change or flush. Losing this
+    /// change in a crash is harmless, because opening a log applies it again from the
+    /// log start offset, and it saves an fsync on every retention pass.
+    pub(crate) fn truncate_from_start(&mut self, start_offset: i64) {
         let n = self
             .entries
             .partition_point(|e| e.start_offset <= start_offset);
         if n == 0 {
-            return Ok(());
+            return;
         }
         let keep = n - 1;
         let changed = keep > 0 || self.entries[keep].start_offset != start_offset;
         if changed {
             self.entries.drain(..keep);
             self.entries[0].start_offset = start_offset;
+            self.dirty = true;
+        }
+    }
+
+    /// Writes the file if it lags behind memory.
+    pub(crate) fn persist_if_dirty(&mut self) -> io::Result<()> {
+        if self.dirty {
             self.persist()?;
         }
         Ok(())
@@ -145,12 +162,14 @@ impl LeaderEpochCache {
         Ok(())
     }
 
-    fn persist(&self) -> io::Result<()> {
+    fn persist(&mut self) -> io::Result<()> {
         let lines = self
             .entries
             .iter()
             .map(|e| format!("{} {}", e.epoch, e.start_offset));
-        checkpoint::write_atomic(&self.path, &checkpoint::render(lines))
+        checkpoint::write_atomic(&self.path, &checkpoint::render(lines))?;
+        self.dirty = false;
+        Ok(())
     }
 }
 
@@ -203,7 +222,7 @@ mod tests {
         c.assign(3, 20).expect("assign");
         c.truncate_from_end(20).expect("truncate");
         assert_eq!(c.latest_epoch(), Some(2));
-        c.truncate_from_start(15).expect("truncate");
+        c.truncate_from_start(15);
         assert_eq!(
             c.entries(),
             &[EpochEntry {
@@ -211,6 +230,9 @@ mod tests {
                 start_offset: 15
             }]
         );
+        let stale = LeaderEpochCache::load(dir.path()).expect("reload");
+        assert_eq!(stale.entries().len(), 2, "not written yet");
+        c.persist_if_dirty().expect("persist");
         let again = LeaderEpochCache::load(dir.path()).expect("reload");
         assert_eq!(again.entries(), c.entries());
         // A newer epoch at the same start offset replaces an epoch that wrote nothing.

@@ -327,9 +327,7 @@ impl Log {
         let mut epochs = LeaderEpochCache::load(dir)?;
         let cp = dir.join(crate::epoch::LEADER_EPOCH_CHECKPOINT);
         epochs.truncate_from_end(leo).map_err(OpenError::io(&cp))?;
-        epochs
-            .truncate_from_start(log_start_offset)
-            .map_err(OpenError::io(&cp))?;
+        epochs.truncate_from_start(log_start_offset);
 
         Ok(Log {
             dir: dir.to_path_buf(),
@@ -881,7 +879,7 @@ impl Log {
                 self.dir_dirty = true;
             }
         }
-        self.epochs.truncate_from_start(offset)?;
+        self.epochs.truncate_from_start(offset);
         Ok(())
     }
 
@@ -923,7 +921,7 @@ impl Log {
                 self.log_start_offset = start;
                 self.high_watermark = self.high_watermark.max(start);
                 self.recovery_point = self.recovery_point.max(start);
-                self.epochs.truncate_from_start(start)?;
+                self.epochs.truncate_from_start(start);
             }
         }
         Ok(deleted)
@@ -955,6 +953,7 @@ impl Log {
             sync_dir(&self.dir)?;
             self.dir_dirty = false;
         }
+        self.epochs.persist_if_dirty()?;
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
         Ok(())
