@@ -222,3 +222,289 @@ def test_create_topics_validates_configs_and_defaults(broker, admin):
     with pytest.raises(TopicAlreadyExistsError):
         admin.create_topics([NewTopic("defaults", 1, 1)], validate_only=True)
 
+
+# ---------------------------------------------------------------------------------
+# CreatePartitions
+
+
+def kcat(broker, *args, input=None, timeout=60):
+    cmd = ["kcat", "-b", broker.bootstrap, *args]
+    r = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+    assert r.returncode == 0, f"{cmd}: {r.stderr.decode(errors='replace')}\n{broker.output()}"
+    return r.stdout.decode()
+
+
+def test_create_partitions_grows_only_and_clients_pick_them_up(broker_factory):
+    from kafka.admin import NewPartitions
+    b = broker_factory().start()
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    admin.create_topics([NewTopic("grow", 1, 1)])
+    # A group consumer subscribed before the change, refreshing metadata often.
+    consumer = KafkaConsumer("grow", bootstrap_servers=b.bootstrap, group_id="grow-g",
+                             auto_offset_reset="earliest", metadata_max_age_ms=500,
+                             consumer_timeout_ms=1000)
+    producer = KafkaProducer(bootstrap_servers=b.bootstrap, metadata_max_age_ms=500)
+    producer.send("grow", key=b"before", value=b"0").get(timeout=20)
+
+    for bad in (1, 0):  # same count, shrink
+        with pytest.raises(InvalidPartitionsError):
+            admin.create_partitions({"grow": NewPartitions(bad)})
+    # validate_only: nothing created.
+    admin.create_partitions({"grow": NewPartitions(3)}, validate_only=True)
+    assert not (b.data_dir / "grow-1").exists()
+    admin.create_partitions({"grow": NewPartitions(3)})
+    assert (b.data_dir / "grow-1").is_dir() and (b.data_dir / "grow-2").is_dir()
+    assert len(admin.describe_topics(["grow"])[0]["partitions"]) == 3
+    # kcat sees them and can write to the new ones.
+    meta = kcat(b, "-L", "-t", "grow")
+    assert "3 partitions" in meta, meta
+    kcat(b, "-P", "-t", "grow", "-p", "2", input=b"from-kcat\n")
+
+    # The producer picks them up after its metadata refresh: keyed records land in
+    # every partition.
+    deadline = time.monotonic() + 20
+    while len(producer.partitions_for("grow")) < 3:
+        assert time.monotonic() < deadline, "producer never saw the new partitions"
+        time.sleep(0.2)
+    used = {producer.send("grow", key=b"k%d" % i, value=b"x").get(timeout=20).partition
+            for i in range(60)}
+    assert used == {0, 1, 2}
+    producer.close()
+    # The consumer rebalances onto the new partitions and reads everything.
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 62 and time.monotonic() < deadline:
+        seen.extend(consumer)
+    assert {r.partition for r in seen} == {0, 1, 2}
+    assert len(seen) == 62
+    assert consumer.assignment() == {TopicPartition("grow", p) for p in range(3)}
+    consumer.close()
+    admin.close()
+    # Persisted.
+    assert b.stop() == 0
+    b2 = broker_factory(data_dir=b.data_dir, port=b.port).start()
+    admin = KafkaAdminClient(bootstrap_servers=b2.bootstrap)
+    assert len(admin.describe_topics(["grow"])[0]["partitions"]) == 3
+    out = kcat(b2, "-C", "-t", "grow", "-p", "2", "-e", "-q", "-f", "%s\n")
+    assert "from-kcat" in out.splitlines()
+    admin.close()
+    assert b2.stop() == 0
+
+
+def test_create_partitions_errors(broker, admin):
+    from kafka.admin import NewPartitions
+    from kafka.errors import InvalidReplicationAssignmentError, UnknownTopicOrPartitionError
+    with pytest.raises(UnknownTopicOrPartitionError):
+        admin.create_partitions({"nope": NewPartitions(2)})
+    admin.create_topics([NewTopic("asg", 1, 1)])
+    with pytest.raises(InvalidReplicationAssignmentError):
+        admin.create_partitions({"asg": NewPartitions(2, [[7]])})
+    admin.create_partitions({"asg": NewPartitions(3, [[1], [1]])})
+    assert len(admin.describe_topics(["asg"])[0]["partitions"]) == 3
+
+
+# ---------------------------------------------------------------------------------
+# DeleteRecords, ListOffsets by time, high watermark and log start offset
+
+
+def consume_all(consumer, expect, timeout=20):
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < expect and time.monotonic() < deadline:
+        for recs in consumer.poll(timeout_ms=500).values():
+            out.extend(recs)
+    return out
+
+
+def test_delete_records_moves_log_start_and_consumers_reset(broker_factory):
+    from kafka.errors import OffsetOutOfRangeError
+    b = broker_factory().start()
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    admin.create_topics([NewTopic("dr", 1, 1, topic_configs={"segment.bytes": "2048"})])
+    tp = TopicPartition("dr", 0)
+    p = KafkaProducer(bootstrap_servers=b.bootstrap)
+    for i in range(50):
+        p.send("dr", value=b"%03d" % i + b"x" * 100, partition=0).get(timeout=20)
+    segments_before = segment_files(b, "dr")
+    assert len(segments_before) > 3
+
+    res = admin.delete_records({tp: 20})
+    assert res[tp]["low_watermark"] == 20
+    # Segments wholly below the new start are gone; the one holding offset 20 stays.
+    remaining = segment_files(b, "dr")
+    assert 0 < len(remaining) < len(segments_before)
+    assert all(int(f.stem) <= 20 for f in remaining[:1])
+    assert not (b.data_dir / "dr-0" / f"{0:020d}.log").exists()
+
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, auto_offset_reset="earliest")
+    assert c.beginning_offsets([tp]) == {tp: 20}
+    assert c.end_offsets([tp]) == {tp: 50}
+    # A read below the log start gets OFFSET_OUT_OF_RANGE, resolved by auto.offset.reset.
+    c.assign([tp])
+    c.seek(tp, 5)
+    recs = consume_all(c, 30)
+    assert [r.offset for r in recs] == list(range(20, 50))
+    assert recs[0].value.startswith(b"020")
+    assert c.highwater(tp) == 50
+    c.close()
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, auto_offset_reset="latest")
+    c.assign([tp])
+    c.seek(tp, 3)
+    assert consume_all(c, 1, timeout=3) == []
+    p.send("dr", value=b"after", partition=0).get(timeout=20)
+    recs = consume_all(c, 1)
+    assert [(r.offset, r.value) for r in recs] == [(50, b"after")]
+    c.close()
+    # kcat reads from the new beginning.
+    out = kcat(b, "-C", "-t", "dr", "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%o\n")
+    assert out.split() == [str(o) for o in range(20, 51)]
+
+    # Beyond the high watermark: OFFSET_OUT_OF_RANGE, nothing changes.
+    with pytest.raises(OffsetOutOfRangeError):
+        admin.delete_records({tp: 52})
+    assert KafkaConsumer(bootstrap_servers=b.bootstrap).beginning_offsets([tp]) == {tp: 20}
+    # -1: up to the high watermark.
+    assert admin.delete_records({tp: -1})[tp]["low_watermark"] == 51
+    admin.close()
+    p.close()
+    # The new log start survives kill -9 (checkpointed before the answer).
+    b.kill()
+    b2 = broker_factory(data_dir=b.data_dir, port=b.port).start()
+    c = KafkaConsumer(bootstrap_servers=b2.bootstrap)
+    assert c.beginning_offsets([tp]) == {tp: 51}
+    assert c.end_offsets([tp]) == {tp: 51}
+    c.close()
+    assert b2.stop() == 0
+
+
+def test_list_offsets_by_timestamp_is_exact_within_a_batch(broker, admin):
+    admin.create_topics([NewTopic("ts", 1, 1)])
+    tp = TopicPartition("ts", 0)
+    # Ten records in one batch (linger), timestamps 1000, 2000, ... 10000.
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1000)
+    futures = [p.send("ts", value=b"%d" % i, partition=0, timestamp_ms=1000 * (i + 1))
+               for i in range(10)]
+    p.flush()
+    assert {f.get(timeout=20).offset for f in futures} == set(range(10))
+    batches = list(__import__("conftest").read_batches(broker.data_dir / "ts-0"))
+    assert len(batches) == 1 and batches[0][2] == 10
+    # A later batch with older timestamps does not change the answer for them.
+    p.send("ts", value=b"late", partition=0, timestamp_ms=500).get(timeout=20)
+    p.close()
+
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    got = c.offsets_for_times({tp: 2500})[tp]
+    assert (got.offset, got.timestamp) == (2, 3000)
+    got = c.offsets_for_times({tp: 1000})[tp]
+    assert (got.offset, got.timestamp) == (0, 1000)
+    got = c.offsets_for_times({tp: 10000})[tp]
+    assert (got.offset, got.timestamp) == (9, 10000)
+    assert c.offsets_for_times({tp: 10001})[tp] is None
+    # kcat's offset query (ListOffsets v1 from librdkafka 2.0.2) agrees.
+    out = kcat(broker, "-Q", "-t", "ts:0:4500")
+    assert "offset 4" in out, out
+    # After DeleteRecords the answer is clamped to what still exists.
+    admin.delete_records({tp: 5})
+    got = c.offsets_for_times({tp: 2500})[tp]
+    assert (got.offset, got.timestamp) == (5, 6000)
+    assert c.beginning_offsets([tp]) == {tp: 5} and c.end_offsets([tp]) == {tp: 11}
+    c.close()
+
+
+# ---------------------------------------------------------------------------------
+# Limits: max.message.bytes / message.max.bytes, compacted topics, LogAppendTime
+
+
+def end_offset(broker, topic, partition=0):
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    tp = TopicPartition(topic, partition)
+    off = c.end_offsets([tp])[tp]
+    c.close()
+    return off
+
+
+def test_message_size_limits_topic_and_broker(broker_factory):
+    from kafka.errors import MessageSizeTooLargeError
+    b = broker_factory(**{"message.max.bytes": "3000"}).start()
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    admin.create_topics([NewTopic("small", 1, 1, topic_configs={"max.message.bytes": "1500"}),
+                         NewTopic("brokerdefault", 1, 1)])
+    p = KafkaProducer(bootstrap_servers=b.bootstrap, retries=0)
+    p.send("small", value=b"x" * 1000, partition=0).get(timeout=20)
+    with pytest.raises(MessageSizeTooLargeError):
+        p.send("small", value=b"x" * 2000, partition=0).get(timeout=20)
+    assert end_offset(b, "small") == 1
+    # The broker's message.max.bytes is the default for topics without an override.
+    p.send("brokerdefault", value=b"x" * 2000, partition=0).get(timeout=20)
+    with pytest.raises(MessageSizeTooLargeError):
+        p.send("brokerdefault", value=b"x" * 4000, partition=0).get(timeout=20)
+    assert end_offset(b, "brokerdefault") == 1
+    # Raised live: the same batch now fits.
+    assert alter(admin, "small", {"max.message.bytes": "5000"}) == "OK"
+    p.send("small", value=b"x" * 2000, partition=0).get(timeout=20)
+    assert end_offset(b, "small") == 2
+    p.close()
+    # kcat (librdkafka) sees MESSAGE_TOO_LARGE as a failed delivery.
+    r = subprocess.run(["kcat", "-b", b.bootstrap, "-P", "-t", "brokerdefault", "-p", "0",
+                        "-X", "message.max.bytes=1000000"],
+                       input=b"y" * 5000 + b"\n", capture_output=True, timeout=60)
+    assert b"too large" in r.stderr.lower(), r.stderr
+    assert end_offset(b, "brokerdefault") == 1
+    admin.close()
+    assert b.stop() == 0
+
+
+@pytest.mark.parametrize("codec", [None, "gzip"])
+def test_compacted_topic_refuses_null_keys(broker, admin, codec):
+    from kafka.errors import InvalidRecordError
+    topic = f"compacted-{codec}"
+    admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, retries=0, linger_ms=200,
+                      compression_type=codec)
+    p.send(topic, key=b"k", value=b"v", partition=0).get(timeout=20)
+    # One batch with a keyed and an unkeyed record: refused whole.
+    f1 = p.send(topic, key=b"k2", value=b"v2", partition=0)
+    f2 = p.send(topic, key=None, value=b"v3", partition=0)
+    p.flush()
+    for f in (f1, f2):
+        with pytest.raises(InvalidRecordError):
+            f.get(timeout=20)
+    assert end_offset(broker, topic) == 1
+    # Tombstones (null value, with key) are fine.
+    p.send(topic, key=b"k", value=None, partition=0).get(timeout=20)
+    p.close()
+    assert end_offset(broker, topic) == 2
+    # kcat without -K sends null keys: refused too.
+    r = subprocess.run(["kcat", "-b", broker.bootstrap, "-P", "-t", topic, "-p", "0"],
+                       input=b"nokey\n", capture_output=True, timeout=60)
+    # librdkafka's text for INVALID_RECORD (87).
+    assert b"failed to validate record" in r.stderr.lower(), r.stderr
+    assert end_offset(broker, topic) == 2
+    # A delete-policy topic takes null keys.
+    assert alter(admin, topic, {"cleanup.policy": "delete"}) == "OK"
+    kcat(broker, "-P", "-t", topic, "-p", "0", input=b"nokey\n")
+    assert end_offset(broker, topic) == 3
+
+
+def test_log_append_time_as_topic_override_and_live(broker, admin):
+    admin.create_topics([NewTopic("lat-topic", 1, 1,
+                                  topic_configs={"message.timestamp.type": "LogAppendTime"})])
+    before = int(time.time() * 1000)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    meta = p.send("lat-topic", value=b"a", partition=0, timestamp_ms=1000).get(timeout=20)
+    assert meta.timestamp >= before
+    assert alter(admin, "lat-topic", {"message.timestamp.type": "CreateTime"}) == "OK"
+    meta = p.send("lat-topic", value=b"b", partition=0, timestamp_ms=1000).get(timeout=20)
+    assert meta.timestamp == 1000
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    tp = TopicPartition("lat-topic", 0)
+    c.assign([tp])
+    recs = consume_all(c, 2)
+    c.close()
+    assert [(r.timestamp_type, r.timestamp >= before) for r in recs] == [(1, True), (0, False)]
+    assert recs[1].timestamp == 1000
+    # kcat shows the broker's time for the first record.
+    out = kcat(broker, "-C", "-t", "lat-topic", "-p", "0", "-e", "-q", "-f", "%T\n")
+    assert int(out.split()[0]) >= before and int(out.split()[1]) == 1000
+

@@ -55,11 +55,12 @@ def test_api_versions_ranges(broker):
     # Groups stop below their flexible versions.
     assert apis[8][1] == 7 and apis[9][1] == 5 and apis[11][1] == 5
     # Trap 7: nothing advertised that is not implemented (no SASL, no transactions).
-    # Admin APIs stop below their flexible versions too: DescribeConfigs 4,
-    # AlterConfigs 2, IncrementalAlterConfigs 1.
+    # Admin APIs stop below their flexible versions too: DeleteRecords 2,
+    # DescribeConfigs 4, AlterConfigs 2, CreatePartitions 2, IncrementalAlterConfigs 1.
+    assert apis[21] == (0, 1) and apis[37] == (0, 1)
     assert apis[32] == (1, 3) and apis[33] == (0, 1) and apis[44] == (0, 0)
-    assert set(apis) == {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32,
-                         33, 42, 44, 47}
+    assert set(apis) == {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22,
+                         32, 33, 37, 42, 44, 47}
 
 
 def test_api_versions_v3_flexible_request(broker):

@@ -10,7 +10,11 @@ use bytes::Bytes;
 use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponseWriter};
 use klog_codec::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use klog_codec::protocol::messages::api_versions_response::ApiVersion;
+use klog_codec::protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use klog_codec::protocol::messages::create_topics_response::CreatableTopicResult;
+use klog_codec::protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use klog_codec::protocol::messages::delete_topics_response::DeletableTopicResult;
 use klog_codec::protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -27,7 +31,8 @@ use klog_codec::protocol::messages::produce_response::{
 };
 use klog_codec::protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsResponse, BrokerId,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
@@ -606,6 +611,9 @@ impl Broker {
             return Err(code(ResponseError::NotEnoughReplicas));
         }
         let records = records.ok_or(code(ResponseError::CorruptMessage))?;
+        if t.config.cleanup.compact {
+            crate::rules::require_keys(&records)?;
+        }
         // The batch header is rewritten in place (base offset, leader epoch), so the
         // request's shared bytes are copied once into a buffer we own.
         let mut owned = records.to_vec();
@@ -756,12 +764,12 @@ impl Broker {
                                 match lp.timestamp {
                                     -2 => r.offset = log.log_start_offset(),
                                     -1 => r.offset = log.high_watermark(),
-                                    ts if ts >= 0 => match log.offset_for_timestamp(ts) {
-                                        Ok(Some((offset, found))) if offset < log.high_watermark() => {
+                                    ts if ts >= 0 => match offset_for_timestamp(&log, ts) {
+                                        Ok(Some((offset, found))) => {
                                             r.offset = offset;
                                             r.timestamp = found;
                                         }
-                                        Ok(_) => {}
+                                        Ok(None) => {}
                                         Err(e) => {
                                             tracing::error!(topic = name, error = %e, "time index lookup failed");
                                             r.error_code = code(ResponseError::KafkaStorageError);
@@ -835,6 +843,173 @@ impl Broker {
             })
             .collect();
         CreateTopicsResponse::default().with_topics(topics)
+    }
+
+    /// Grows a topic to `count` partitions (never shrinks: INVALID_PARTITIONS). New
+    /// partition folders are created and the topics file is rewritten before the new
+    /// partitions become visible in Metadata.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<&[Vec<i32>]>,
+        validate_only: bool,
+    ) -> Result<(), (i16, String)> {
+        let _guard = lock(&self.admin);
+        let topic = self.topic(name).ok_or_else(|| {
+            (
+                code(ResponseError::UnknownTopicOrPartition),
+                format!("topic {name:?} does not exist"),
+            )
+        })?;
+        let current = topic.meta.partitions;
+        if count <= current {
+            return Err((
+                code(ResponseError::InvalidPartitions),
+                format!("topic {name:?} has {current} partitions; the count can only grow"),
+            ));
+        }
+        if name == klog_coordinator::OFFSETS_TOPIC {
+            // Groups are mapped to its partitions by count: changing it would lose them.
+            return Err((
+                code(ResponseError::InvalidRequest),
+                format!("the partition count of {name} cannot change"),
+            ));
+        }
+        if let Some(assignments) = assignments {
+            let added = count - current;
+            if assignments.len() != added as usize {
+                return Err((
+                    code(ResponseError::InvalidReplicaAssignment),
+                    format!(
+                        "{added} partitions added but {} assignments given",
+                        assignments.len()
+                    ),
+                ));
+            }
+            let node = self.config.node_id;
+            if let Some(bad) = assignments.iter().find(|a| a.as_slice() != [node]) {
+                return Err((
+                    code(ResponseError::InvalidReplicaAssignment),
+                    format!(
+                        "assignment {bad:?}: the only broker is {node}, with one replica per partition"
+                    ),
+                ));
+            }
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let meta = TopicMeta {
+            partitions: count,
+            ..topic.meta.clone()
+        };
+        let grown = self
+            .open_partitions(
+                meta,
+                topic.config.clone(),
+                topic.partitions.clone(),
+                now_ms(),
+            )
+            .map_err(|e| (code(ResponseError::KafkaStorageError), e.to_string()))?;
+        self.replace_topic(grown)?;
+        tracing::info!(topic = name, from = current, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// CreatePartitions.
+    pub fn create_partitions_request(
+        &self,
+        req: &CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
+        let results = req
+            .topics
+            .iter()
+            .map(|t| {
+                let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
+                let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+                if let Err((error_code, message)) = self.create_partitions(
+                    t.name.0.as_str(),
+                    t.count,
+                    assignments.as_deref(),
+                    req.validate_only,
+                ) {
+                    r.error_code = error_code;
+                    r.error_message = Some(StrBytes::from_string(message));
+                }
+                r
+            })
+            .collect();
+        CreatePartitionsResponse::default().with_results(results)
+    }
+
+    /// DeleteRecords: moves each partition's log start offset up to the offset given
+    /// (-1: the high watermark), deleting the segments wholly below it. An offset
+    /// above the high watermark is OFFSET_OUT_OF_RANGE. The new log start offsets are
+    /// checkpointed before the answer, so they survive a crash.
+    pub fn delete_records(&self, req: &DeleteRecordsRequest) -> DeleteRecordsResponse {
+        let mut changed = false;
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.0.as_str();
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|dp| {
+                        let mut r = DeleteRecordsPartitionResult::default()
+                            .with_partition_index(dp.partition_index)
+                            .with_low_watermark(-1);
+                        match self.partition(name, dp.partition_index, false) {
+                            Err(e) => r.error_code = e,
+                            Ok(p) => {
+                                let mut log = p.log();
+                                let offset = match dp.offset {
+                                    -1 => log.high_watermark(),
+                                    o => o,
+                                };
+                                let before = log.log_start_offset();
+                                let result = if offset < 0 {
+                                    Err(klog_storage::StorageError::OffsetOutOfRange {
+                                        offset,
+                                        low: before,
+                                        high: log.high_watermark(),
+                                    })
+                                } else {
+                                    log.delete_records_before(offset)
+                                };
+                                match result {
+                                    Ok(()) => {
+                                        r.low_watermark = log.log_start_offset();
+                                        changed |= r.low_watermark != before;
+                                    }
+                                    Err(klog_storage::StorageError::OffsetOutOfRange { .. }) => {
+                                        r.error_code = code(ResponseError::OffsetOutOfRange)
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(topic = name, partition = dp.partition_index, error = %e, "delete records failed");
+                                        r.error_code = code(ResponseError::KafkaStorageError);
+                                    }
+                                }
+                            }
+                        }
+                        r
+                    })
+                    .collect();
+                DeleteRecordsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        if changed && let Err(e) = self.logs.checkpoint() {
+            tracing::error!(error = %e, "writing checkpoints after DeleteRecords failed");
+        }
+        DeleteRecordsResponse::default().with_topics(topics)
     }
 
     /// DeleteTopics.
@@ -1140,6 +1315,36 @@ fn describe_entry(
         }
     }
     r
+}
+
+/// ListOffsets by time: the earliest committed offset whose record timestamp is at
+/// or after `ts`, with that timestamp. The time index finds the first batch whose
+/// max timestamp qualifies; that one batch is then read and decoded to find the
+/// exact record (off the produce and fetch paths: ListOffsets is rare). `None` when
+/// no committed record is that recent.
+fn offset_for_timestamp(log: &klog_storage::Log, ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
+    let hw = log.high_watermark();
+    let start = log.log_start_offset();
+    let Some((base, max_ts)) = log.offset_for_timestamp(ts)? else {
+        return Ok(None);
+    };
+    if base >= hw {
+        return Ok(None);
+    }
+    let bytes = log.read_to_vec(base, 1, hw)?;
+    let exact = klog_codec::RecordBatch::parse(&bytes)
+        .ok()
+        .and_then(|(batch, _)| batch.records().ok())
+        .and_then(|records| {
+            records
+                .iter()
+                .filter_map(Result::ok)
+                .find(|r| r.offset >= start && r.offset < hw && r.timestamp >= ts)
+                .map(|r| (r.offset, r.timestamp))
+        });
+    // A batch that cannot be decoded (it passed its CRC check at append, so only a
+    // codec klog cannot read) falls back to the batch's own offset and timestamp.
+    Ok(Some(exact.unwrap_or((base, max_ts))))
 }
 
 /// Waits until `partition`'s high watermark reaches `offset` or `deadline` passes.

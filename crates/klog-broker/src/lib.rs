@@ -32,6 +32,7 @@ pub mod groups;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod rules;
 pub mod server;
 pub mod topics;
 

@@ -235,7 +235,9 @@ async fn handle(
         Request::DescribeConfigs(r) => {
             frame(header, &broker.describe_configs(&r, header.api_version))
         }
+        Request::DeleteRecords(r) => frame(header, &broker.delete_records(&r)),
         Request::AlterConfigs(r) => frame(header, &broker.alter_configs(&r)),
+        Request::CreatePartitions(r) => frame(header, &broker.create_partitions_request(&r)),
         Request::IncrementalAlterConfigs(r) => frame(header, &broker.incremental_alter_configs(&r)),
         // Consumer groups (crate::groups).
         Request::FindCoordinator(r) => frame(

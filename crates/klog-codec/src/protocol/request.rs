@@ -7,12 +7,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -57,10 +57,14 @@ pub enum Request {
     DeleteTopics(DeleteTopicsRequest),
     /// InitProducerId (key 22).
     InitProducerId(InitProducerIdRequest),
+    /// DeleteRecords (key 21).
+    DeleteRecords(DeleteRecordsRequest),
     /// DescribeConfigs (key 32).
     DescribeConfigs(DescribeConfigsRequest),
     /// AlterConfigs (key 33).
     AlterConfigs(AlterConfigsRequest),
+    /// CreatePartitions (key 37).
+    CreatePartitions(CreatePartitionsRequest),
     /// DeleteGroups (key 42).
     DeleteGroups(DeleteGroupsRequest),
     /// IncrementalAlterConfigs (key 44).
@@ -148,8 +152,10 @@ pub fn decode_request(header: &RequestHeader, body: Bytes) -> Result<Request, Re
         ApiKey::CreateTopics => Request::CreateTopics(decode_body(header, body)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(header, body)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode_body(header, body)?),
+        ApiKey::DeleteRecords => Request::DeleteRecords(decode_body(header, body)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(header, body)?),
         ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(header, body)?),
+        ApiKey::CreatePartitions => Request::CreatePartitions(decode_body(header, body)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(header, body)?),
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(decode_body(header, body)?)

@@ -75,11 +75,14 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     row(ApiKey::ApiVersions, 0, 3),
     row(ApiKey::CreateTopics, 2, 4),
     row(ApiKey::DeleteTopics, 1, 3),
+    // DeleteRecords v2+ is flexible.
+    row(ApiKey::DeleteRecords, 0, 1),
     row(ApiKey::InitProducerId, 0, 1),
     // Admin: the ranges stop below each API's first flexible version (AlterConfigs
-    // v2, DescribeConfigs v4, IncrementalAlterConfigs v1).
+    // v2, CreatePartitions v2, DescribeConfigs v4, IncrementalAlterConfigs v1).
     row(ApiKey::DescribeConfigs, 1, 3),
     row(ApiKey::AlterConfigs, 0, 1),
+    row(ApiKey::CreatePartitions, 0, 1),
     row(ApiKey::DeleteGroups, 0, 1),
     row(ApiKey::IncrementalAlterConfigs, 0, 0),
     row(ApiKey::OffsetDelete, 0, 0),
