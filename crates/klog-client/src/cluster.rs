@@ -146,11 +146,23 @@ impl Cluster {
     }
 
     async fn connect(&self, addr: &str) -> Result<Arc<Connection>, ConnectionError> {
+        self.dedicated_connection(addr, self.config.request_timeout)
+            .await
+    }
+
+    /// A new connection outside the pool, with its own request timeout: the group
+    /// coordinator gets one, so that a JoinGroup held by the broker for a whole
+    /// rebalance does not stall fetches queued behind it on a shared connection.
+    pub(crate) async fn dedicated_connection(
+        &self,
+        addr: &str,
+        request_timeout: Duration,
+    ) -> Result<Arc<Connection>, ConnectionError> {
         Connection::connect(
             addr,
             Some(self.client_id.clone()),
             self.config.connect_timeout,
-            self.config.request_timeout,
+            request_timeout,
         )
         .await
     }

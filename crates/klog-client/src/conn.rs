@@ -56,6 +56,18 @@ pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::DeleteTopics => 1..=3,
         ApiKey::InitProducerId => 0..=1,
         ApiKey::DescribeConfigs => 1..=2,
+        // Consumer groups, non-flexible versions (KAFKA-COMPAT.md). JoinGroup v4 adds
+        // MEMBER_ID_REQUIRED, v5 (and SyncGroup/Heartbeat/LeaveGroup v3, OffsetCommit
+        // v7) static membership.
+        ApiKey::FindCoordinator => 0..=2,
+        ApiKey::JoinGroup => 0..=5,
+        ApiKey::SyncGroup => 0..=3,
+        ApiKey::Heartbeat => 0..=3,
+        ApiKey::LeaveGroup => 0..=3,
+        ApiKey::OffsetCommit => 2..=7,
+        ApiKey::OffsetFetch => 1..=5,
+        ApiKey::ListGroups => 0..=2,
+        ApiKey::DescribeGroups => 0..=4,
         _ => return None,
     })
 }

@@ -40,24 +40,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{ClientError, ConsumeError};
 
-/// A topic and partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
+pub use klog_assign::TopicPartition;
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,6 +404,11 @@ impl Consumer {
         }
     }
 
+    /// The cluster view this consumer shares with its group membership.
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
     /// Turns the consumer into a [`futures_core::Stream`] of records.
     pub fn into_stream(self) -> RecordStream {
         RecordStream {
@@ -508,7 +496,7 @@ impl SliceRefOrCopy for Bytes {
     }
 }
 
-async fn list_offset(
+pub(crate) async fn list_offset(
     cluster: &Cluster,
     tp: &TopicPartition,
     spec: Offset,

@@ -331,6 +331,71 @@ impl AdminError {
     }
 }
 
+/// Why a group operation (joining, committing, polling as a member) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// Connection, metadata or coordinator lookup failure.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Fetching the assigned partitions failed.
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+    /// The group coordinator answered a group request with a Kafka error that the
+    /// consumer cannot handle by rejoining (e.g. FENCED_INSTANCE_ID,
+    /// INCONSISTENT_GROUP_PROTOCOL, INVALID_SESSION_TIMEOUT, GROUP_MAX_SIZE_REACHED).
+    #[error("{api} for group {group} failed: {error}")]
+    Coordinator {
+        /// The request.
+        api: &'static str,
+        /// The group.
+        group: String,
+        /// The Kafka error.
+        error: ResponseError,
+    },
+    /// An offset commit was refused. With REBALANCE_IN_PROGRESS the next poll
+    /// completes the rebalance and the commit may then be retried; with
+    /// UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION the partitions may already belong to
+    /// another member, and committing them again would be wrong.
+    #[error("offset commit for group {group} failed: {error}")]
+    CommitFailed {
+        /// The group.
+        group: String,
+        /// The Kafka error.
+        error: ResponseError,
+    },
+    /// A member's subscription or the leader's assignment did not parse.
+    #[error(transparent)]
+    Protocol(#[from] crate::consumer_protocol::ConsumerProtocolError),
+    /// The coordinator chose an assignor this consumer does not implement.
+    #[error("group protocol {0:?} is not an assignor this consumer knows")]
+    UnknownAssignor(String),
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The consumer was closed.
+    #[error("consumer closed")]
+    Closed,
+}
+
+impl GroupError {
+    /// Whether retrying the operation (after polling) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Client(e) => e.is_retriable(),
+            Self::Consume(e) => e.is_retriable(),
+            Self::Coordinator { error, .. } => error.is_retriable(),
+            Self::CommitFailed { error, .. } => {
+                *error == ResponseError::RebalanceInProgress || error.is_retriable()
+            }
+            Self::Protocol(_)
+            | Self::UnknownAssignor(_)
+            | Self::InvalidConfig(_)
+            | Self::Closed => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +417,16 @@ mod tests {
             got: 2,
         };
         assert!(!mismatch.is_retriable());
+        let rebalancing = GroupError::CommitFailed {
+            group: "g".into(),
+            error: ResponseError::RebalanceInProgress,
+        };
+        assert!(rebalancing.is_retriable());
+        let fenced = GroupError::CommitFailed {
+            group: "g".into(),
+            error: ResponseError::IllegalGeneration,
+        };
+        assert!(!fenced.is_retriable());
+        assert!(GroupError::from(ClientError::Timeout { what: "join" }).is_retriable());
     }
 }

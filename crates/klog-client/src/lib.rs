@@ -1,5 +1,5 @@
-//! An async Kafka-protocol client for klog: a producer, a consumer without group
-//! membership, and an admin client.
+//! An async Kafka-protocol client for klog: a producer, a consumer (with or without
+//! group membership), and an admin client.
 //!
 //! It speaks only the Kafka protocol (negotiating versions with ApiVersions on every
 //! connection), so it works against klog and against any Kafka broker since 1.0.
@@ -8,7 +8,10 @@
 //!  Producer::send ──► per-partition batches (klog-codec builder, in place)
 //!                      └─► sender task ──► Produce, pipelined per broker ──┐
 //!  Consumer::poll ◄── decode ◄── prefetch channel ◄── fetcher task ◄── Fetch ◄┤
-//!  Admin ──► CreateTopics / DeleteTopics (controller), Metadata, DescribeConfigs
+//!  GroupConsumer ──► FindCoordinator, Join/Sync/Heartbeat/Leave, OffsetCommit/Fetch
+//!                    (own coordinator connection) + a Consumer for its partitions
+//!  Admin ──► CreateTopics / DeleteTopics (controller), Metadata, DescribeConfigs,
+//!            ListGroups, DescribeGroups, OffsetFetch + ListOffsets (group lag)
 //!                                                                            │
 //!        Cluster: metadata cache, one pipelined Connection per broker ◄──────┘
 //! ```
@@ -19,11 +22,17 @@
 //! * [`consumer`]: assign partitions, seek (beginning, end, offset, timestamp),
 //!   prefetching fetches, decompression and CRC checks, `max.poll.records`, a
 //!   `Stream` of records.
-//! * [`admin`]: create, delete, list and describe topics; describe configs.
+//! * [`group`]: consumer-group membership: subscribe, assignors from `klog-assign`
+//!   run by the leader, background heartbeats, rebalance callbacks, auto and manual
+//!   commits, resuming from committed offsets, static membership.
+//! * [`consumer_protocol`]: the subscription and assignment bytes group members
+//!   exchange through the coordinator.
+//! * [`admin`]: create, delete, list and describe topics; describe configs; list
+//!   and describe groups, and their lag.
 //! * [`error`]: one error enum per failure domain, each saying whether it is
 //!   retriable.
 //!
-//! Not here (yet): consumer groups and committed offsets, transactions, SASL/TLS.
+//! Not here (yet): transactions, SASL/TLS, regex subscriptions, KIP-848 groups.
 //! Partitioners live in `klog-assign`; wire formats in `klog-codec`.
 //!
 //! Everything runs on the caller's tokio runtime; the producer and consumer spawn
@@ -33,7 +42,9 @@ pub mod admin;
 mod cluster;
 mod conn;
 pub mod consumer;
+pub mod consumer_protocol;
 pub mod error;
+pub mod group;
 pub mod producer;
 
 pub use admin::{Admin, ConfigEntry, ConfigResource, NewTopic};
@@ -42,7 +53,9 @@ pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
 pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Offset, RecordStream, TopicPartition,
 };
-pub use error::{AdminError, ClientError, ConnectionError, ConsumeError, ProduceError};
+pub use error::{AdminError, ClientError, ConnectionError, ConsumeError, GroupError, ProduceError};
+pub use group::{CommitHandle, GroupConfig, GroupConsumer, RebalanceListener};
+pub use klog_assign::{Assignor, RebalanceProtocol};
 pub use klog_codec::{Compression, OwnedHeader};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
