@@ -1,7 +1,12 @@
-//! The admin client: create, delete, list and describe topics; describe configs.
+//! The admin client: create, delete, list and describe topics; describe configs;
+//! list and describe consumer groups and their lag.
 //!
 //! CreateTopics and DeleteTopics go to the controller that Metadata names
 //! (KAFKA-COMPAT.md trap 5); a NOT_CONTROLLER answer refreshes metadata and retries.
+//! ListGroups goes to every broker (each lists the groups it coordinates);
+//! DescribeGroups and OffsetFetch go to the group's coordinator (FindCoordinator);
+//! lag compares a group's committed offsets with ListOffsets(latest) at each
+//! partition's leader.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +18,14 @@ use klog_codec::protocol::messages::{
 };
 use klog_codec::protocol::{ResponseError, StrBytes};
 
+use klog_codec::protocol::messages::{
+    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetFetchRequest,
+};
+
 use crate::cluster::{BrokerInfo, ClientConfig, Cluster, TopicInfo};
 use crate::conn::Connection;
+use crate::consumer::{Offset, TopicPartition};
+use crate::consumer_protocol;
 use crate::error::{AdminError, ClientError};
 
 /// A topic to create.
@@ -77,6 +88,61 @@ pub enum ConfigResource<'a> {
     Topic(&'a str),
     /// A broker, by id.
     Broker(i32),
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type (`consumer` for consumer groups; empty for groups that only
+    /// commit offsets).
+    pub protocol_type: String,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Member id.
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+    /// The client id it connected with.
+    pub client_id: String,
+    /// The host it connected from.
+    pub client_host: String,
+    /// Its assignment, decoded when the group uses the consumer protocol.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Group id.
+    pub group_id: String,
+    /// State: Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
+    pub state: String,
+    /// Protocol type (`consumer`).
+    pub protocol_type: String,
+    /// The chosen protocol (the assignor's name for consumer groups).
+    pub protocol: String,
+    /// Members, sorted by member id.
+    pub members: Vec<GroupMember>,
+}
+
+/// A group's progress on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The committed offset (`None`: nothing committed).
+    pub committed: Option<i64>,
+    /// The partition's log end offset (high watermark).
+    pub log_end: i64,
+    /// `log_end - committed` (`None` without a commit).
+    pub lag: Option<i64>,
+    /// The member that owns the partition now, if any.
+    pub member_id: Option<String>,
 }
 
 /// The admin client.
@@ -345,6 +411,188 @@ impl Admin {
                 is_sensitive: c.is_sensitive,
             })
             .collect())
+    }
+}
+
+impl Admin {
+    /// The connection to `group`'s coordinator.
+    async fn group_coordinator(&self, group: &str) -> Result<Arc<Connection>, ClientError> {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group.to_owned()))
+            .with_key_type(0);
+        let conn = self.cluster.any_connection().await?;
+        let response = conn.send(&request)?.await?;
+        if let Some(e) = ClientError::broker("FindCoordinator", response.error_code, None) {
+            return Err(e);
+        }
+        self.cluster.refresh(Some(&[])).await?;
+        self.cluster.connection(response.node_id.0).await
+    }
+
+    /// Runs `op` against `group`'s coordinator, retrying retriable failures (a
+    /// coordinator loading its offsets, a moved coordinator) until the timeout.
+    async fn with_group_coordinator<T, F, Fut>(&self, group: &str, op: F) -> Result<T, AdminError>
+    where
+        F: Fn(Arc<Connection>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut attempt = 0;
+        loop {
+            let result = match self.group_coordinator(group).await {
+                Ok(conn) => op(conn).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    attempt += 1;
+                    tokio::time::sleep(self.cluster.config.backoff(attempt)).await;
+                }
+                other => return other.map_err(AdminError::from),
+            }
+        }
+    }
+
+    /// Every group of the cluster (asking each broker), sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>, AdminError> {
+        self.cluster.refresh(Some(&[])).await?;
+        let mut out: Vec<GroupListing> = Vec::new();
+        for broker in self.cluster.brokers() {
+            let conn = self.cluster.connection(broker.node_id).await?;
+            let response = conn
+                .send(&ListGroupsRequest::default())
+                .map_err(ClientError::from)?
+                .await
+                .map_err(ClientError::from)?;
+            if let Some(e) = ClientError::broker("ListGroups", response.error_code, None) {
+                return Err(e.into());
+            }
+            out.extend(response.groups.iter().map(|g| GroupListing {
+                group_id: g.group_id.0.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+            }));
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(out)
+    }
+
+    /// Describes a group: state, protocol and members with their assignments.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, AdminError> {
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
+        let response = self
+            .with_group_coordinator(group, |conn| {
+                let request = request.clone();
+                async move {
+                    let r = conn.send(&request)?.await?;
+                    let g = r.groups.into_iter().next().ok_or(ClientError::Broker {
+                        api: "DescribeGroups",
+                        error: ResponseError::UnknownServerError,
+                        message: Some("empty response".to_owned()),
+                    })?;
+                    if let Some(e) = ClientError::broker("DescribeGroups", g.error_code, None) {
+                        return Err(e);
+                    }
+                    Ok(g)
+                }
+            })
+            .await?;
+        let consumer = response.protocol_type.as_str() == "consumer";
+        let mut members: Vec<GroupMember> = response
+            .members
+            .iter()
+            .map(|m| GroupMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                client_host: m.client_host.to_string(),
+                assignment: if consumer {
+                    // An undecodable assignment is shown as none rather than
+                    // failing the whole description.
+                    consumer_protocol::decode_assignment(&m.member_assignment).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        Ok(GroupDescription {
+            group_id: response.group_id.0.to_string(),
+            state: response.group_state.to_string(),
+            protocol_type: response.protocol_type.to_string(),
+            protocol: response.protocol_data.to_string(),
+            members,
+        })
+    }
+
+    /// The group's committed offsets (every partition it has committed), sorted.
+    pub async fn group_offsets(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(TopicPartition, i64)>, AdminError> {
+        // topics = null: all partitions with a committed offset (OffsetFetch v2+).
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_topics(None);
+        let response = self
+            .with_group_coordinator(group, |conn| {
+                let request = request.clone();
+                async move {
+                    let r = conn.send(&request)?.await?;
+                    if let Some(e) = ClientError::broker("OffsetFetch", r.error_code, None) {
+                        return Err(e);
+                    }
+                    Ok(r)
+                }
+            })
+            .await?;
+        let mut out: Vec<(TopicPartition, i64)> = response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
+                    .map(|p| {
+                        (
+                            TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                            p.committed_offset,
+                        )
+                    })
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Lag per partition, like `kafka-consumer-groups.sh --describe`: every
+    /// partition the group committed or a member owns, with the committed offset,
+    /// the log end offset and their difference.
+    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>, AdminError> {
+        let description = self.describe_group(group).await?;
+        let committed: std::collections::BTreeMap<TopicPartition, i64> =
+            self.group_offsets(group).await?.into_iter().collect();
+        let mut owners: std::collections::BTreeMap<TopicPartition, Option<String>> =
+            committed.keys().map(|tp| (tp.clone(), None)).collect();
+        for m in &description.members {
+            for tp in &m.assignment {
+                owners.insert(tp.clone(), Some(m.member_id.clone()));
+            }
+        }
+        let mut out = Vec::with_capacity(owners.len());
+        for (tp, member_id) in owners {
+            let log_end = crate::consumer::list_offset(&self.cluster, &tp, Offset::End).await?;
+            let c = committed.get(&tp).copied();
+            out.push(PartitionLag {
+                lag: c.map(|c| (log_end - c).max(0)),
+                committed: c,
+                log_end,
+                member_id,
+                partition: tp,
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -318,6 +318,9 @@ pub enum AdminError {
     /// The topic does not exist.
     #[error("unknown topic {0}")]
     UnknownTopic(String),
+    /// Looking up a partition's offsets (for group lag) failed.
+    #[error(transparent)]
+    Offsets(#[from] ConsumeError),
 }
 
 impl AdminError {
@@ -327,6 +330,7 @@ impl AdminError {
             Self::Client(e) => e.is_retriable(),
             Self::Topic { error, .. } => error.is_retriable(),
             Self::UnknownTopic(_) => true,
+            Self::Offsets(e) => e.is_retriable(),
         }
     }
 }

@@ -47,7 +47,10 @@ pub mod error;
 pub mod group;
 pub mod producer;
 
-pub use admin::{Admin, ConfigEntry, ConfigResource, NewTopic};
+pub use admin::{
+    Admin, ConfigEntry, ConfigResource, GroupDescription, GroupListing, GroupMember, NewTopic,
+    PartitionLag,
+};
 pub use bytes::Bytes;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
 pub use consumer::{

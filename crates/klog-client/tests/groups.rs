@@ -477,3 +477,65 @@ fn static_member_restart_keeps_its_partitions() {
         Ok(())
     });
 }
+
+/// The admin client lists the group, describes its member and assignment, and
+/// reports lag = log end offset - committed offset per partition.
+#[test]
+fn admin_lists_and_describes_groups_with_lag() {
+    let broker = Broker::start_with(GROUP_BROKER);
+    run(Duration::from_secs(120), async {
+        let addr = broker.addr();
+        create_topic(&addr, "lagging", 3).await?;
+        let producer = Producer::new(ProducerConfig::new(&addr)).await?;
+        for p in 0..3 {
+            for i in 0..10 {
+                producer
+                    .send(ProducerRecord::new("lagging", format!("{i}")).with_partition(p))
+                    .await?
+                    .await?;
+            }
+        }
+        producer.close().await;
+        let mut cfg = config(&addr, "lag-group");
+        cfg.enable_auto_commit = false;
+        let mut c = GroupConsumer::new(cfg)?;
+        c.subscribe(["lagging"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.assignment().len() < 3 && Instant::now() < deadline {
+            c.poll(Duration::from_millis(100)).await?;
+        }
+        // Partition p committed at offset 2p: lag 10 - 2p.
+        let offsets: Vec<(TopicPartition, i64)> = (0..3)
+            .map(|p| (TopicPartition::new("lagging", p), i64::from(2 * p)))
+            .collect();
+        c.commit_offsets_sync(&offsets).await?;
+
+        let admin = Admin::new(ClientConfig::new(&addr))?;
+        let groups = admin.list_groups().await?;
+        ensure!(
+            groups
+                .iter()
+                .any(|g| g.group_id == "lag-group" && g.protocol_type == "consumer"),
+            "{groups:?}"
+        );
+        let d = admin.describe_group("lag-group").await?;
+        ensure!(d.state == "Stable", "state {}", d.state);
+        ensure!(d.protocol == "range", "protocol {}", d.protocol);
+        ensure!(d.members.len() == 1);
+        ensure!(d.members[0].member_id == c.member_id());
+        ensure!(d.members[0].assignment.len() == 3);
+        let lag = admin.group_lag("lag-group").await?;
+        ensure!(lag.len() == 3, "{lag:?}");
+        for (p, l) in lag.iter().enumerate() {
+            let p = p as i64;
+            ensure!(l.partition == TopicPartition::new("lagging", p as i32));
+            ensure!(l.committed == Some(2 * p) && l.log_end == 10, "{l:?}");
+            ensure!(l.lag == Some(10 - 2 * p), "{l:?}");
+            ensure!(l.member_id.as_deref() == Some(c.member_id()));
+        }
+        c.close().await?;
+        let d = admin.describe_group("lag-group").await?;
+        ensure!(d.state == "Empty" && d.members.is_empty(), "{d:?}");
+        Ok(())
+    });
+}
