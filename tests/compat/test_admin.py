@@ -508,3 +508,115 @@ def test_log_append_time_as_topic_override_and_live(broker, admin):
     out = kcat(broker, "-C", "-t", "lat-topic", "-p", "0", "-e", "-q", "-f", "%T\n")
     assert int(out.split()[0]) >= before and int(out.split()[1]) == 1000
 
+
+# ---------------------------------------------------------------------------------
+# Group details
+
+
+def test_commit_metadata_describe_assignments_and_deleted_topic_offsets(broker_factory):
+    from kafka.structs import OffsetAndMetadata
+    b = broker_factory(**{"group.initial.rebalance.delay.ms": "0"}).start()
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    admin.create_topics([NewTopic("gd", 2, 1), NewTopic("gone", 1, 1)])
+    c = KafkaConsumer("gd", bootstrap_servers=b.bootstrap, group_id="gd-group",
+                      client_id="gd-client", enable_auto_commit=False,
+                      auto_offset_reset="earliest")
+    deadline = time.monotonic() + 30
+    while len(c.assignment()) < 2:
+        assert time.monotonic() < deadline, "no assignment"
+        c.poll(timeout_ms=200)
+    # DescribeGroups: member, client id, host and the assignment.
+    d = admin.describe_groups(["gd-group"])["gd-group"]
+    assert d["group_state"] == "Stable"
+    [member] = d["members"]
+    assert member["client_id"] == "gd-client"
+    assert member["client_host"].startswith("/127.0.0.1")
+    asg = member["member_assignment"]
+    assigned = {(t["topic"], p) for t in asg["assigned_partitions"] for p in t["partitions"]}
+    assert assigned == {("gd", 0), ("gd", 1)}
+    assert member["member_metadata"]["topics"] == ["gd"]
+
+    # OffsetCommit keeps the metadata string; OffsetFetch returns it.
+    c.commit({TopicPartition("gd", 0): OffsetAndMetadata(0, "checkpoint-7", -1),
+              TopicPartition("gd", 1): OffsetAndMetadata(0, "", -1)})
+    got = c.committed(TopicPartition("gd", 0), metadata=True)
+    assert (got.offset, got.metadata) == (0, "checkpoint-7")
+    listed = admin.list_group_offsets("gd-group")["gd-group"]
+    assert listed[TopicPartition("gd", 0)].metadata == "checkpoint-7"
+    assert listed[TopicPartition("gd", 1)].metadata == ""
+    c.close()
+
+    # Offsets of a deleted topic disappear from every group, durably.
+    p = KafkaProducer(bootstrap_servers=b.bootstrap)
+    for _ in range(3):
+        p.send("gone", value=b"x", partition=0).get(timeout=20)
+    p.close()
+    g = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id="gone-group",
+                      enable_auto_commit=False)
+    g.commit({TopicPartition("gone", 0): OffsetAndMetadata(3, "m", -1)})
+    g.close()
+    assert TopicPartition("gone", 0) in admin.list_group_offsets("gone-group")["gone-group"]
+    admin.delete_topics(["gone"])
+    assert admin.list_group_offsets("gone-group")["gone-group"] == {}
+    assert TopicPartition("gd", 0) in admin.list_group_offsets("gd-group")["gd-group"]
+    admin.close()
+    assert b.stop() == 0
+    b2 = broker_factory(data_dir=b.data_dir, port=b.port).start()
+    admin = KafkaAdminClient(bootstrap_servers=b2.bootstrap)
+    admin.create_topics([NewTopic("gone", 1, 1)])
+    assert admin.list_group_offsets("gone-group")["gone-group"] == {}
+    assert admin.list_group_offsets("gd-group")["gd-group"][TopicPartition("gd", 0)].metadata \
+        == "checkpoint-7"
+    admin.close()
+    assert b2.stop() == 0
+
+
+# ---------------------------------------------------------------------------------
+# DescribeCluster, DescribeLogDirs
+
+
+def test_describe_cluster(broker, admin):
+    c = admin.describe_cluster()
+    assert c["controller_id"] == 1
+    assert c["cluster_id"]
+    assert [(x["broker_id"], x["host"], x["port"]) for x in c["brokers"]] == [
+        (1, "127.0.0.1", broker.port)]
+
+
+def test_describe_log_dirs_sizes_per_partition(broker_factory, tmp_path):
+    d1, d2 = tmp_path / "dirA", tmp_path / "dirB"
+    b = broker_factory(data_dir=d1, **{"log.dirs": f"{d1},{d2}"}).start()
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    admin.create_topics([NewTopic("ld", 4, 1)])
+    p = KafkaProducer(bootstrap_servers=b.bootstrap)
+    for i in range(4):
+        for _ in range(i + 1):
+            p.send("ld", value=b"x" * 500, partition=i).get(timeout=20)
+    p.close()
+    [res] = admin.describe_log_dirs()
+    assert res["broker"] == 1
+    dirs = {r["log_dir"]: r for r in res["log_dirs"]}
+    assert set(dirs) == {str(d1), str(d2)}
+    sizes = {}
+    for path, r in dirs.items():
+        assert r["error_code"] == 0
+        for t in r["topics"]:
+            for part in t["partitions"]:
+                # Reported where the folder is, with the bytes of its segments.
+                folder = __import__("pathlib").Path(path) / f"{t['name']}-{part['partition_index']}"
+                on_disk = sum(f.stat().st_size for f in folder.glob("*.log"))
+                assert part["partition_size"] == on_disk
+                assert part["offset_lag"] == 0
+                sizes[(t["name"], part["partition_index"])] = part["partition_size"]
+    ld = {k[1]: v for k, v in sizes.items() if k[0] == "ld"}
+    assert set(ld) == {0, 1, 2, 3}
+    assert ld[0] < ld[1] < ld[2] < ld[3]
+    # Partitions are spread over both dirs.
+    assert all(any(t["name"] == "ld" for t in r["topics"]) for r in dirs.values())
+    # Asking for one partition returns just that one.
+    [res] = admin.describe_log_dirs({"ld": [2]})
+    found = [(t["name"], part["partition_index"]) for r in res["log_dirs"]
+             for t in r["topics"] for part in t["partitions"]]
+    assert found == [("ld", 2)]
+    admin.close()
+    assert b.stop() == 0

@@ -57,10 +57,13 @@ def test_api_versions_ranges(broker):
     # Trap 7: nothing advertised that is not implemented (no SASL, no transactions).
     # Admin APIs stop below their flexible versions too: DeleteRecords 2,
     # DescribeConfigs 4, AlterConfigs 2, CreatePartitions 2, IncrementalAlterConfigs 1.
-    assert apis[21] == (0, 1) and apis[37] == (0, 1)
+    # DescribeLogDirs 2, and DescribeCluster (flexible from v0) stops at 1, the
+    # version kafka-python's describe_cluster needs.
+    assert apis[21] == (0, 1) and apis[37] == (0, 1) and apis[35] == (1, 1)
     assert apis[32] == (1, 3) and apis[33] == (0, 1) and apis[44] == (0, 0)
+    assert apis[60] == (0, 1)
     assert set(apis) == {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22,
-                         32, 33, 37, 42, 44, 47}
+                         32, 33, 35, 37, 42, 44, 47, 60}
 
 
 def test_api_versions_v3_flexible_request(broker):

@@ -16,8 +16,12 @@ use klog_codec::protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use klog_codec::protocol::messages::delete_topics_response::DeletableTopicResult;
+use klog_codec::protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use klog_codec::protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use klog_codec::protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use klog_codec::protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterResourceResponse;
 use klog_codec::protocol::messages::list_offsets_response::{
@@ -33,10 +37,11 @@ use klog_codec::protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsResponse, BrokerId,
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, ProducerId, TopicName,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, FetchRequest,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
 };
 use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes, versions};
 use klog_storage::{FileRegion, LogManager, ReadError, TopicPartition};
@@ -363,7 +368,7 @@ impl Broker {
 
     /// Deletes a topic and its partition folders.
     pub fn delete_topic(&self, name: &str) -> Result<(), i16> {
-        let _guard = lock(&self.admin);
+        let guard = lock(&self.admin);
         let topic = self
             .topics
             .write()
@@ -379,6 +384,8 @@ impl Broker {
                 tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
             }
         }
+        drop(guard);
+        self.groups.topic_deleted(self, name);
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -1010,6 +1017,91 @@ impl Broker {
             tracing::error!(error = %e, "writing checkpoints after DeleteRecords failed");
         }
         DeleteRecordsResponse::default().with_topics(topics)
+    }
+
+    /// DescribeCluster: this node as the only broker and the controller. Asking for
+    /// controller endpoints (v1 `endpoint_type` 2) gets UNSUPPORTED_ENDPOINT_TYPE, as
+    /// from a Kafka broker. ACLs do not exist, so authorized operations are not
+    /// reported.
+    pub fn describe_cluster(
+        &self,
+        req: &DescribeClusterRequest,
+        version: i16,
+    ) -> DescribeClusterResponse {
+        let (host, port) = &self.config.advertised;
+        let mut resp = DescribeClusterResponse::default();
+        if version >= 1 {
+            resp.endpoint_type = req.endpoint_type;
+            if req.endpoint_type != 1 {
+                resp.error_code = code(ResponseError::UnsupportedEndpointType);
+                return resp;
+            }
+        }
+        resp.with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
+            .with_controller_id(BrokerId(self.config.node_id))
+            .with_brokers(vec![
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(self.config.node_id))
+                    .with_host(StrBytes::from_string(host.clone()))
+                    .with_port(i32::from(*port)),
+            ])
+    }
+
+    /// DescribeLogDirs: every configured log dir with the size in bytes of each
+    /// partition it holds (all topics when `topics` is null). Offset lag is 0: there
+    /// are no future replicas being moved between dirs.
+    pub fn describe_log_dirs(&self, req: &DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+        let wanted = |topic: &str, partition: i32| match &req.topics {
+            None => true,
+            Some(list) => list
+                .iter()
+                .any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&partition)),
+        };
+        // log dir -> topic -> partitions
+        let mut by_dir: BTreeMap<PathBuf, BTreeMap<String, Vec<DescribeLogDirsPartition>>> = self
+            .config
+            .log_dirs
+            .iter()
+            .map(|d| (d.clone(), BTreeMap::new()))
+            .collect();
+        for t in self.topic_list() {
+            for p in &t.partitions {
+                if !wanted(&t.meta.name, p.index) {
+                    continue;
+                }
+                let (dir, size) = {
+                    let log = p.log();
+                    (log.dir().parent().map(PathBuf::from), log.size_bytes())
+                };
+                let Some(topics) = dir.and_then(|d| by_dir.get_mut(&d)) else {
+                    continue;
+                };
+                topics.entry(t.meta.name.clone()).or_default().push(
+                    DescribeLogDirsPartition::default()
+                        .with_partition_index(p.index)
+                        .with_partition_size(i64::try_from(size).unwrap_or(i64::MAX))
+                        .with_offset_lag(0),
+                );
+            }
+        }
+        let results = by_dir
+            .into_iter()
+            .map(|(dir, topics)| {
+                DescribeLogDirsResult::default()
+                    .with_log_dir(StrBytes::from_string(dir.display().to_string()))
+                    .with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(name, partitions)| {
+                                DescribeLogDirsTopic::default()
+                                    .with_name(TopicName(StrBytes::from_string(name)))
+                                    .with_partitions(partitions)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        DescribeLogDirsResponse::default().with_results(results)
     }
 
     /// DeleteTopics.

@@ -605,6 +605,20 @@ impl Groups {
         OffsetFetchResponse::default().with_topics(topics)
     }
 
+    /// A topic was deleted: committed offsets for it disappear from every group (and
+    /// from `__consumer_offsets`, by tombstones).
+    pub fn topic_deleted(&self, broker: &Broker, topic: &str) {
+        let mut inner = self.lock();
+        inner.coordinator.remove_topic_offsets(topic);
+        let actions = inner.coordinator.take_actions();
+        if !self.perform(broker, &mut inner, actions) {
+            tracing::error!(
+                topic,
+                "could not persist the removal of a deleted topic's offsets"
+            );
+        }
+    }
+
     /// ListGroups.
     pub fn list_groups(&self, _req: &ListGroupsRequest) -> ListGroupsResponse {
         let groups = self

@@ -236,6 +236,10 @@ async fn handle(
             frame(header, &broker.describe_configs(&r, header.api_version))
         }
         Request::DeleteRecords(r) => frame(header, &broker.delete_records(&r)),
+        Request::DescribeCluster(r) => {
+            frame(header, &broker.describe_cluster(&r, header.api_version))
+        }
+        Request::DescribeLogDirs(r) => frame(header, &broker.describe_log_dirs(&r)),
         Request::AlterConfigs(r) => frame(header, &broker.alter_configs(&r)),
         Request::CreatePartitions(r) => frame(header, &broker.create_partitions_request(&r)),
         Request::IncrementalAlterConfigs(r) => frame(header, &broker.incremental_alter_configs(&r)),

@@ -779,6 +779,40 @@ impl GroupCoordinator {
         (NONE, results)
     }
 
+    /// A topic was deleted: every group forgets its committed offsets for it, with
+    /// tombstones, as Kafka's coordinator does on topic deletion (so a topic created
+    /// again under the same name does not inherit stale offsets). Emits one
+    /// `PersistOffsets` per group that had any.
+    pub fn remove_topic_offsets(&mut self, topic: &str) {
+        let (groups, ctx) = self.split();
+        for group in groups.values_mut() {
+            let keys: Vec<(String, i32)> = group
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let records = keys
+                .into_iter()
+                .map(|(t, p)| {
+                    group.offsets.remove(&(t.clone(), p));
+                    OffsetsRecord {
+                        key: encode_offset_key(&group.id, &t, p),
+                        value: None,
+                    }
+                })
+                .collect();
+            ctx.out.push(Action::PersistOffsets {
+                partition: ctx.partition(&group.id),
+                group: group.id.clone(),
+                records,
+            });
+        }
+    }
+
     /// DeleteGroups: deletes empty groups with their offsets (tombstones).
     pub fn delete_groups(&mut self, group_ids: &[String], now: i64) -> Vec<(String, i16)> {
         let mut results = Vec::with_capacity(group_ids.len());
@@ -1743,6 +1777,32 @@ mod tests {
         assert_eq!(
             c.delete_offsets("nope", &[]).0,
             code(ResponseError::GroupIdNotFound)
+        );
+    }
+
+    /// Deleting a topic removes every group's offsets for it, durably.
+    #[test]
+    fn deleted_topic_offsets_disappear() {
+        let mut c = GroupCoordinator::new(config());
+        let (_, mut actions) = stable_group(&mut c);
+        assert_eq!(c.fetch_offsets("g", None).len(), 1);
+        c.remove_topic_offsets("other");
+        assert!(c.take_actions().is_empty());
+        c.remove_topic_offsets("t");
+        let removed = c.take_actions();
+        assert_eq!(removed.len(), 1);
+        assert!(c.fetch_offsets("g", None).is_empty());
+        actions.extend(removed);
+        let mut restarted = GroupCoordinator::new(config());
+        for r in persisted(&actions) {
+            restarted
+                .load_record(&r.key, r.value.as_deref())
+                .expect("load");
+        }
+        restarted.finish_loading(5);
+        assert_eq!(
+            restarted.fetch_offsets("g", Some(&[("t".into(), 0)]))[0].offset,
+            -1
         );
     }
 

@@ -8,11 +8,12 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -63,6 +64,8 @@ pub enum Request {
     DescribeConfigs(DescribeConfigsRequest),
     /// AlterConfigs (key 33).
     AlterConfigs(AlterConfigsRequest),
+    /// DescribeLogDirs (key 35).
+    DescribeLogDirs(DescribeLogDirsRequest),
     /// CreatePartitions (key 37).
     CreatePartitions(CreatePartitionsRequest),
     /// DeleteGroups (key 42).
@@ -71,6 +74,8 @@ pub enum Request {
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     /// OffsetDelete (key 47).
     OffsetDelete(OffsetDeleteRequest),
+    /// DescribeCluster (key 60).
+    DescribeCluster(DescribeClusterRequest),
 }
 
 /// Why a request could not be turned into a [`Request`].
@@ -155,6 +160,8 @@ pub fn decode_request(header: &RequestHeader, body: Bytes) -> Result<Request, Re
         ApiKey::DeleteRecords => Request::DeleteRecords(decode_body(header, body)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(header, body)?),
         ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(header, body)?),
+        ApiKey::DescribeLogDirs => Request::DescribeLogDirs(decode_body(header, body)?),
+        ApiKey::DescribeCluster => Request::DescribeCluster(decode_body(header, body)?),
         ApiKey::CreatePartitions => Request::CreatePartitions(decode_body(header, body)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(header, body)?),
         ApiKey::IncrementalAlterConfigs => {

@@ -82,10 +82,15 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // v2, CreatePartitions v2, DescribeConfigs v4, IncrementalAlterConfigs v1).
     row(ApiKey::DescribeConfigs, 1, 3),
     row(ApiKey::AlterConfigs, 0, 1),
+    // DescribeLogDirs starts at 1 in the message crate; v2+ is flexible.
+    row(ApiKey::DescribeLogDirs, 1, 1),
     row(ApiKey::CreatePartitions, 0, 1),
     row(ApiKey::DeleteGroups, 0, 1),
     row(ApiKey::IncrementalAlterConfigs, 0, 0),
     row(ApiKey::OffsetDelete, 0, 0),
+    // DescribeCluster is flexible from v0; kafka-python 3.0.12's describe_cluster
+    // needs v1 (it reads endpoint_type). v2 adds fenced brokers.
+    row(ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// The table row for `api_key`, if klog serves that API.
