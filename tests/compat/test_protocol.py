@@ -154,3 +154,24 @@ def test_log_append_time_topic(broker_factory):
     assert len(records) == 1 and records[0].timestamp >= before
     assert records[0].timestamp_type == 1
     assert b.stop() == 0
+
+
+def init_producer_id(broker, transactional_id):
+    """InitProducerId v1 over a raw socket; returns (error, producer id, epoch)."""
+    if transactional_id is None:
+        tid = struct.pack(">h", -1)
+    else:
+        tid = struct.pack(">h", len(transactional_id)) + transactional_id.encode()
+    payload = struct.pack(">hhih", 22, 1, 3, 1) + b"x" + tid + struct.pack(">i", 60000)
+    resp = request(broker, payload)
+    _corr, _throttle, error, pid, epoch = struct.unpack(">iihqh", resp[:20])
+    return error, pid, epoch
+
+
+def test_init_producer_id(broker):
+    e1, p1, epoch = init_producer_id(broker, None)
+    e2, p2, _ = init_producer_id(broker, None)
+    assert (e1, e2, epoch) == (0, 0, 0)
+    assert p2 == p1 + 1
+    assert init_producer_id(broker, "")[0] == 42  # INVALID_REQUEST, as Kafka
+    assert init_producer_id(broker, "txn-1")[0] == 53  # no transactions here

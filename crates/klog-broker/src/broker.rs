@@ -1126,8 +1126,15 @@ impl Broker {
         let r = InitProducerIdResponse::default()
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
-        if req.transactional_id.is_some() {
-            return r.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
+        match req.transactional_id.as_ref().map(|t| t.0.as_str()) {
+            None => {}
+            // Kafka answers an empty transactional id with INVALID_REQUEST.
+            Some("") => return r.with_error_code(code(ResponseError::InvalidRequest)),
+            // Transactions are not supported: refuse as a broker whose ACLs forbid
+            // them would, a fatal error clients report rather than retry.
+            Some(_) => {
+                return r.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
+            }
         }
         match lock(&self.producer_ids).allocate() {
             Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
