@@ -1,5 +1,5 @@
-//! `klog-admin`: topic administration for klog (or any Kafka broker), like Kafka's
-//! `kafka-topics`.
+//! `klog-admin`: topic and consumer-group administration for klog (or any Kafka
+//! broker), like Kafka's `kafka-topics` and `kafka-consumer-groups`.
 //!
 //! ```text
 //! klog-admin --bootstrap-server HOST:PORT topics create --topic T [--partitions N]
@@ -7,6 +7,8 @@
 //! klog-admin --bootstrap-server HOST:PORT topics delete --topic T
 //! klog-admin --bootstrap-server HOST:PORT topics list
 //! klog-admin --bootstrap-server HOST:PORT topics describe [--topic T]
+//! klog-admin --bootstrap-server HOST:PORT groups list
+//! klog-admin --bootstrap-server HOST:PORT groups describe --group G
 //! ```
 
 use anyhow::{Context, bail};
@@ -15,7 +17,11 @@ use klog_client::error::ResponseError;
 use klog_client::{Admin, AdminError, ClientConfig, ConfigResource, NewTopic};
 
 #[derive(Parser, Debug)]
-#[command(name = "klog-admin", version, about = "Administers topics")]
+#[command(
+    name = "klog-admin",
+    version,
+    about = "Administers topics and consumer groups"
+)]
 struct Cli {
     /// Broker(s) to bootstrap from: HOST:PORT[,HOST:PORT...].
     #[arg(long, global = true, default_value = "127.0.0.1:9092")]
@@ -29,6 +35,22 @@ enum Command {
     /// Create, delete, list and describe topics.
     #[command(subcommand)]
     Topics(Topics),
+    /// List and describe consumer groups.
+    #[command(subcommand)]
+    Groups(Groups),
+}
+
+#[derive(Subcommand, Debug)]
+enum Groups {
+    /// List group ids.
+    List,
+    /// Describe a group: state, members, and per partition the committed offset,
+    /// log end offset and lag (like kafka-consumer-groups.sh --describe).
+    Describe {
+        /// Group id.
+        #[arg(long)]
+        group: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,7 +106,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     config.client_id = "klog-admin".to_owned();
     config.allow_auto_create_topics = false;
     let admin = Admin::new(config)?;
-    let Command::Topics(cmd) = cli.command;
+    let cmd = match cli.command {
+        Command::Topics(cmd) => cmd,
+        Command::Groups(cmd) => return groups(&admin, cmd).await,
+    };
     match cmd {
         Topics::Create {
             topic,
@@ -156,6 +181,88 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         p.leader,
                         ids(&p.replicas),
                         ids(&p.isr)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn groups(admin: &Admin, cmd: Groups) -> anyhow::Result<()> {
+    match cmd {
+        Groups::List => {
+            for g in admin.list_groups().await? {
+                println!("{}", g.group_id);
+            }
+        }
+        Groups::Describe { group } => {
+            let d = admin.describe_group(&group).await?;
+            if d.state == "Dead" {
+                bail!("consumer group '{group}' does not exist");
+            }
+            println!(
+                "Group: {}\tState: {}\tProtocol: {}\tMembers: {}",
+                d.group_id,
+                d.state,
+                if d.protocol.is_empty() {
+                    "-"
+                } else {
+                    &d.protocol
+                },
+                d.members.len()
+            );
+            if d.members.is_empty() {
+                println!("Consumer group '{group}' has no active members.");
+            }
+            println!();
+            let lag = admin.group_lag(&group).await?;
+            let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            println!(
+                "{:<20} {:<20} {:>9} {:>15} {:>15} {:>8}  {:<45} {:<15} CLIENT-ID",
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG",
+                "CONSUMER-ID",
+                "HOST"
+            );
+            for l in &lag {
+                let member = l
+                    .member_id
+                    .as_ref()
+                    .and_then(|id| d.members.iter().find(|m| &m.member_id == id));
+                println!(
+                    "{:<20} {:<20} {:>9} {:>15} {:>15} {:>8}  {:<45} {:<15} {}",
+                    group,
+                    l.partition.topic,
+                    l.partition.partition,
+                    dash(l.committed),
+                    l.log_end,
+                    dash(l.lag),
+                    member.map_or("-", |m| m.member_id.as_str()),
+                    member.map_or("-", |m| m.client_host.as_str()),
+                    member.map_or("-", |m| m.client_id.as_str()),
+                );
+            }
+            if !d.members.is_empty() {
+                println!();
+                println!(
+                    "{:<45} {:<15} {:<20} {:>12}  ASSIGNMENT",
+                    "MEMBER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"
+                );
+                for m in &d.members {
+                    let assignment: Vec<String> =
+                        m.assignment.iter().map(ToString::to_string).collect();
+                    println!(
+                        "{:<45} {:<15} {:<20} {:>12}  {}",
+                        m.member_id,
+                        m.client_host,
+                        m.client_id,
+                        m.assignment.len(),
+                        assignment.join(",")
                     );
                 }
             }

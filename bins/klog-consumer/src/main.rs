@@ -1,8 +1,11 @@
 //! `klog-consumer`: Kafka's console consumer and consumer perf test, for klog (or
-//! any Kafka broker). Reads without a consumer group: it assigns partitions itself.
+//! any Kafka broker). Without `--group` it assigns partitions itself; with
+//! `--group G` it joins consumer group G, shares the topic's partitions with the
+//! group's other members and commits its offsets (auto-commit, and on exit).
 //!
 //! ```text
 //! klog-consumer --bootstrap-server HOST:PORT --topic T [--from-beginning]
+//!     [--group G] [--consumer-property KEY=VALUE]...
 //!     [--partition N [--offset O|earliest|latest]] [--max-messages N]
 //!     [--property print.key=true] [--property print.timestamp=true]
 //! klog-consumer perf --bootstrap-server B --topic T --messages N
@@ -13,13 +16,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use klog_client::{AutoOffsetReset, Consumer, ConsumerConfig, Offset, TopicPartition};
+use klog_client::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, GroupConsumer, Offset,
+    TopicPartition,
+};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "klog-consumer",
     version,
-    about = "Prints the records of a topic (no consumer group)",
+    about = "Prints the records of a topic, alone or as a member of a consumer group",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -46,7 +52,9 @@ struct Common {
     topic: Option<String>,
     /// Consumer config KEY=VALUE (max.poll.records, fetch.min.bytes,
     /// fetch.max.wait.ms, fetch.max.bytes, max.partition.fetch.bytes, check.crcs,
-    /// client.id).
+    /// client.id; with --group also group.instance.id, session.timeout.ms,
+    /// heartbeat.interval.ms, max.poll.interval.ms, enable.auto.commit,
+    /// auto.commit.interval.ms, partition.assignment.strategy, auto.offset.reset).
     #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
     consumer_property: Vec<String>,
 }
@@ -55,9 +63,13 @@ struct Common {
 struct ConsoleArgs {
     #[command(flatten)]
     common: Common,
-    /// Start at the oldest record instead of the end.
+    /// Start at the oldest record instead of the end (with --group: for partitions
+    /// the group has no committed offset for, i.e. auto.offset.reset=earliest).
     #[arg(long)]
     from_beginning: bool,
+    /// Consume as a member of this consumer group.
+    #[arg(long, conflicts_with = "partition")]
+    group: Option<String>,
     /// Read only this partition.
     #[arg(long)]
     partition: Option<i32>,
@@ -96,11 +108,17 @@ fn split_kv(s: &str) -> anyhow::Result<(&str, &str)> {
         .with_context(|| format!("{s:?}: expected KEY=VALUE"))
 }
 
-fn consumer_config(c: &Common) -> anyhow::Result<(ConsumerConfig, String)> {
+/// `KEY=VALUE` settings left for the group consumer.
+type Properties = Vec<(String, String)>;
+
+/// The consumer config from --consumer-property, the topic, and the properties that
+/// are not plain consumer settings (group settings, for --group).
+fn consumer_config(c: &Common) -> anyhow::Result<(ConsumerConfig, String, Properties)> {
     let bootstrap = c.bootstrap_server.clone().context("--bootstrap-server")?;
     let topic = c.topic.clone().context("--topic")?;
     let mut config = ConsumerConfig::new(&bootstrap);
     config.client.client_id = "klog-consumer".to_owned();
+    let mut rest = Vec::new();
     for p in &c.consumer_property {
         let (k, v) = split_kv(p)?;
         let num = || v.parse::<i64>().with_context(|| format!("{k}={v}"));
@@ -112,10 +130,39 @@ fn consumer_config(c: &Common) -> anyhow::Result<(ConsumerConfig, String)> {
             "max.partition.fetch.bytes" => config.max_partition_fetch_bytes = num()? as i32,
             "check.crcs" => config.check_crcs = v.parse().with_context(|| format!("{k}={v}"))?,
             "client.id" => config.client.client_id = v.to_owned(),
-            _ => bail!("unknown consumer property {k}"),
+            _ => rest.push((k.to_owned(), v.to_owned())),
         }
     }
-    Ok((config, topic))
+    Ok((config, topic, rest))
+}
+
+fn no_group_properties(rest: &[(String, String)]) -> anyhow::Result<()> {
+    match rest.first() {
+        Some((k, _)) => bail!("unknown consumer property {k} (group settings need --group)"),
+        None => Ok(()),
+    }
+}
+
+/// Where records come from: assigned partitions, or a group membership.
+enum Source {
+    Plain(Box<Consumer>),
+    Group(Box<GroupConsumer>),
+}
+
+impl Source {
+    async fn poll(&mut self, wait: Duration) -> anyhow::Result<Vec<ConsumerRecord>> {
+        Ok(match self {
+            Self::Plain(c) => c.poll(wait).await?,
+            Self::Group(g) => g.poll(wait).await?,
+        })
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        if let Self::Group(g) = self {
+            g.close().await?;
+        }
+        Ok(())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -134,7 +181,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn console(args: ConsoleArgs) -> anyhow::Result<()> {
-    let (mut config, topic) = consumer_config(&args.common)?;
+    let (mut config, topic, rest) = consumer_config(&args.common)?;
     config.auto_offset_reset = if args.from_beginning {
         AutoOffsetReset::Earliest
     } else {
@@ -155,25 +202,26 @@ async fn console(args: ConsoleArgs) -> anyhow::Result<()> {
             _ => bail!("unknown property {k}"),
         }
     }
-    let mut consumer = Consumer::new(config)?;
-    match args.partition {
-        Some(p) => {
-            let tp = TopicPartition::new(topic.clone(), p);
-            consumer.assign([tp.clone()]);
-            let start = match args.offset.as_deref() {
-                None if args.from_beginning => Offset::Beginning,
-                None | Some("latest") => Offset::End,
-                Some("earliest") => Offset::Beginning,
-                Some(o) => Offset::At(o.parse().with_context(|| format!("--offset {o}"))?),
-            };
-            consumer.seek(&tp, start)?;
+    let mut source = match &args.group {
+        Some(group) => {
+            let mut g = GroupConfig::new(
+                &args.common.bootstrap_server.clone().unwrap_or_default(),
+                group,
+            );
+            g.consumer = config;
+            for (k, v) in &rest {
+                g.set(k, v)?;
+            }
+            let mut consumer = GroupConsumer::new(g)?;
+            consumer.subscribe([topic.clone()]);
+            Source::Group(Box::new(consumer))
         }
         None => {
-            consumer
-                .assign_topic(&topic, Duration::from_secs(30))
-                .await?;
+            no_group_properties(&rest)?;
+            Source::Plain(Box::new(plain_consumer(config, &topic, &args).await?))
         }
-    }
+    };
+
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
     let mut last = Instant::now();
     let mut count = 0u64;
@@ -184,7 +232,7 @@ async fn console(args: ConsoleArgs) -> anyhow::Result<()> {
             l.saturating_sub(last.elapsed())
                 .max(Duration::from_millis(1))
         });
-        let records = consumer.poll(wait).await?;
+        let records = source.poll(wait).await?;
         if records.is_empty() {
             out.flush()?;
             if idle_limit.is_some_and(|l| last.elapsed() >= l) {
@@ -222,12 +270,42 @@ async fn console(args: ConsoleArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    source.close().await?;
     eprintln!("Processed a total of {count} messages");
     Ok(())
 }
 
+/// A consumer assigned the partitions --partition/--offset (or the whole topic) ask for.
+async fn plain_consumer(
+    config: ConsumerConfig,
+    topic: &str,
+    args: &ConsoleArgs,
+) -> anyhow::Result<Consumer> {
+    let mut consumer = Consumer::new(config)?;
+    match args.partition {
+        Some(p) => {
+            let tp = TopicPartition::new(topic, p);
+            consumer.assign([tp.clone()]);
+            let start = match args.offset.as_deref() {
+                None if args.from_beginning => Offset::Beginning,
+                None | Some("latest") => Offset::End,
+                Some("earliest") => Offset::Beginning,
+                Some(o) => Offset::At(o.parse().with_context(|| format!("--offset {o}"))?),
+            };
+            consumer.seek(&tp, start)?;
+        }
+        None => {
+            consumer
+                .assign_topic(topic, Duration::from_secs(30))
+                .await?;
+        }
+    }
+    Ok(consumer)
+}
+
 async fn perf(args: PerfArgs) -> anyhow::Result<()> {
-    let (mut config, topic) = consumer_config(&args.common)?;
+    let (mut config, topic, rest) = consumer_config(&args.common)?;
+    no_group_properties(&rest)?;
     config.auto_offset_reset = AutoOffsetReset::Earliest;
     let mut consumer = Consumer::new(config)?;
     consumer

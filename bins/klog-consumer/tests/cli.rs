@@ -307,7 +307,9 @@ fn admin_creates_lists_describes_and_deletes_topics() {
         b"",
     );
     let out = run(admin(), &["--bootstrap-server", b, "topics", "list"], b"");
-    assert_eq!(stdout(&out), "audit\norders\n");
+    // The broker creates the internal __consumer_offsets topic at start-up; like
+    // kafka-topics --list, internal topics are listed.
+    assert_eq!(stdout(&out), "__consumer_offsets\naudit\norders\n");
 
     let out = run(
         admin(),
@@ -376,7 +378,7 @@ fn admin_creates_lists_describes_and_deletes_topics() {
     );
     assert_eq!(stdout(&out), "Deleted topic orders.\n");
     let out = run(admin(), &["--bootstrap-server", b, "topics", "list"], b"");
-    assert_eq!(stdout(&out), "audit\n");
+    assert_eq!(stdout(&out), "__consumer_offsets\naudit\n");
     let gone = Command::new(admin())
         .args([
             "--bootstrap-server",

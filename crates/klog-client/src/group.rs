@@ -53,9 +53,11 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
 use crate::conn::Connection;
-use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
+use crate::consumer::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition, list_offset,
+};
 use crate::consumer_protocol;
-use crate::error::{ClientError, GroupError};
+use crate::error::{ClientError, ConsumeError, GroupError};
 
 /// Settings of a group member (Kafka's names), on top of [`ConsumerConfig`].
 #[derive(Debug, Clone)]
@@ -869,9 +871,25 @@ impl GroupConsumer {
                         self.consumer.seek(&tp, Offset::At(o))?;
                         self.consumed.insert(tp, o);
                     }
-                    // auto.offset.reset decides, in the consumer.
+                    // No commit: auto.offset.reset decides now, so that the position
+                    // is known (and committed) even before any record arrives, as in
+                    // Kafka.
                     None => {
-                        self.consumed.remove(&tp);
+                        let spec = match self.config.consumer.auto_offset_reset {
+                            AutoOffsetReset::Earliest => Offset::Beginning,
+                            AutoOffsetReset::Latest => Offset::End,
+                            AutoOffsetReset::None => {
+                                return Err(ConsumeError::Broker {
+                                    topic: tp.topic.clone(),
+                                    partition: tp.partition,
+                                    error: ResponseError::OffsetOutOfRange,
+                                }
+                                .into());
+                            }
+                        };
+                        let o = list_offset(&self.cluster, &tp, spec).await?;
+                        self.consumer.seek(&tp, Offset::At(o))?;
+                        self.consumed.insert(tp, o);
                     }
                 }
             }
