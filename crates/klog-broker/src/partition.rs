@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use klog_codec::RecordBatch;
 use klog_codec::protocol::ResponseError;
 use klog_storage::{AppendError, Log, SharedLog};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
 
@@ -77,6 +77,9 @@ pub struct Appended {
     pub log_append_time: Option<i64>,
     /// The log start offset after the append.
     pub log_start_offset: i64,
+    /// The flush policy (`flush.messages`) requires the batch on disk before it is
+    /// acknowledged: await [`Partition::sync_to`] with this offset.
+    pub sync_to: Option<i64>,
 }
 
 /// A partition served by this broker.
@@ -88,6 +91,21 @@ pub struct Partition {
     log: SharedLog,
     state: Mutex<State>,
     waiters: Mutex<Vec<Weak<Notify>>>,
+    /// Group commit: whether a task is running a sync job now...
+    sync_running: Mutex<bool>,
+    /// ...and the offset below which record data is on disk.
+    synced: watch::Sender<i64>,
+}
+
+/// Clears `sync_running` and wakes the waiters when the syncing task finishes or is
+/// cancelled, so that one of them takes over.
+struct SyncLead<'a>(&'a Partition);
+
+impl Drop for SyncLead<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.sync_running) = false;
+        self.0.synced.send_modify(|_| {});
+    }
 }
 
 impl std::fmt::Debug for Partition {
@@ -124,8 +142,12 @@ impl Partition {
     pub fn new(topic: String, index: i32, log: SharedLog, node_id: i32) -> Self {
         let mut producers = ProducerStateTable::new();
         let leader_epoch;
+        let synced;
         {
             let mut l = lock(&log);
+            // The message-count flush policy is applied here, by group commit.
+            l.set_external_sync(true);
+            synced = l.synced_offset();
             leader_epoch = l.latest_epoch().unwrap_or(0);
             let start = l.log_start_offset();
             let scanned = l.scan_batches(start, |h| {
@@ -149,6 +171,8 @@ impl Partition {
                 producers,
             }),
             waiters: Mutex::new(Vec::new()),
+            sync_running: Mutex::new(false),
+            synced: watch::Sender::new(synced),
         }
     }
 
@@ -204,6 +228,9 @@ impl Partition {
                     next_offset: next,
                     log_append_time: None,
                     log_start_offset: log.log_start_offset(),
+                    sync_to: (log.config().flush_interval_messages.is_some()
+                        && log.synced_offset() < next)
+                        .then_some(next),
                 });
             }
             SequenceCheck::Reject(code) => return Err(code),
@@ -226,11 +253,56 @@ impl Partition {
             next_offset: info.last_offset + 1,
             log_append_time: info.log_append_time,
             log_start_offset: log.log_start_offset(),
+            sync_to: log.flush_due().then_some(info.last_offset + 1),
         };
         drop(log);
         drop(state);
         self.wake();
         Ok(appended)
+    }
+
+    /// Group commit: returns once record data below `offset` is on disk. Concurrent
+    /// callers share fdatasyncs: one of them runs a sync job (on a blocking thread,
+    /// without the log's lock, covering everything appended so far) while the others
+    /// wait for it; whoever is still short when it ends runs the next one. Returns
+    /// the Kafka error code if the sync fails.
+    pub async fn sync_to(&self, offset: i64) -> Result<(), i16> {
+        let mut synced = self.synced.subscribe();
+        loop {
+            if *synced.borrow_and_update() >= offset {
+                return Ok(());
+            }
+            let lead = {
+                let mut running = lock(&self.sync_running);
+                !std::mem::replace(&mut *running, true)
+            };
+            if !lead {
+                // The running job ends with a send (see SyncLead).
+                if synced.changed().await.is_err() {
+                    return Err(ResponseError::KafkaStorageError.code());
+                }
+                continue;
+            }
+            let guard = SyncLead(self);
+            let job = lock(&self.log).sync_job().map_err(|e| {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "sync failed");
+                ResponseError::KafkaStorageError.code()
+            })?;
+            let upto = job.upto;
+            let ran = tokio::task::spawn_blocking(move || job.run()).await;
+            match ran {
+                Ok(Ok(())) => {
+                    lock(&self.log).sync_done(upto);
+                    self.synced.send_modify(|s| *s = (*s).max(upto));
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fdatasync failed");
+                    return Err(ResponseError::KafkaStorageError.code());
+                }
+                Err(_) => return Err(ResponseError::KafkaStorageError.code()),
+            }
+            drop(guard);
+        }
     }
 
     /// Registers `waiter` to be notified the next time the high watermark moves.

@@ -48,5 +48,7 @@ mod segment;
 pub use config::{InvalidTopicPartition, LogConfig, TimestampType, TopicPartition};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::{AppendError, Corruption, OpenError, ReadError, RecoveryError, StorageError};
-pub use log::{AppendInfo, FileRegion, Log, ReadResult, RecoveryCut, RecoveryReport, SegmentInfo};
+pub use log::{
+    AppendInfo, FileRegion, Log, ReadResult, RecoveryCut, RecoveryReport, SegmentInfo, SyncJob,
+};
 pub use manager::{LogManager, MetaProperties, SharedLog};

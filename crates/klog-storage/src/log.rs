@@ -147,6 +147,12 @@ pub struct Log {
     log_start_offset: i64,
     high_watermark: i64,
     recovery_point: i64,
+    /// Record data below this offset has been fdatasynced (`>= recovery_point`):
+    /// a [`Log::sync_job`] covers only what lies at or above it.
+    synced: i64,
+    /// The caller applies the message-count flush policy (group commit): appends
+    /// never flush; see [`Log::set_external_sync`].
+    external_sync: bool,
     unflushed_messages: u64,
     last_flush_ms: i64,
     epochs: LeaderEpochCache,
@@ -154,6 +160,25 @@ pub struct Log {
     /// Segment files were created or deleted since the folder was last fsynced.
     dir_dirty: bool,
     recovery: Option<RecoveryReport>,
+}
+
+/// The fdatasyncs of one group commit, returned by [`Log::sync_job`] to run
+/// outside the log's lock.
+#[derive(Debug)]
+pub struct SyncJob {
+    files: Vec<Arc<File>>,
+    /// Everything below this offset is durable once [`SyncJob::run`] succeeds.
+    pub upto: i64,
+}
+
+impl SyncJob {
+    /// fdatasyncs the files (blocking).
+    pub fn run(&self) -> io::Result<()> {
+        for f in &self.files {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
 }
 
 /// Header totals of a buffer of batches, gathered while validating it.
@@ -336,6 +361,8 @@ impl Log {
             log_start_offset,
             high_watermark: log_start_offset,
             recovery_point: leo,
+            synced: leo,
+            external_sync: false,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             epochs,
@@ -568,9 +595,7 @@ impl Log {
         self.unflushed_messages = self
             .unflushed_messages
             .saturating_add(record_count.max(0) as u64);
-        if let Some(n) = self.config.flush_interval_messages
-            && self.unflushed_messages >= n
-        {
+        if !self.external_sync && self.flush_due() {
             self.flush()?;
         }
         Ok(())
@@ -819,6 +844,7 @@ impl Log {
         self.log_start_offset = offset;
         self.high_watermark = offset;
         self.recovery_point = offset;
+        self.synced = offset;
         self.unflushed_messages = 0;
         self.epochs.clear()?;
         sync_dir(&self.dir)?;
@@ -831,6 +857,7 @@ impl Log {
         self.log_start_offset = self.log_start_offset.min(leo);
         self.high_watermark = self.high_watermark.min(leo);
         self.recovery_point = self.recovery_point.min(leo);
+        self.synced = self.synced.min(leo);
         if self.dir_dirty {
             sync_dir(&self.dir)?;
             self.dir_dirty = false;
@@ -867,6 +894,7 @@ impl Log {
         self.log_start_offset = offset;
         self.high_watermark = self.high_watermark.max(offset);
         self.recovery_point = self.recovery_point.max(offset);
+        self.synced = self.synced.max(offset);
         while self.segments.len() > 1 {
             let Some(first) = self.segments.values().next() else {
                 break;
@@ -921,6 +949,7 @@ impl Log {
                 self.log_start_offset = start;
                 self.high_watermark = self.high_watermark.max(start);
                 self.recovery_point = self.recovery_point.max(start);
+                self.synced = self.synced.max(start);
                 self.epochs.truncate_from_start(start);
             }
         }
@@ -955,8 +984,66 @@ impl Log {
         }
         self.epochs.persist_if_dirty()?;
         self.recovery_point = self.log_end_offset();
+        self.synced = self.recovery_point;
         self.unflushed_messages = 0;
         Ok(())
+    }
+
+    /// With `on`, appends no longer apply the message-count flush policy
+    /// (`flush.messages`): the caller checks [`Log::flush_due`] after appending and
+    /// makes the data durable with [`Log::sync_job`] outside its lock, so that
+    /// concurrent appenders share one fdatasync (group commit).
+    pub fn set_external_sync(&mut self, on: bool) {
+        self.external_sync = on;
+    }
+
+    /// Whether the message-count flush policy (`flush.messages`) asks for a flush:
+    /// that many records were appended since the last flush or sync job.
+    pub fn flush_due(&self) -> bool {
+        self.config
+            .flush_interval_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+    }
+
+    /// Starts a group commit: returns the data files that hold records not yet
+    /// fdatasynced and the offset below which everything is durable once
+    /// [`SyncJob::run`] has succeeded. Run it without holding the log's lock, so
+    /// appends continue meanwhile; appends made during it are covered by the next
+    /// job. If segment files were created or deleted, the folder is fsynced here
+    /// first (only after a roll). The recovery point does not move: indexes are not
+    /// synced, recovery rebuilds them from the synced data after a crash; the next
+    /// [`Log::flush`] advances it.
+    pub fn sync_job(&mut self) -> io::Result<SyncJob> {
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        let upto = self.log_end_offset();
+        let from = self
+            .segments
+            .range(..=self.synced)
+            .next_back()
+            .map_or(self.synced, |(b, _)| *b);
+        let files = if upto > self.synced {
+            self.segments
+                .range(from..)
+                .map(|(_, s)| s.file().clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.unflushed_messages = 0;
+        Ok(SyncJob { files, upto })
+    }
+
+    /// Records that a [`SyncJob`] ending at `upto` succeeded.
+    pub fn sync_done(&mut self, upto: i64) {
+        self.synced = self.synced.max(upto.min(self.log_end_offset()));
+    }
+
+    /// Record data below this offset is on disk (fdatasynced).
+    pub fn synced_offset(&self) -> i64 {
+        self.synced
     }
 
     /// Applies `flush.ms`: flushes if that long has passed since the last timed flush

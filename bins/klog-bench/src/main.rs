@@ -1,0 +1,716 @@
+//! `klog-bench`: the helpers `scripts/perf` runs to measure klog against this
+//! machine's limits (docs/PERFORMANCE.md, "Issue 6").
+//!
+//! The `limit-*` subcommands are protocol-free programs that move the same bytes the
+//! broker moves, with nothing of Kafka in between; the others drive a running broker
+//! through `klog-client`. Every subcommand prints one final `RESULT key=value ...`
+//! line for the script to read.
+//!
+//! ```text
+//! klog-bench limit-produce --bytes N --chunk C --dir D
+//! klog-bench limit-fetch --mode sendfile|readwrite --file F [--file F ...]
+//! klog-bench limit-fsync --bytes N --dir D
+//! klog-bench latency --bootstrap-server B --topic T --rate R --seconds S
+//! klog-bench multi --bootstrap-server B --topic T --producers 16 --consumers 16 ...
+//! klog-bench create-topics --bootstrap-server B --prefix P --count 1000 --partitions 10
+//! klog-bench wait-ready --bootstrap-server B --topics N --since-ns T0
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use klog_client::{
+    Acks, Admin, Bytes, ClientConfig, Consumer, ConsumerConfig, NewTopic, Offset, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
+};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[derive(Parser, Debug)]
+#[command(name = "klog-bench", version, about = "klog benchmark helpers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FetchLimitMode {
+    /// `sendfile(2)` from the page cache to the socket.
+    Sendfile,
+    /// `pread` into a buffer, then `write` to the socket.
+    Readwrite,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Protocol-free produce limit: push `bytes` over loopback TCP in `chunk`-sized
+    /// writes; the receiver computes CRC-32C of everything and appends it to a file
+    /// through a buffer (page cache, no fsync).
+    LimitProduce {
+        /// Total bytes to move.
+        #[arg(long)]
+        bytes: u64,
+        /// Size of each write by the sender (the producer's batch size).
+        #[arg(long, default_value_t = 256 * 1024)]
+        chunk: usize,
+        /// Folder for the appended file (removed afterwards).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Fetch limit: send these files whole over loopback TCP to a reader that
+    /// discards them, with sendfile or read+write.
+    LimitFetch {
+        /// How the sender moves the bytes.
+        #[arg(long, value_enum)]
+        mode: FetchLimitMode,
+        /// Files to send, in order.
+        #[arg(long, required = true)]
+        file: Vec<PathBuf>,
+    },
+    /// Durable-write limit: write `bytes` to a new file in 1 MiB writes with an
+    /// fdatasync after each.
+    LimitFsync {
+        /// Total bytes to write.
+        #[arg(long)]
+        bytes: u64,
+        /// Bytes between fdatasyncs (and size of each write).
+        #[arg(long, default_value_t = 1 << 20)]
+        every: usize,
+        /// Folder for the file (removed afterwards).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// End-to-end latency: produce at a fixed rate while consuming the same
+    /// partition; each value carries its send time, the consumer measures send ->
+    /// receive.
+    Latency {
+        /// Broker to bootstrap from.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// Topic (partition 0 is used).
+        #[arg(long)]
+        topic: String,
+        /// Records per second.
+        #[arg(long)]
+        rate: u64,
+        /// How long to produce.
+        #[arg(long)]
+        seconds: f64,
+        /// Value size in bytes (at least 8).
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Producer linger.ms.
+        #[arg(long, default_value_t = 0)]
+        linger_ms: u64,
+    },
+    /// Many clients: `producers` producers and `consumers` consumers over the
+    /// topic's `partitions` partitions, at the same time; reports the aggregate rate
+    /// (bytes produced / time until every record was consumed).
+    Multi {
+        /// Broker to bootstrap from.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// Topic with `partitions` partitions.
+        #[arg(long)]
+        topic: String,
+        /// Number of producers (each its own connection).
+        #[arg(long, default_value_t = 16)]
+        producers: usize,
+        /// Number of consumers (each its own connection).
+        #[arg(long, default_value_t = 16)]
+        consumers: usize,
+        /// Partitions of the topic (a multiple of both counts).
+        #[arg(long, default_value_t = 64)]
+        partitions: usize,
+        /// Records each producer sends.
+        #[arg(long)]
+        records_per_producer: u64,
+        /// Value size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Producer batch.size.
+        #[arg(long, default_value_t = 256 * 1024)]
+        batch_size: usize,
+        /// Producer linger.ms.
+        #[arg(long, default_value_t = 10)]
+        linger_ms: u64,
+    },
+    /// Creates `count` topics of `partitions` partitions each, in requests of 100.
+    CreateTopics {
+        /// Broker to bootstrap from.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// Topic name prefix (names are PREFIX0000 ...).
+        #[arg(long)]
+        prefix: String,
+        /// Number of topics.
+        #[arg(long)]
+        count: usize,
+        /// Partitions per topic.
+        #[arg(long)]
+        partitions: i32,
+    },
+    /// Waits until the broker lists at least `topics` topics and a produce to the
+    /// last of them succeeds; reports the time since `since_ns` (wall clock, ns).
+    WaitReady {
+        /// Broker to bootstrap from.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// Topics that must be listed.
+        #[arg(long)]
+        topics: usize,
+        /// Topic to produce one record to.
+        #[arg(long)]
+        probe_topic: String,
+        /// Start time, ns since the epoch (`date +%s%N`).
+        #[arg(long)]
+        since_ns: u128,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::LimitProduce { bytes, chunk, dir } => limit_produce(bytes, chunk, &dir),
+        Command::LimitFetch { mode, file } => limit_fetch(mode, &file),
+        Command::LimitFsync { bytes, every, dir } => limit_fsync(bytes, every, &dir),
+        other => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                match other {
+                    Command::Latency {
+                        bootstrap_server,
+                        topic,
+                        rate,
+                        seconds,
+                        record_size,
+                        linger_ms,
+                    } => {
+                        latency(
+                            &bootstrap_server,
+                            &topic,
+                            rate,
+                            seconds,
+                            record_size,
+                            linger_ms,
+                        )
+                        .await
+                    }
+                    Command::Multi {
+                        bootstrap_server,
+                        topic,
+                        producers,
+                        consumers,
+                        partitions,
+                        records_per_producer,
+                        record_size,
+                        batch_size,
+                        linger_ms,
+                    } => {
+                        multi(MultiArgs {
+                            bootstrap: bootstrap_server,
+                            topic,
+                            producers,
+                            consumers,
+                            partitions,
+                            records_per_producer,
+                            record_size,
+                            batch_size,
+                            linger_ms,
+                        })
+                        .await
+                    }
+                    Command::CreateTopics {
+                        bootstrap_server,
+                        prefix,
+                        count,
+                        partitions,
+                    } => create_topics(&bootstrap_server, &prefix, count, partitions).await,
+                    Command::WaitReady {
+                        bootstrap_server,
+                        topics,
+                        probe_topic,
+                        since_ns,
+                        timeout_s,
+                    } => {
+                        wait_ready(&bootstrap_server, topics, &probe_topic, since_ns, timeout_s)
+                            .await
+                    }
+                    _ => unreachable!("limits are handled above"),
+                }
+            })
+        }
+    }
+}
+
+/// A payload of `n` pseudo-random uppercase letters.
+fn payload(n: usize) -> Vec<u8> {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    (0..n)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            b'A' + (seed % 26) as u8
+        })
+        .collect()
+}
+
+fn limit_produce(bytes: u64, chunk: usize, dir: &std::path::Path) -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let path = dir.join(format!("limit-produce-{}.log", std::process::id()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    let receiver = std::thread::spawn(move || -> io::Result<(u64, u32)> {
+        let (mut sock, _) = listener.accept()?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut total, mut crc) = (0u64, 0u32);
+        loop {
+            let n = sock.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let data = buf.get(..n).unwrap_or_default();
+            crc = crc32c::crc32c_append(crc, data);
+            out.write_all(data)?;
+            total += n as u64;
+        }
+        out.flush()?;
+        Ok((total, crc))
+    });
+    let data = payload(chunk);
+    let mut sock = TcpStream::connect(addr)?;
+    sock.set_nodelay(true)?;
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk as u64) as usize;
+        sock.write_all(data.get(..n).unwrap_or_default())?;
+        left -= n as u64;
+    }
+    drop(sock);
+    let (total, crc) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).ok();
+    if total != bytes {
+        bail!("received {total} of {bytes} bytes");
+    }
+    let mib_s = total as f64 / MIB / secs;
+    println!("limit-produce: {total} bytes in {secs:.3} s, {mib_s:.1} MiB/s (crc32c {crc:08x})");
+    println!("RESULT mib_s={mib_s:.1} secs={secs:.3}");
+    Ok(())
+}
+
+fn sendfile_all(sock: &TcpStream, file: &File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut offset: libc::off_t = 0;
+    while (offset as u64) < len {
+        let count = (len - offset as u64).min(0x7fff_f000) as usize;
+        // SAFETY: both descriptors are open and borrowed for the call; `offset` is a
+        // valid, exclusively borrowed off_t.
+        let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(offset as u64)
+}
+
+fn readwrite_all(mut sock: &TcpStream, file: &File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < len {
+        let n = (len - pos).min(buf.len() as u64) as usize;
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        file.read_exact_at(chunk, pos)?;
+        sock.write_all(chunk)?;
+        pos += n as u64;
+    }
+    Ok(pos)
+}
+
+fn limit_fetch(mode: FetchLimitMode, files: &[PathBuf]) -> anyhow::Result<()> {
+    let opened: Vec<File> = files
+        .iter()
+        .map(|p| File::open(p).with_context(|| format!("{}", p.display())))
+        .collect::<anyhow::Result<_>>()?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> io::Result<u64> {
+        let mut sock = TcpStream::connect(addr)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = sock.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    });
+    let (sock, _) = listener.accept()?;
+    sock.set_nodelay(true)?;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    for f in &opened {
+        sent += match mode {
+            FetchLimitMode::Sendfile => sendfile_all(&sock, f)?,
+            FetchLimitMode::Readwrite => readwrite_all(&sock, f)?,
+        };
+    }
+    drop(sock);
+    let got = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    let secs = start.elapsed().as_secs_f64();
+    if got != sent {
+        bail!("read {got} of {sent} bytes");
+    }
+    let mib_s = got as f64 / MIB / secs;
+    println!("limit-fetch ({mode:?}): {got} bytes in {secs:.3} s, {mib_s:.1} MiB/s");
+    println!("RESULT mib_s={mib_s:.1} secs={secs:.3}");
+    Ok(())
+}
+
+fn limit_fsync(bytes: u64, every: usize, dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = dir.join(format!("limit-fsync-{}.log", std::process::id()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    let data = payload(every);
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(every as u64) as usize;
+        file.write_all(data.get(..n).unwrap_or_default())?;
+        file.sync_data()?;
+        left -= n as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path).ok();
+    let mib_s = bytes as f64 / MIB / secs;
+    println!("limit-fsync: {bytes} bytes in {secs:.3} s, {mib_s:.1} MiB/s");
+    println!("RESULT mib_s={mib_s:.1} secs={secs:.3}");
+    Ok(())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+async fn latency(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    seconds: f64,
+    record_size: usize,
+    linger_ms: u64,
+) -> anyhow::Result<()> {
+    if record_size < 8 {
+        bail!("--record-size must be at least 8");
+    }
+    let total = (rate as f64 * seconds) as u64;
+    let tp = TopicPartition::new(topic, 0);
+    let mut consumer = Consumer::new(ConsumerConfig::new(bootstrap))?;
+    consumer.assign([tp.clone()]);
+    let end = consumer.offset_for(&tp, Offset::End).await?;
+    consumer.seek(&tp, Offset::At(end))?;
+
+    let mut pc = ProducerConfig::new(bootstrap);
+    pc.acks = Acks::Leader;
+    pc.enable_idempotence = false;
+    pc.linger = Duration::from_millis(linger_ms);
+    pc.batch_size = 256 * 1024;
+    let producer = Producer::new(pc).await?;
+    let template = payload(record_size);
+
+    let receive = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(total as usize);
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds + 30.0);
+        while (lat.len() as u64) < total && Instant::now() < deadline {
+            let records = consumer.poll(Duration::from_millis(200)).await?;
+            let now = now_us();
+            for r in records {
+                if let Some(v) = r.value.as_ref()
+                    && let Some(ts) = v.get(..8)
+                {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(ts);
+                    lat.push(now.saturating_sub(u64::from_le_bytes(b)));
+                }
+            }
+        }
+        anyhow::Ok(lat)
+    });
+
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while sent < total {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+        while sent < due {
+            let mut v = template.clone();
+            if let Some(head) = v.get_mut(..8) {
+                head.copy_from_slice(&now_us().to_le_bytes());
+            }
+            let record = ProducerRecord::new(topic.to_owned(), Bytes::from(v)).with_partition(0);
+            drop(producer.send(record).await?);
+            sent += 1;
+        }
+    }
+    producer.flush().await;
+    let produce_secs = start.elapsed().as_secs_f64();
+    let mut lat = receive.await??;
+    producer.close().await;
+    lat.sort_unstable();
+    let (p50, p99, p999, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
+    println!(
+        "latency: {} of {total} records received at {:.0} records/s, produce -> consume p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms",
+        lat.len(),
+        sent as f64 / produce_secs
+    );
+    println!(
+        "RESULT received={} p50_ms={p50:.2} p99_ms={p99:.2} p999_ms={p999:.2} max_ms={max:.2}",
+        lat.len()
+    );
+    if (lat.len() as u64) < total {
+        bail!("only {} of {total} records received", lat.len());
+    }
+    Ok(())
+}
+
+struct MultiArgs {
+    bootstrap: String,
+    topic: String,
+    producers: usize,
+    consumers: usize,
+    partitions: usize,
+    records_per_producer: u64,
+    record_size: usize,
+    batch_size: usize,
+    linger_ms: u64,
+}
+
+async fn multi(a: MultiArgs) -> anyhow::Result<()> {
+    if a.producers == 0 || (a.consumers > 0 && !a.partitions.is_multiple_of(a.consumers)) {
+        bail!("--partitions must be a multiple of --consumers, and --producers > 0");
+    }
+    // Producer p writes round-robin to partitions p, p + producers, ... (mod
+    // partitions): every partition gets the same number of records.
+    let per_producer_partitions = (a.partitions / a.producers).max(1) as u64;
+    let records_per_producer =
+        a.records_per_producer / per_producer_partitions * per_producer_partitions;
+    let total_records = records_per_producer * a.producers as u64;
+    let per_consumer_partitions = a.partitions / a.consumers.max(1);
+    let value = Bytes::from(payload(a.record_size));
+    let received = Arc::new(AtomicU64::new(0));
+
+    // Consumers first, positioned at the start of the (fresh) topic.
+    let mut consumers = Vec::new();
+    for c in 0..a.consumers {
+        let mut consumer = Consumer::new(ConsumerConfig::new(&a.bootstrap))?;
+        let tps: Vec<TopicPartition> = (0..per_consumer_partitions)
+            .map(|i| TopicPartition::new(a.topic.clone(), (c * per_consumer_partitions + i) as i32))
+            .collect();
+        consumer.assign(tps.clone());
+        for tp in &tps {
+            consumer.seek(tp, Offset::Beginning)?;
+        }
+        consumers.push(consumer);
+    }
+    let expected_per_consumer = total_records / a.consumers.max(1) as u64;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut consumer in consumers {
+        let received = received.clone();
+        tasks.spawn(async move {
+            let mut got = 0u64;
+            while got < expected_per_consumer {
+                let records = consumer.poll(Duration::from_secs(10)).await?;
+                if records.is_empty() {
+                    bail!("consumer idle for 10 s after {got} records");
+                }
+                got += records.len() as u64;
+                received.fetch_add(records.len() as u64, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut producer_tasks = tokio::task::JoinSet::new();
+    for p in 0..a.producers {
+        let mut pc = ProducerConfig::new(&a.bootstrap);
+        pc.acks = Acks::Leader;
+        pc.enable_idempotence = false;
+        pc.batch_size = a.batch_size;
+        pc.linger = Duration::from_millis(a.linger_ms);
+        let producer = Producer::new(pc).await?;
+        let topic = a.topic.clone();
+        let value = value.clone();
+        let n = records_per_producer;
+        let (producers, partitions) = (a.producers as u64, a.partitions as u64);
+        producer_tasks.spawn(async move {
+            let mut pending = std::collections::VecDeque::new();
+            for i in 0..n {
+                let partition =
+                    ((p as u64 + (i % per_producer_partitions) * producers) % partitions) as i32;
+                let record =
+                    ProducerRecord::new(topic.clone(), value.clone()).with_partition(partition);
+                pending.push_back(producer.send(record).await?);
+                while pending.len() > 50_000 {
+                    if let Some(d) = pending.pop_front() {
+                        d.await?;
+                    }
+                }
+            }
+            for d in pending {
+                d.await?;
+            }
+            producer.close().await;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = producer_tasks.join_next().await {
+        r??;
+    }
+    let produce_secs = start.elapsed().as_secs_f64();
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bytes = total_records as f64 * a.record_size as f64;
+    let mib_s = bytes / MIB / secs;
+    println!(
+        "multi: {} producers, {} consumers, {} partitions: {total_records} records ({:.1} MiB) produced in {produce_secs:.2} s and consumed by {secs:.2} s: {mib_s:.1} MiB/s aggregate ({} received)",
+        a.producers,
+        a.consumers,
+        a.partitions,
+        bytes / MIB,
+        received.load(Ordering::Relaxed)
+    );
+    println!(
+        "RESULT mib_s={mib_s:.1} produce_mib_s={:.1} secs={secs:.3}",
+        bytes / MIB / produce_secs
+    );
+    Ok(())
+}
+
+async fn create_topics(
+    bootstrap: &str,
+    prefix: &str,
+    count: usize,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin = Admin::new(ClientConfig::new(bootstrap))?;
+    let start = Instant::now();
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i:04}")).collect();
+    for group in names.chunks(100) {
+        let topics: Vec<NewTopic> = group
+            .iter()
+            .map(|n| NewTopic::new(n.clone(), partitions).with_replication_factor(1))
+            .collect();
+        for (name, r) in group.iter().zip(admin.create_topics(&topics).await?) {
+            r.with_context(|| format!("create {name}"))?;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("create-topics: {count} topics x {partitions} partitions in {secs:.2} s");
+    println!("RESULT secs={secs:.3}");
+    Ok(())
+}
+
+async fn wait_ready(
+    bootstrap: &str,
+    topics: usize,
+    probe_topic: &str,
+    since_ns: u128,
+    timeout_s: u64,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
+    let mut cc = ClientConfig::new(bootstrap);
+    cc.connect_timeout = Duration::from_millis(200);
+    cc.request_timeout = Duration::from_secs(30);
+    loop {
+        if Instant::now() > deadline {
+            bail!("broker not ready within {timeout_s} s");
+        }
+        let listed = match Admin::new(cc.clone()) {
+            Ok(admin) => admin.list_topics().await.map(|t| t.len()).unwrap_or(0),
+            Err(_) => 0,
+        };
+        if listed >= topics {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut pc = ProducerConfig::new(bootstrap);
+    pc.acks = Acks::Leader;
+    pc.enable_idempotence = false;
+    pc.linger = Duration::ZERO;
+    let producer = Producer::new(pc).await?;
+    producer
+        .send(ProducerRecord::new(
+            probe_topic.to_owned(),
+            Bytes::from_static(b"ready"),
+        ))
+        .await?
+        .await?;
+    producer.close().await;
+    let now_ns = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+    let secs = now_ns.saturating_sub(since_ns) as f64 / 1e9;
+    println!(
+        "wait-ready: {topics} topics listed and a produce acknowledged {secs:.3} s after start"
+    );
+    println!("RESULT secs={secs:.3}");
+    Ok(())
+}
