@@ -1,5 +1,7 @@
-//! `klog-admin`: topic and consumer-group administration for klog (or any Kafka
-//! broker), like Kafka's `kafka-topics` and `kafka-consumer-groups`.
+//! `klog-admin`: topic, config, record, cluster and consumer-group administration
+//! for klog (or any Kafka broker), like Kafka's `kafka-topics`, `kafka-configs`,
+//! `kafka-delete-records`, `kafka-get-offsets`, `kafka-log-dirs`, `kafka-cluster`
+//! and `kafka-consumer-groups`.
 //!
 //! ```text
 //! klog-admin --bootstrap-server HOST:PORT topics create --topic T [--partitions N]
@@ -9,12 +11,27 @@
 //! klog-admin --bootstrap-server HOST:PORT topics describe [--topic T]
 //! klog-admin --bootstrap-server HOST:PORT groups list
 //! klog-admin --bootstrap-server HOST:PORT groups describe --group G
+//! klog-admin --bootstrap-server HOST:PORT groups offsets --group G
+//! klog-admin --bootstrap-server HOST:PORT topics add-partitions --topic T --partitions N
+//!     [--validate-only]
+//! klog-admin --bootstrap-server HOST:PORT configs describe (--topic T | --broker N)
+//!     [--all] [--synonyms]
+//! klog-admin --bootstrap-server HOST:PORT configs alter --topic T [--set K=V]...
+//!     [--delete K]... [--append K=V]... [--subtract K=V]... [--validate-only]
+//! klog-admin --bootstrap-server HOST:PORT records delete --topic T --partition P
+//!     --offset O
+//! klog-admin --bootstrap-server HOST:PORT offsets --topic T [--time earliest|latest|MS]
+//! klog-admin --bootstrap-server HOST:PORT log-dirs describe [--topic T] [--broker N]
+//! klog-admin --bootstrap-server HOST:PORT cluster describe
 //! ```
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use klog_client::error::ResponseError;
-use klog_client::{Admin, AdminError, ClientConfig, ConfigResource, NewTopic};
+use klog_client::{
+    Admin, AdminError, AlterConfigOp, ClientConfig, ConfigEntry, ConfigResource, ConfigSource,
+    NewPartitions, NewTopic, OffsetSpec, TopicPartition,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +55,104 @@ enum Command {
     /// List and describe consumer groups.
     #[command(subcommand)]
     Groups(Groups),
+    /// Describe and alter topic and broker configs (like kafka-configs).
+    #[command(subcommand)]
+    Configs(Configs),
+    /// Delete records below an offset (like kafka-delete-records).
+    #[command(subcommand)]
+    Records(Records),
+    /// Print each partition's offset at a time as TOPIC:PARTITION:OFFSET (like
+    /// kafka-get-offsets); -1 when no record is at or after the time.
+    Offsets {
+        /// Topic name.
+        #[arg(long)]
+        topic: String,
+        /// earliest, latest, or a timestamp in ms (-2 and -1 mean earliest and latest).
+        #[arg(long, default_value = "latest")]
+        time: String,
+    },
+    /// Describe brokers' log directories (like kafka-log-dirs).
+    #[command(subcommand)]
+    LogDirs(LogDirs),
+    /// Describe the cluster (like kafka-cluster).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum Configs {
+    /// Show configs with their source and read-only/sensitive flags; without --all
+    /// only the dynamically set ones (topic overrides).
+    Describe {
+        /// A topic's configs.
+        #[arg(long, conflicts_with = "broker", required_unless_present = "broker")]
+        topic: Option<String>,
+        /// A broker's configs, by id.
+        #[arg(long)]
+        broker: Option<i32>,
+        /// Every config, defaults and static broker configs included.
+        #[arg(long)]
+        all: bool,
+        /// Show each config's synonyms (the levels it can be set at).
+        #[arg(long)]
+        synonyms: bool,
+    },
+    /// Change a topic's configs with IncrementalAlterConfigs.
+    Alter {
+        /// Topic name.
+        #[arg(long)]
+        topic: String,
+        /// Set KEY=VALUE (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Remove the override of KEY (repeatable).
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+        /// Add VALUE to the list config KEY (repeatable).
+        #[arg(long = "append", value_name = "KEY=VALUE")]
+        append: Vec<String>,
+        /// Remove VALUE from the list config KEY (repeatable).
+        #[arg(long = "subtract", value_name = "KEY=VALUE")]
+        subtract: Vec<String>,
+        /// Only check the change; apply nothing.
+        #[arg(long)]
+        validate_only: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Records {
+    /// Move a partition's log start offset forward, deleting the records below it.
+    Delete {
+        /// Topic name.
+        #[arg(long)]
+        topic: String,
+        /// Partition.
+        #[arg(long)]
+        partition: i32,
+        /// Delete records below this offset (-1: below the high watermark).
+        #[arg(long, allow_negative_numbers = true)]
+        offset: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LogDirs {
+    /// Each log directory with the size of every partition in it.
+    Describe {
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this broker (default: every broker).
+        #[arg(long)]
+        broker: Option<i32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// Cluster id, controller and brokers.
+    Describe,
 }
 
 #[derive(Subcommand, Debug)]
@@ -47,6 +162,12 @@ enum Groups {
     /// Describe a group: state, members, and per partition the committed offset,
     /// log end offset and lag (like kafka-consumer-groups.sh --describe).
     Describe {
+        /// Group id.
+        #[arg(long)]
+        group: String,
+    },
+    /// The group's committed offsets with their leader epochs and metadata strings.
+    Offsets {
         /// Group id.
         #[arg(long)]
         group: String,
@@ -81,6 +202,18 @@ enum Topics {
     },
     /// List topic names.
     List,
+    /// Grow a topic to a partition count (never shrinks).
+    AddPartitions {
+        /// Topic name.
+        #[arg(long)]
+        topic: String,
+        /// The partition count wanted (the total).
+        #[arg(long)]
+        partitions: i32,
+        /// Only check the change; create nothing.
+        #[arg(long)]
+        validate_only: bool,
+    },
     /// Describe topics: partitions, leaders, replicas, ISR and non-default configs.
     Describe {
         /// Topic name (all topics if omitted).
@@ -109,6 +242,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cmd = match cli.command {
         Command::Topics(cmd) => cmd,
         Command::Groups(cmd) => return groups(&admin, cmd).await,
+        Command::Configs(cmd) => return configs(&admin, cmd).await,
+        Command::Records(cmd) => return records(&admin, cmd).await,
+        Command::Offsets { topic, time } => return offsets(&admin, &topic, &time).await,
+        Command::LogDirs(cmd) => return log_dirs(&admin, cmd).await,
+        Command::Cluster(ClusterCmd::Describe) => return cluster(&admin).await,
     };
     match cmd {
         Topics::Create {
@@ -134,6 +272,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..
                 }) if if_not_exists => {}
                 Err(e) => bail!("{e}"),
+            }
+        }
+        Topics::AddPartitions {
+            topic,
+            partitions,
+            validate_only,
+        } => {
+            let results = admin
+                .create_partitions(
+                    &[NewPartitions::increase_to(topic.clone(), partitions)],
+                    validate_only,
+                )
+                .await?;
+            results.into_iter().next().context("no result")??;
+            if validate_only {
+                println!(
+                    "Validated increasing {topic} to {partitions} partitions (nothing changed)."
+                );
+            } else {
+                println!("Increased the partition count of {topic} to {partitions}.");
             }
         }
         Topics::Delete { topic } => {
@@ -189,8 +347,246 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn key_value(flag: &str, kv: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = kv
+        .split_once('=')
+        .with_context(|| format!("{flag} {kv:?}: expected KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// One config line as kafka-configs.sh prints it.
+fn config_line(e: &ConfigEntry, synonyms: bool) -> String {
+    let value = if e.is_sensitive {
+        "null".to_owned()
+    } else {
+        e.value.clone().unwrap_or_else(|| "null".to_owned())
+    };
+    let mut line = format!(
+        "  {}={} source={} read-only={} sensitive={}",
+        e.name, value, e.source, e.read_only, e.is_sensitive
+    );
+    if synonyms {
+        let list: Vec<String> = e
+            .synonyms
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}={}",
+                    s.source,
+                    s.name,
+                    s.value.as_deref().unwrap_or("null")
+                )
+            })
+            .collect();
+        line.push_str(&format!(" synonyms={{{}}}", list.join(", ")));
+    }
+    line
+}
+
+async fn configs(admin: &Admin, cmd: Configs) -> anyhow::Result<()> {
+    match cmd {
+        Configs::Describe {
+            topic,
+            broker,
+            all,
+            synonyms,
+        } => {
+            let resource = match (&topic, broker) {
+                (Some(t), _) => ConfigResource::Topic(t),
+                (None, Some(b)) => ConfigResource::Broker(b),
+                (None, None) => bail!("give --topic or --broker"),
+            };
+            let entries = admin
+                .describe_configs_with(resource, None, synonyms)
+                .await?;
+            println!(
+                "{} configs for {resource} are:",
+                if all { "All" } else { "Dynamic" }
+            );
+            for e in &entries {
+                // As kafka-configs.sh: without --all, only what was set at run time.
+                let dynamic =
+                    !matches!(e.source, ConfigSource::Default | ConfigSource::StaticBroker);
+                if all || dynamic {
+                    println!("{}", config_line(e, synonyms));
+                }
+            }
+        }
+        Configs::Alter {
+            topic,
+            set,
+            delete,
+            append,
+            subtract,
+            validate_only,
+        } => {
+            let mut ops = Vec::new();
+            for kv in &set {
+                let (k, v) = key_value("--set", kv)?;
+                ops.push(AlterConfigOp::set(k, v));
+            }
+            ops.extend(delete.iter().map(AlterConfigOp::delete));
+            for kv in &append {
+                let (k, v) = key_value("--append", kv)?;
+                ops.push(AlterConfigOp::append(k, v));
+            }
+            for kv in &subtract {
+                let (k, v) = key_value("--subtract", kv)?;
+                ops.push(AlterConfigOp::subtract(k, v));
+            }
+            if ops.is_empty() {
+                bail!("nothing to change: give --set, --delete, --append or --subtract");
+            }
+            admin
+                .incremental_alter_configs(ConfigResource::Topic(&topic), &ops, validate_only)
+                .await?;
+            if validate_only {
+                println!("Validated config changes for topic {topic} (nothing changed).");
+            } else {
+                println!("Completed updating config for topic {topic}.");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn records(admin: &Admin, cmd: Records) -> anyhow::Result<()> {
+    match cmd {
+        Records::Delete {
+            topic,
+            partition,
+            offset,
+        } => {
+            let tp = TopicPartition::new(topic, partition);
+            let results = admin.delete_records(&[(tp, offset)]).await?;
+            println!("Records delete operation completed:");
+            for (tp, r) in results {
+                match r {
+                    Ok(low) => println!("partition: {tp}\tlow_watermark: {low}"),
+                    Err(e) => bail!("partition: {tp}\terror: {e}"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn offset_spec(time: &str) -> anyhow::Result<OffsetSpec> {
+    Ok(match time {
+        "earliest" | "-2" => OffsetSpec::Earliest,
+        "latest" | "-1" => OffsetSpec::Latest,
+        ms => {
+            let t: i64 = ms
+                .parse()
+                .with_context(|| format!("--time {ms:?}: expected earliest, latest or ms"))?;
+            if t < 0 {
+                bail!("--time {t}: a timestamp cannot be negative");
+            }
+            OffsetSpec::Timestamp(t)
+        }
+    })
+}
+
+async fn offsets(admin: &Admin, topic: &str, time: &str) -> anyhow::Result<()> {
+    let spec = offset_spec(time)?;
+    let info = admin
+        .describe_topics(&[topic.to_owned()])
+        .await?
+        .into_iter()
+        .next()
+        .context("no metadata")?;
+    let parts: Vec<TopicPartition> = info
+        .partitions
+        .iter()
+        .map(|p| TopicPartition::new(topic, p.partition))
+        .collect();
+    for (tp, r) in admin.list_offsets(&parts, spec).await? {
+        let listed = r?;
+        println!(
+            "{}:{}:{}",
+            tp.topic,
+            tp.partition,
+            listed.offset.unwrap_or(-1)
+        );
+    }
+    Ok(())
+}
+
+async fn log_dirs(admin: &Admin, cmd: LogDirs) -> anyhow::Result<()> {
+    let LogDirs::Describe { topic, broker } = cmd;
+    let brokers: Vec<i32> = match broker {
+        Some(b) => vec![b],
+        None => admin.brokers().await?.iter().map(|b| b.node_id).collect(),
+    };
+    let topics = topic.map(|t| vec![t]);
+    println!(
+        "{:>6}  {:<40} {:<20} {:>9} {:>12} {:>10}  IS-FUTURE",
+        "BROKER", "LOG-DIR", "TOPIC", "PARTITION", "SIZE", "OFFSET-LAG"
+    );
+    for b in brokers {
+        for dir in admin.describe_log_dirs(b, topics.as_deref()).await? {
+            if let Some(e) = dir.error {
+                println!("{b:>6}  {:<40} error: {e}", dir.path);
+                continue;
+            }
+            for r in &dir.replicas {
+                println!(
+                    "{:>6}  {:<40} {:<20} {:>9} {:>12} {:>10}  {}",
+                    b,
+                    dir.path,
+                    r.partition.topic,
+                    r.partition.partition,
+                    r.size,
+                    r.offset_lag,
+                    r.is_future
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn cluster(admin: &Admin) -> anyhow::Result<()> {
+    let c = admin.describe_cluster().await?;
+    println!("Cluster ID: {}", c.cluster_id.as_deref().unwrap_or("-"));
+    println!(
+        "Controller: {}",
+        c.controller_id
+            .map_or_else(|| "-".to_owned(), |id| id.to_string())
+    );
+    println!("{:>6}  {:<30} {:>6}  RACK", "ID", "HOST", "PORT");
+    for b in &c.brokers {
+        println!(
+            "{:>6}  {:<30} {:>6}  {}",
+            b.node_id,
+            b.host,
+            b.port,
+            b.rack.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
 async fn groups(admin: &Admin, cmd: Groups) -> anyhow::Result<()> {
     match cmd {
+        Groups::Offsets { group } => {
+            println!(
+                "{:<20} {:<20} {:>9} {:>15} {:>12}  METADATA",
+                "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LEADER-EPOCH"
+            );
+            for c in admin.committed_offsets(&group).await? {
+                println!(
+                    "{:<20} {:<20} {:>9} {:>15} {:>12}  {}",
+                    group,
+                    c.partition.topic,
+                    c.partition.partition,
+                    c.offset,
+                    c.leader_epoch
+                        .map_or_else(|| "-".to_owned(), |e| e.to_string()),
+                    c.metadata.as_deref().unwrap_or("-")
+                );
+            }
+        }
         Groups::List => {
             for g in admin.list_groups().await? {
                 println!("{}", g.group_id);

@@ -1,15 +1,41 @@
-//! The admin client: create, delete, list and describe topics; describe configs;
-//! list and describe consumer groups and their lag.
+//! The admin client: create, delete, list, describe and grow topics; describe and
+//! alter configs; delete records and list offsets; describe the cluster and its log
+//! directories; list and describe consumer groups, their committed offsets and lag.
 //!
-//! CreateTopics and DeleteTopics go to the controller that Metadata names
-//! (KAFKA-COMPAT.md trap 5); a NOT_CONTROLLER answer refreshes metadata and retries.
+//! CreateTopics, DeleteTopics and CreatePartitions go to the controller that
+//! Metadata names (KAFKA-COMPAT.md trap 5); a NOT_CONTROLLER answer refreshes
+//! metadata and retries. Config requests about a topic go to any broker, about a
+//! broker to that broker. DeleteRecords and ListOffsets go to each partition's
+//! leader, one request per leader; partitions that fail retriably are retried after
+//! a metadata refresh until the request timeout. DescribeLogDirs goes to the broker
+//! asked about.
 //! ListGroups goes to every broker (each lists the groups it coordinates);
 //! DescribeGroups and OffsetFetch go to the group's coordinator (FindCoordinator);
 //! lag compares a group's committed offsets with ListOffsets(latest) at each
 //! partition's leader.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use klog_codec::protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use klog_codec::protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use klog_codec::protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use klog_codec::protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use klog_codec::protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use klog_codec::protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use klog_codec::protocol::messages::{
+    CreatePartitionsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeLogDirsRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, OffsetCommitRequest,
+};
 
 use klog_codec::protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use klog_codec::protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -78,6 +104,262 @@ pub struct ConfigEntry {
     pub is_default: bool,
     /// Whether the value is hidden.
     pub is_sensitive: bool,
+    /// Where the value comes from.
+    pub source: ConfigSource,
+    /// Every level the value is or could be set at, most specific first (the
+    /// effective one first); empty unless synonyms were asked for.
+    pub synonyms: Vec<ConfigSynonym>,
+    /// The broker's description of the config (DescribeConfigs v3+), if it sent one.
+    pub documentation: Option<String>,
+}
+
+/// Where a config value comes from (Kafka's `ConfigEntry.ConfigSource`, as numbered
+/// in DescribeConfigs v1+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigSource {
+    /// A per-topic override (`DYNAMIC_TOPIC_CONFIG`, 1).
+    DynamicTopic,
+    /// A per-broker dynamic config (`DYNAMIC_BROKER_CONFIG`, 2).
+    DynamicBroker,
+    /// A cluster-wide dynamic broker default (`DYNAMIC_DEFAULT_BROKER_CONFIG`, 3).
+    DynamicDefaultBroker,
+    /// The broker's startup configuration (`STATIC_BROKER_CONFIG`, 4).
+    StaticBroker,
+    /// The built-in default (`DEFAULT_CONFIG`, 5).
+    Default,
+    /// A broker logger level (`DYNAMIC_BROKER_LOGGER_CONFIG`, 6).
+    DynamicBrokerLogger,
+    /// Any other code, including 0 (`UNKNOWN`).
+    Unknown(i8),
+}
+
+impl ConfigSource {
+    /// The source for a DescribeConfigs `config_source` code.
+    pub fn from_code(code: i8) -> Self {
+        match code {
+            1 => Self::DynamicTopic,
+            2 => Self::DynamicBroker,
+            3 => Self::DynamicDefaultBroker,
+            4 => Self::StaticBroker,
+            5 => Self::Default,
+            6 => Self::DynamicBrokerLogger,
+            other => Self::Unknown(other),
+        }
+    }
+
+    /// Kafka's name for the source, as `kafka-configs.sh` prints it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",
+            Self::DynamicBroker => "DYNAMIC_BROKER_CONFIG",
+            Self::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+            Self::StaticBroker => "STATIC_BROKER_CONFIG",
+            Self::Default => "DEFAULT_CONFIG",
+            Self::DynamicBrokerLogger => "DYNAMIC_BROKER_LOGGER_CONFIG",
+            Self::Unknown(_) => "UNKNOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One level a config is set at (`segment.bytes` of a topic may come from the
+/// topic override, from the broker's `log.segment.bytes`, or the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSynonym {
+    /// The name at that level (`log.segment.bytes` for a broker-level synonym).
+    pub name: String,
+    /// The value at that level (`None` when sensitive).
+    pub value: Option<String>,
+    /// The level.
+    pub source: ConfigSource,
+}
+
+/// One change of an IncrementalAlterConfigs request (KIP-339).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlterConfigOp {
+    /// Set `name` to `value` (operation 0).
+    Set {
+        /// Config name.
+        name: String,
+        /// New value.
+        value: String,
+    },
+    /// Remove the override of `name`, falling back to the broker's value (operation 1).
+    Delete {
+        /// Config name.
+        name: String,
+    },
+    /// Add `value` to the list config `name` (operation 2).
+    Append {
+        /// Config name (a list config such as `cleanup.policy`).
+        name: String,
+        /// The element to add.
+        value: String,
+    },
+    /// Remove `value` from the list config `name` (operation 3).
+    Subtract {
+        /// Config name (a list config such as `cleanup.policy`).
+        name: String,
+        /// The element to remove.
+        value: String,
+    },
+}
+
+impl AlterConfigOp {
+    /// `name = value`.
+    pub fn set(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self::Set {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Remove the override of `name`.
+    pub fn delete(name: impl Into<String>) -> Self {
+        Self::Delete { name: name.into() }
+    }
+
+    /// Append `value` to the list `name`.
+    pub fn append(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self::Append {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Remove `value` from the list `name`.
+    pub fn subtract(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self::Subtract {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// The wire form: (name, operation code, value).
+    fn to_wire(&self) -> AlterableConfig {
+        let (name, op, value) = match self {
+            Self::Set { name, value } => (name, 0, Some(value)),
+            Self::Delete { name } => (name, 1, None),
+            Self::Append { name, value } => (name, 2, Some(value)),
+            Self::Subtract { name, value } => (name, 3, Some(value)),
+        };
+        AlterableConfig::default()
+            .with_name(StrBytes::from_string(name.clone()))
+            .with_config_operation(op)
+            .with_value(value.map(|v| StrBytes::from_string(v.clone())))
+    }
+}
+
+/// A topic to grow, for [`Admin::create_partitions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPartitions {
+    /// The topic.
+    pub topic: String,
+    /// The partition count wanted (the total, not the number to add).
+    pub total_count: i32,
+}
+
+impl NewPartitions {
+    /// Grow `topic` to `total_count` partitions.
+    pub fn increase_to(topic: impl Into<String>, total_count: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            total_count,
+        }
+    }
+}
+
+/// Which offset ListOffsets should find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OffsetSpec {
+    /// The log start offset (timestamp -2).
+    Earliest,
+    /// The high watermark (timestamp -1).
+    Latest,
+    /// The earliest offset whose record timestamp is at or after this one (ms).
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn timestamp(self) -> i64 {
+        match self {
+            Self::Earliest => -2,
+            Self::Latest => -1,
+            Self::Timestamp(t) => t,
+        }
+    }
+}
+
+/// A partition's offset as ListOffsets found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset (`None`: no record at or after the timestamp asked for).
+    pub offset: Option<i64>,
+    /// The timestamp of the record found (`None` for earliest/latest and when
+    /// nothing was found).
+    pub timestamp: Option<i64>,
+    /// The leader epoch of that offset, if the broker reports it.
+    pub leader_epoch: Option<i32>,
+}
+
+/// A group's committed offset for one partition, with its metadata string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CommittedOffset {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// The leader epoch committed with it, if any.
+    pub leader_epoch: Option<i32>,
+    /// The metadata string committed with it (`None` when null).
+    pub metadata: Option<String>,
+}
+
+/// One replica in a log directory, from DescribeLogDirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaLogInfo {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// Bytes of its log segments on disk.
+    pub size: i64,
+    /// How far a future replica (being moved between directories) lags; 0 otherwise.
+    pub offset_lag: i64,
+    /// Whether this is the future replica of a directory move.
+    pub is_future: bool,
+}
+
+/// One log directory of a broker, from DescribeLogDirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDirDescription {
+    /// Absolute path on the broker.
+    pub path: String,
+    /// The directory's error (KAFKA_STORAGE_ERROR when offline), if any.
+    pub error: Option<ResponseError>,
+    /// Its replicas, sorted by partition.
+    pub replicas: Vec<ReplicaLogInfo>,
+    /// Size of the volume (DescribeLogDirs v4+), if reported.
+    pub total_bytes: Option<i64>,
+    /// Free space on the volume (DescribeLogDirs v4+), if reported.
+    pub usable_bytes: Option<i64>,
+}
+
+/// The cluster as DescribeCluster (or, from older brokers, Metadata) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The cluster id (`None` if the broker has none).
+    pub cluster_id: Option<String>,
+    /// The controller's broker id (`None` if unknown).
+    pub controller_id: Option<i32>,
+    /// The brokers, sorted by id.
+    pub brokers: Vec<BrokerInfo>,
 }
 
 /// What to describe configs of.
@@ -88,6 +370,26 @@ pub enum ConfigResource<'a> {
     Topic(&'a str),
     /// A broker, by id.
     Broker(i32),
+}
+
+impl ConfigResource<'_> {
+    /// Kafka's resource type (TOPIC = 2, BROKER = 4), the resource name, and the
+    /// broker the request must go to (`None`: any).
+    fn wire(&self) -> (i8, String, Option<i32>) {
+        match *self {
+            Self::Topic(t) => (2, t.to_owned(), None),
+            Self::Broker(id) => (4, id.to_string(), Some(id)),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigResource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Topic(t) => write!(f, "topic {t}"),
+            Self::Broker(id) => write!(f, "broker {id}"),
+        }
+    }
 }
 
 /// A group as ListGroups reports it.
@@ -367,28 +669,32 @@ impl Admin {
         resource: ConfigResource<'_>,
         keys: Option<&[String]>,
     ) -> Result<Vec<ConfigEntry>, AdminError> {
-        let (resource_type, name, target) = match resource {
-            // Kafka's ConfigResource.Type: TOPIC = 2, BROKER = 4.
-            ConfigResource::Topic(t) => (2i8, t.to_owned(), None),
-            ConfigResource::Broker(id) => (4i8, id.to_string(), Some(id)),
-        };
-        let request = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(resource_type)
-                .with_resource_name(StrBytes::from_string(name.clone()))
-                .with_configuration_keys(keys.map(|ks| {
-                    ks.iter()
-                        .map(|k| StrBytes::from_string(k.clone()))
-                        .collect()
-                })),
-        ]);
-        let conn = match target {
-            Some(id) => {
-                self.cluster.refresh(Some(&[])).await?;
-                self.cluster.connection(id).await?
-            }
-            None => self.cluster.any_connection().await?,
-        };
+        self.describe_configs_with(resource, keys, false).await
+    }
+
+    /// As [`Admin::describe_configs`], with each entry's synonyms when
+    /// `include_synonyms` (what `kafka-configs.sh --describe --all` shows).
+    pub async fn describe_configs_with(
+        &self,
+        resource: ConfigResource<'_>,
+        keys: Option<&[String]>,
+        include_synonyms: bool,
+    ) -> Result<Vec<ConfigEntry>, AdminError> {
+        let (resource_type, name, target) = resource.wire();
+        let request = DescribeConfigsRequest::default()
+            .with_include_synonyms(include_synonyms)
+            .with_include_documentation(true)
+            .with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(StrBytes::from_string(name.clone()))
+                    .with_configuration_keys(keys.map(|ks| {
+                        ks.iter()
+                            .map(|k| StrBytes::from_string(k.clone()))
+                            .collect()
+                    })),
+            ]);
+        let conn = self.config_connection(target).await?;
         let response = conn
             .send(&request)
             .map_err(ClientError::from)?
@@ -403,14 +709,469 @@ impl Admin {
         Ok(result
             .configs
             .into_iter()
-            .map(|c| ConfigEntry {
-                name: c.name.to_string(),
-                value: c.value.map(|v| v.to_string()),
-                read_only: c.read_only,
-                is_default: c.config_source == 5,
-                is_sensitive: c.is_sensitive,
+            .map(|c| {
+                let source = ConfigSource::from_code(c.config_source);
+                ConfigEntry {
+                    name: c.name.to_string(),
+                    value: c.value.map(|v| v.to_string()),
+                    read_only: c.read_only,
+                    is_default: source == ConfigSource::Default,
+                    is_sensitive: c.is_sensitive,
+                    source,
+                    synonyms: c
+                        .synonyms
+                        .into_iter()
+                        .map(|s| ConfigSynonym {
+                            name: s.name.to_string(),
+                            value: s.value.map(|v| v.to_string()),
+                            source: ConfigSource::from_code(s.source),
+                        })
+                        .collect(),
+                    documentation: c.documentation.map(|d| d.to_string()),
+                }
             })
             .collect())
+    }
+
+    /// Where config requests about `broker` (or, for `None`, a topic) go: the
+    /// broker itself, or any broker for topics (as Kafka's admin client does).
+    async fn config_connection(&self, broker: Option<i32>) -> Result<Arc<Connection>, ClientError> {
+        match broker {
+            Some(id) => {
+                self.cluster.refresh(Some(&[])).await?;
+                self.cluster.connection(id).await
+            }
+            None => self.cluster.any_connection().await,
+        }
+    }
+
+    /// Changes configs of a topic (or broker, if it allows) with
+    /// IncrementalAlterConfigs: each op sets, deletes, appends to or subtracts from
+    /// one config, leaving the others as they are. With `validate_only` the broker
+    /// checks the change and applies nothing. An unknown name or bad value fails
+    /// the whole request with INVALID_CONFIG ([`AdminError::Config`]), changing
+    /// nothing.
+    pub async fn incremental_alter_configs(
+        &self,
+        resource: ConfigResource<'_>,
+        ops: &[AlterConfigOp],
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let (resource_type, name, target) = resource.wire();
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(StrBytes::from_string(name.clone()))
+                    .with_configs(ops.iter().map(AlterConfigOp::to_wire).collect()),
+            ]);
+        let conn = self.config_connection(target).await?;
+        let response = conn
+            .send(&request)
+            .map_err(ClientError::from)?
+            .await
+            .map_err(ClientError::from)?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.resource_type == resource_type && r.resource_name.as_str() == name)
+            .ok_or_else(|| AdminError::MissingResult {
+                api: "IncrementalAlterConfigs",
+                what: resource.to_string(),
+            })?;
+        match ResponseError::try_from_code(result.error_code) {
+            None => Ok(()),
+            Some(error) => Err(AdminError::Config {
+                resource: resource.to_string(),
+                error,
+                message: result.error_message.as_ref().map(|m| m.to_string()),
+            }),
+        }
+    }
+
+    /// Grows topics to the partition counts given (CreatePartitions, at the
+    /// controller). Returns one result per topic, in order; a count that is not
+    /// larger than the current one fails with INVALID_PARTITIONS. With
+    /// `validate_only` nothing is created.
+    pub async fn create_partitions(
+        &self,
+        topics: &[NewPartitions],
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), AdminError>>, AdminError> {
+        let timeout_ms = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(timeout_ms)
+            .with_validate_only(validate_only)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatePartitionsTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t.topic.clone())))
+                            .with_count(t.total_count)
+                            // The broker places the new partitions.
+                            .with_assignments(None)
+                    })
+                    .collect(),
+            );
+        let response = self
+            .with_controller(|conn| {
+                let request = request.clone();
+                async move {
+                    let r = conn
+                        .send(&request)
+                        .map_err(ClientError::from)?
+                        .await
+                        .map_err(ClientError::from)?;
+                    if let Some(t) = r
+                        .results
+                        .iter()
+                        .find(|t| t.error_code == ResponseError::NotController.code())
+                    {
+                        return Err(AdminError::Topic {
+                            topic: t.name.0.to_string(),
+                            error: ResponseError::NotController,
+                            message: None,
+                        });
+                    }
+                    Ok(r)
+                }
+            })
+            .await?;
+        Ok(topics
+            .iter()
+            .map(|t| {
+                let r = response
+                    .results
+                    .iter()
+                    .find(|r| r.name.0.as_str() == t.topic)
+                    .ok_or_else(|| AdminError::MissingResult {
+                        api: "CreatePartitions",
+                        what: t.topic.clone(),
+                    })?;
+                topic_result(&t.topic, r.error_code, r.error_message.as_ref())
+            })
+            .collect())
+    }
+
+    /// Deletes the records of each partition below the offset given (-1: below the
+    /// high watermark), moving its log start offset (DeleteRecords, at each
+    /// partition's leader). Returns, per partition in order, the new low watermark.
+    pub async fn delete_records(
+        &self,
+        targets: &[(TopicPartition, i64)],
+    ) -> Result<Vec<(TopicPartition, Result<i64, AdminError>)>, AdminError> {
+        let wanted: BTreeMap<TopicPartition, i64> = targets.iter().cloned().collect();
+        let timeout_ms = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        let results = self
+            .at_leaders(
+                targets.iter().map(|(tp, _)| tp.clone()).collect(),
+                |conn, parts| {
+                    let request = DeleteRecordsRequest::default()
+                        .with_timeout_ms(timeout_ms)
+                        .with_topics(
+                            by_topic(&parts)
+                                .into_iter()
+                                .map(|(topic, ps)| {
+                                    DeleteRecordsTopic::default()
+                                        .with_name(TopicName(StrBytes::from_string(topic)))
+                                        .with_partitions(
+                                            ps.into_iter()
+                                                .map(|tp| {
+                                                    DeleteRecordsPartition::default()
+                                                        .with_partition_index(tp.partition)
+                                                        .with_offset(
+                                                            wanted.get(&tp).copied().unwrap_or(-1),
+                                                        )
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        );
+                    async move {
+                        let response = conn.send(&request)?.await?;
+                        Ok(response
+                            .topics
+                            .iter()
+                            .flat_map(|t| {
+                                t.partitions.iter().map(move |p| {
+                                    let tp = TopicPartition::new(
+                                        t.name.0.to_string(),
+                                        p.partition_index,
+                                    );
+                                    let r = match ResponseError::try_from_code(p.error_code) {
+                                        None => Ok(p.low_watermark),
+                                        Some(error) => Err(partition_error(&tp, error)),
+                                    };
+                                    (tp, r)
+                                })
+                            })
+                            .collect())
+                    }
+                },
+            )
+            .await?;
+        Ok(in_order(
+            targets.iter().map(|(tp, _)| tp),
+            results,
+            "DeleteRecords",
+        ))
+    }
+
+    /// Looks up an offset of each partition (ListOffsets, at each partition's
+    /// leader): the log start, the high watermark, or the first offset at or after
+    /// a timestamp. Returns one result per partition, in order.
+    pub async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<Vec<(TopicPartition, Result<ListedOffset, AdminError>)>, AdminError> {
+        let timestamp = spec.timestamp();
+        let results = self
+            .at_leaders(partitions.to_vec(), |conn, parts| {
+                let request = ListOffsetsRequest::default()
+                    .with_replica_id((-1).into())
+                    .with_topics(
+                        by_topic(&parts)
+                            .into_iter()
+                            .map(|(topic, ps)| {
+                                ListOffsetsTopic::default()
+                                    .with_name(TopicName(StrBytes::from_string(topic)))
+                                    .with_partitions(
+                                        ps.into_iter()
+                                            .map(|tp| {
+                                                ListOffsetsPartition::default()
+                                                    .with_partition_index(tp.partition)
+                                                    .with_current_leader_epoch(-1)
+                                                    .with_timestamp(timestamp)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    );
+                async move {
+                    let response = conn.send(&request)?.await?;
+                    Ok(response
+                        .topics
+                        .iter()
+                        .flat_map(|t| {
+                            t.partitions.iter().map(move |p| {
+                                let tp =
+                                    TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                                let r = match ResponseError::try_from_code(p.error_code) {
+                                    None => Ok(ListedOffset {
+                                        offset: (p.offset >= 0).then_some(p.offset),
+                                        timestamp: (p.timestamp >= 0).then_some(p.timestamp),
+                                        leader_epoch: (p.leader_epoch >= 0)
+                                            .then_some(p.leader_epoch),
+                                    }),
+                                    Some(error) => Err(partition_error(&tp, error)),
+                                };
+                                (tp, r)
+                            })
+                        })
+                        .collect())
+                }
+            })
+            .await?;
+        Ok(in_order(partitions.iter(), results, "ListOffsets"))
+    }
+
+    /// Runs a per-partition request at each partition's leader: `op` gets a
+    /// connection to one leader and the partitions it leads, and returns a result
+    /// per partition. Partitions that fail retriably (a moved leader, no leader
+    /// yet, a closed connection) are retried after a metadata refresh until the
+    /// request timeout; the last result of each partition is returned.
+    async fn at_leaders<T, F, Fut>(
+        &self,
+        partitions: Vec<TopicPartition>,
+        op: F,
+    ) -> Result<BTreeMap<TopicPartition, Result<T, AdminError>>, AdminError>
+    where
+        F: Fn(Arc<Connection>, Vec<TopicPartition>) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<Vec<(TopicPartition, Result<T, AdminError>)>, ClientError>,
+            >,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut topics: Vec<String> = partitions.iter().map(|tp| tp.topic.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        let mut out: BTreeMap<TopicPartition, Result<T, AdminError>> = BTreeMap::new();
+        let mut pending: Vec<TopicPartition> = partitions;
+        pending.sort();
+        pending.dedup();
+        let mut attempt = 0;
+        loop {
+            self.cluster.refresh_no_create(&topics).await?;
+            let mut leaders: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+            for tp in pending.drain(..) {
+                let known = self
+                    .cluster
+                    .topic(&tp.topic)
+                    .is_some_and(|t| t.partitions.iter().any(|p| p.partition == tp.partition));
+                match self.cluster.leader(&tp.topic, tp.partition) {
+                    Some(leader) => leaders.entry(leader).or_default().push(tp),
+                    None => {
+                        let error = if known {
+                            ResponseError::LeaderNotAvailable
+                        } else {
+                            ResponseError::UnknownTopicOrPartition
+                        };
+                        out.insert(tp.clone(), Err(partition_error(&tp, error)));
+                    }
+                }
+            }
+            for (leader, parts) in leaders {
+                let result = match self.cluster.connection(leader).await {
+                    Ok(conn) => op(conn, parts.clone()).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(results) => {
+                        for tp in &parts {
+                            out.insert(
+                                tp.clone(),
+                                Err(AdminError::MissingResult {
+                                    api: "partition request",
+                                    what: tp.to_string(),
+                                }),
+                            );
+                        }
+                        for (tp, r) in results {
+                            if parts.contains(&tp) {
+                                out.insert(tp, r);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for tp in parts {
+                            out.insert(tp, Err(AdminError::Client(e.clone())));
+                        }
+                    }
+                }
+            }
+            pending = out
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_err_and(AdminError::is_retriable))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            if pending.is_empty() || Instant::now() >= deadline {
+                return Ok(out);
+            }
+            attempt += 1;
+            tokio::time::sleep(self.cluster.config.backoff(attempt)).await;
+        }
+    }
+
+    /// The log directories of broker `broker` and the size of each partition in
+    /// them (DescribeLogDirs), for `topics` only if given.
+    pub async fn describe_log_dirs(
+        &self,
+        broker: i32,
+        topics: Option<&[String]>,
+    ) -> Result<Vec<LogDirDescription>, AdminError> {
+        let wanted = match topics {
+            None => None,
+            Some(names) => {
+                let infos = self.describe_topics(names).await?;
+                Some(
+                    infos
+                        .iter()
+                        .map(|t| {
+                            DescribableLogDirTopic::default()
+                                .with_topic(TopicName(StrBytes::from_string(t.name.clone())))
+                                .with_partitions(t.partitions.iter().map(|p| p.partition).collect())
+                        })
+                        .collect(),
+                )
+            }
+        };
+        let request = DescribeLogDirsRequest::default().with_topics(wanted);
+        self.cluster.refresh(Some(&[])).await?;
+        let conn = self.cluster.connection(broker).await?;
+        let response = conn
+            .send(&request)
+            .map_err(ClientError::from)?
+            .await
+            .map_err(ClientError::from)?;
+        if let Some(e) = ClientError::broker("DescribeLogDirs", response.error_code, None) {
+            return Err(e.into());
+        }
+        Ok(response
+            .results
+            .into_iter()
+            .map(|d| {
+                let mut replicas: Vec<ReplicaLogInfo> = d
+                    .topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().map(|p| ReplicaLogInfo {
+                            partition: TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                            size: p.partition_size,
+                            offset_lag: p.offset_lag,
+                            is_future: p.is_future_key,
+                        })
+                    })
+                    .collect();
+                replicas.sort_by(|a, b| a.partition.cmp(&b.partition));
+                LogDirDescription {
+                    path: d.log_dir.to_string(),
+                    error: ResponseError::try_from_code(d.error_code),
+                    replicas,
+                    total_bytes: (d.total_bytes >= 0).then_some(d.total_bytes),
+                    usable_bytes: (d.usable_bytes >= 0).then_some(d.usable_bytes),
+                }
+            })
+            .collect())
+    }
+
+    /// The cluster id, controller and brokers (DescribeCluster; from Metadata if
+    /// the broker predates DescribeCluster, Kafka 2.8).
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, AdminError> {
+        let conn = self.cluster.any_connection().await?;
+        // Endpoint type 1: brokers (2, controllers, is for KRaft controller quorums).
+        let request = DescribeClusterRequest::default().with_endpoint_type(1);
+        let sent = match conn.send(&request) {
+            Ok(f) => Some(f),
+            Err(crate::error::ConnectionError::UnsupportedVersion { .. }) => None,
+            Err(e) => return Err(ClientError::from(e).into()),
+        };
+        let Some(sent) = sent else {
+            let m = self.cluster.refresh(Some(&[])).await?;
+            return Ok(ClusterDescription {
+                cluster_id: m.cluster_id.map(|c| c.to_string()),
+                controller_id: (m.controller_id.0 >= 0).then_some(m.controller_id.0),
+                brokers: self.cluster.brokers(),
+            });
+        };
+        let response = sent.await.map_err(ClientError::from)?;
+        if let Some(e) = ClientError::broker(
+            "DescribeCluster",
+            response.error_code,
+            response.error_message.map(|m| m.to_string()),
+        ) {
+            return Err(e.into());
+        }
+        let mut brokers: Vec<BrokerInfo> = response
+            .brokers
+            .iter()
+            .map(|b| BrokerInfo {
+                node_id: b.broker_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.node_id);
+        Ok(ClusterDescription {
+            cluster_id: Some(response.cluster_id.to_string()).filter(|c| !c.is_empty()),
+            controller_id: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
+            brokers,
+        })
     }
 }
 
@@ -531,6 +1292,17 @@ impl Admin {
         &self,
         group: &str,
     ) -> Result<Vec<(TopicPartition, i64)>, AdminError> {
+        Ok(self
+            .committed_offsets(group)
+            .await?
+            .into_iter()
+            .map(|c| (c.partition, c.offset))
+            .collect())
+    }
+
+    /// The group's committed offsets with their leader epochs and metadata
+    /// strings (OffsetFetch), sorted by partition.
+    pub async fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>, AdminError> {
         // topics = null: all partitions with a committed offset (OffsetFetch v2+).
         let request = OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
@@ -547,23 +1319,100 @@ impl Admin {
                 }
             })
             .await?;
-        let mut out: Vec<(TopicPartition, i64)> = response
+        let mut out: Vec<CommittedOffset> = response
             .topics
             .iter()
             .flat_map(|t| {
                 t.partitions
                     .iter()
                     .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
-                    .map(|p| {
-                        (
-                            TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                            p.committed_offset,
-                        )
+                    .map(|p| CommittedOffset {
+                        partition: TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                        offset: p.committed_offset,
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
+                        metadata: p.metadata.as_ref().map(|m| m.to_string()),
                     })
             })
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Sets a group's committed offsets (and metadata strings), as Kafka's
+    /// `alterConsumerGroupOffsets` and `kafka-consumer-groups.sh --reset-offsets`
+    /// do: an OffsetCommit outside any generation, which the coordinator accepts
+    /// only while the group has no members. Returns one result per offset, in order.
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<Vec<(TopicPartition, Result<(), AdminError>)>, AdminError> {
+        let parts: Vec<TopicPartition> = offsets.iter().map(|c| c.partition.clone()).collect();
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(StrBytes::default())
+            .with_topics(
+                by_topic(&parts)
+                    .into_iter()
+                    .map(|(topic, ps)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic)))
+                            .with_partitions(
+                                ps.iter()
+                                    .filter_map(|tp| offsets.iter().find(|c| &c.partition == tp))
+                                    .map(|c| {
+                                        OffsetCommitRequestPartition::default()
+                                            .with_partition_index(c.partition.partition)
+                                            .with_committed_offset(c.offset)
+                                            .with_committed_leader_epoch(
+                                                c.leader_epoch.unwrap_or(-1),
+                                            )
+                                            .with_committed_metadata(
+                                                c.metadata.clone().map(StrBytes::from_string),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let response = self
+            .with_group_coordinator(group, |conn| {
+                let request = request.clone();
+                async move {
+                    let r = conn.send(&request)?.await?;
+                    // A coordinator that is loading or moved answers every partition
+                    // with the same retriable error: retry the whole commit.
+                    if let Some(e) = r
+                        .topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .filter_map(|p| ClientError::broker("OffsetCommit", p.error_code, None))
+                        .find(ClientError::is_retriable)
+                    {
+                        return Err(e);
+                    }
+                    Ok(r)
+                }
+            })
+            .await?;
+        let results: BTreeMap<TopicPartition, Result<(), AdminError>> = response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                    let r = match ResponseError::try_from_code(p.error_code) {
+                        None => Ok(()),
+                        Some(error) => Err(partition_error(&tp, error)),
+                    };
+                    (tp, r)
+                })
+            })
+            .collect();
+        Ok(in_order(parts.iter(), results, "OffsetCommit"))
     }
 
     /// Lag per partition, like `kafka-consumer-groups.sh --describe`: every
@@ -605,4 +1454,45 @@ fn topic_result(topic: &str, code: i16, message: Option<&StrBytes>) -> Result<()
             message: message.map(|m| m.to_string()),
         }),
     }
+}
+
+fn partition_error(tp: &TopicPartition, error: ResponseError) -> AdminError {
+    AdminError::Partition {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        error,
+    }
+}
+
+/// Partitions grouped by topic, topics and partitions sorted.
+fn by_topic(parts: &[TopicPartition]) -> BTreeMap<String, Vec<TopicPartition>> {
+    let mut out: BTreeMap<String, Vec<TopicPartition>> = BTreeMap::new();
+    for tp in parts {
+        out.entry(tp.topic.clone()).or_default().push(tp.clone());
+    }
+    for ps in out.values_mut() {
+        ps.sort();
+        ps.dedup();
+    }
+    out
+}
+
+/// The results for `order`, in that order; a partition the broker left out gets
+/// [`AdminError::MissingResult`].
+fn in_order<'a, T: Clone>(
+    order: impl Iterator<Item = &'a TopicPartition>,
+    results: BTreeMap<TopicPartition, Result<T, AdminError>>,
+    api: &'static str,
+) -> Vec<(TopicPartition, Result<T, AdminError>)> {
+    order
+        .map(|tp| {
+            let r = results.get(tp).cloned().unwrap_or_else(|| {
+                Err(AdminError::MissingResult {
+                    api,
+                    what: tp.to_string(),
+                })
+            });
+            (tp.clone(), r)
+        })
+        .collect()
 }

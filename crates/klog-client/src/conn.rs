@@ -43,8 +43,9 @@ use crate::error::ConnectionError;
 /// response may exceed it by one batch).
 const MAX_RESPONSE_SIZE: i64 = 256 * 1024 * 1024;
 
-/// Versions the client speaks, per API. All non-flexible except ApiVersions v3, so
-/// every broker since Kafka 1.0 (and klog) is served; Kafka 4's minimums are inside.
+/// Versions the client speaks, per API. Non-flexible where the API has such versions
+/// (ApiVersions v3, DescribeCluster and DescribeLogDirs v2+ are flexible), so every
+/// broker since Kafka 1.0 (and klog) is served; Kafka 4's minimums are inside.
 pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
     Some(match key {
         ApiKey::Produce => 3..=8,
@@ -55,7 +56,14 @@ pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::CreateTopics => 2..=4,
         ApiKey::DeleteTopics => 1..=3,
         ApiKey::InitProducerId => 0..=1,
-        ApiKey::DescribeConfigs => 1..=2,
+        ApiKey::DescribeConfigs => 1..=3,
+        // Admin (issue 7). DescribeCluster is flexible from v0 and has no older form;
+        // DescribeLogDirs starts at v1 in the message crate.
+        ApiKey::CreatePartitions => 0..=1,
+        ApiKey::IncrementalAlterConfigs => 0..=0,
+        ApiKey::DeleteRecords => 0..=1,
+        ApiKey::DescribeLogDirs => 1..=4,
+        ApiKey::DescribeCluster => 0..=1,
         // Consumer groups, non-flexible versions (KAFKA-COMPAT.md). JoinGroup v4 adds
         // MEMBER_ID_REQUIRED, v5 (and SyncGroup/Heartbeat/LeaveGroup v3, OffsetCommit
         // v7) static membership.

@@ -321,6 +321,35 @@ pub enum AdminError {
     /// Looking up a partition's offsets (for group lag) failed.
     #[error(transparent)]
     Offsets(#[from] ConsumeError),
+    /// The broker refused an operation on one partition (DeleteRecords,
+    /// ListOffsets, an offset commit).
+    #[error("{topic}-{partition}: {error}")]
+    Partition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The Kafka error.
+        error: ResponseError,
+    },
+    /// The broker refused to describe or change the configs of a resource.
+    #[error("configs of {resource}: {error}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Config {
+        /// The resource, as `topic NAME` or `broker ID`.
+        resource: String,
+        /// The Kafka error.
+        error: ResponseError,
+        /// The broker's message, if any.
+        message: Option<String>,
+    },
+    /// The broker answered a request without the result it was asked for.
+    #[error("{api}: the response has no result for {what}")]
+    MissingResult {
+        /// The request.
+        api: &'static str,
+        /// What the result was missing for.
+        what: String,
+    },
 }
 
 impl AdminError {
@@ -331,6 +360,9 @@ impl AdminError {
             Self::Topic { error, .. } => error.is_retriable(),
             Self::UnknownTopic(_) => true,
             Self::Offsets(e) => e.is_retriable(),
+            Self::Partition { error, .. } | Self::Config { error, .. } => error.is_retriable(),
+            // A broker that leaves a result out will leave it out again.
+            Self::MissingResult { .. } => false,
         }
     }
 }
@@ -432,5 +464,26 @@ mod tests {
         };
         assert!(!fenced.is_retriable());
         assert!(GroupError::from(ClientError::Timeout { what: "join" }).is_retriable());
+        let moved = AdminError::Partition {
+            topic: "t".into(),
+            partition: 0,
+            error: ResponseError::NotLeaderOrFollower,
+        };
+        assert!(moved.is_retriable());
+        let below = AdminError::Partition {
+            topic: "t".into(),
+            partition: 0,
+            error: ResponseError::OffsetOutOfRange,
+        };
+        assert!(!below.is_retriable());
+        let bad = AdminError::Config {
+            resource: "topic t".into(),
+            error: ResponseError::InvalidConfig,
+            message: Some("retention.ms".into()),
+        };
+        assert!(!bad.is_retriable());
+        let shown = bad.to_string();
+        assert!(shown.starts_with("configs of topic t: "), "{shown}");
+        assert!(shown.ends_with(" (retention.ms)"), "{shown}");
     }
 }

@@ -10,8 +10,10 @@
 //!  Consumer::poll ◄── decode ◄── prefetch channel ◄── fetcher task ◄── Fetch ◄┤
 //!  GroupConsumer ──► FindCoordinator, Join/Sync/Heartbeat/Leave, OffsetCommit/Fetch
 //!                    (own coordinator connection) + a Consumer for its partitions
-//!  Admin ──► CreateTopics / DeleteTopics (controller), Metadata, DescribeConfigs,
-//!            ListGroups, DescribeGroups, OffsetFetch + ListOffsets (group lag)
+//!  Admin ──► CreateTopics / DeleteTopics / CreatePartitions (controller), Metadata,
+//!            DescribeConfigs, IncrementalAlterConfigs, DescribeCluster,
+//!            DescribeLogDirs, DeleteRecords + ListOffsets (partition leaders),
+//!            ListGroups, DescribeGroups, OffsetFetch / OffsetCommit (coordinator)
 //!                                                                            │
 //!        Cluster: metadata cache, one pipelined Connection per broker ◄──────┘
 //! ```
@@ -27,8 +29,9 @@
 //!   commits, resuming from committed offsets, static membership.
 //! * [`consumer_protocol`]: the subscription and assignment bytes group members
 //!   exchange through the coordinator.
-//! * [`admin`]: create, delete, list and describe topics; describe configs; list
-//!   and describe groups, and their lag.
+//! * [`admin`]: create, delete, list, describe and grow topics; describe and alter
+//!   configs; delete records and list offsets; describe the cluster and its log
+//!   dirs; list and describe groups, their committed offsets (with metadata) and lag.
 //! * [`error`]: one error enum per failure domain, each saying whether it is
 //!   retriable.
 //!
@@ -48,8 +51,9 @@ pub mod group;
 pub mod producer;
 
 pub use admin::{
-    Admin, ConfigEntry, ConfigResource, GroupDescription, GroupListing, GroupMember, NewTopic,
-    PartitionLag,
+    Admin, AlterConfigOp, ClusterDescription, CommittedOffset, ConfigEntry, ConfigResource,
+    ConfigSource, ConfigSynonym, GroupDescription, GroupListing, GroupMember, ListedOffset,
+    LogDirDescription, NewPartitions, NewTopic, OffsetSpec, PartitionLag, ReplicaLogInfo,
 };
 pub use bytes::Bytes;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
