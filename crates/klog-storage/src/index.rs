@@ -20,10 +20,14 @@ pub(crate) const OFFSET_ENTRY: usize = 8;
 pub(crate) const TIME_ENTRY: usize = 12;
 
 /// A file of fixed-size entries, mapped into memory.
+///
+/// No descriptor is kept open: the mapping stays valid without one, and the rare
+/// operations that need the file (preparing pages, resizing, fsync) open it by
+/// path. A broker with 10,000 partitions then holds 10,000 segment descriptors
+/// rather than 30,000 (this machine's hard limit is 20,000).
 #[derive(Debug)]
 pub(crate) struct IndexFile {
     path: PathBuf,
-    file: File,
     mmap: MmapMut,
     entry_size: usize,
     /// Byte offset of the relative offset (u32) inside an entry.
@@ -61,7 +65,6 @@ impl IndexFile {
         let mmap = map(&file, on_disk * entry_size)?;
         let mut index = Self {
             path: path.to_path_buf(),
-            file,
             mmap,
             entry_size,
             rel_at,
@@ -71,8 +74,13 @@ impl IndexFile {
         };
         index.entries = index.count_real_entries(on_disk);
         index.prepared = index.entries * entry_size;
-        index.resize(capacity.max(index.entries))?;
+        index.resize_file(&file, capacity.max(index.entries))?;
         Ok(index)
+    }
+
+    /// Opens the file for one operation (see the type's documentation).
+    fn open_file(&self) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(&self.path)
     }
 
     fn count_real_entries(&self, total: usize) -> usize {
@@ -145,7 +153,10 @@ impl IndexFile {
             return;
         }
         let zeros = vec![0u8; end - self.prepared];
-        match self.file.write_all_at(&zeros, self.prepared as u64) {
+        match self
+            .open_file()
+            .and_then(|f| f.write_all_at(&zeros, self.prepared as u64))
+        {
             Ok(()) => self.prepared = end,
             Err(e) => {
                 tracing::debug!(path = %self.path.display(), error = %e, "could not prepare index pages");
@@ -169,6 +180,14 @@ impl IndexFile {
     /// current entries): preallocation when a segment becomes active, trimming when it
     /// stops being active.
     pub(crate) fn resize(&mut self, capacity: usize) -> io::Result<()> {
+        if capacity.max(self.entries) == self.capacity {
+            return Ok(());
+        }
+        let file = self.open_file()?;
+        self.resize_file(&file, capacity)
+    }
+
+    fn resize_file(&mut self, file: &File, capacity: usize) -> io::Result<()> {
         let capacity = capacity.max(self.entries);
         if capacity == self.capacity {
             return Ok(());
@@ -176,8 +195,8 @@ impl IndexFile {
         // Unmap before changing the file length: a mapping past the end of a file
         // faults on access.
         self.mmap = MmapMut::map_anon(0)?;
-        self.file.set_len((capacity * self.entry_size) as u64)?;
-        self.mmap = map(&self.file, capacity * self.entry_size)?;
+        file.set_len((capacity * self.entry_size) as u64)?;
+        self.mmap = map(file, capacity * self.entry_size)?;
         self.capacity = capacity;
         self.prepared = self.prepared.min(capacity * self.entry_size);
         Ok(())
@@ -193,7 +212,7 @@ impl IndexFile {
         if !self.mmap.is_empty() {
             self.mmap.flush()?;
         }
-        self.file.sync_all()
+        self.open_file()?.sync_all()
     }
 
     /// Binary search: number of entries for which `pred` holds, given that it holds
