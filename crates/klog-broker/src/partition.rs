@@ -341,4 +341,54 @@ mod tests {
         assert_eq!(isr.size(), 3);
         assert_eq!(isr.members(), vec![1, 2, 3]);
     }
+
+    fn partition(flush_messages: Option<u64>) -> (tempfile::TempDir, Arc<Partition>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = klog_storage::LogConfig {
+            flush_interval_messages: flush_messages,
+            ..klog_storage::LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config, 0).expect("open");
+        let p = Partition::new("t".to_owned(), 0, Arc::new(Mutex::new(log)), 1);
+        (dir, Arc::new(p))
+    }
+
+    fn batch(value: &[u8]) -> Vec<u8> {
+        let mut b = klog_codec::BatchBuilder::new(Vec::new(), klog_codec::Compression::None);
+        b.push(1, None, Some(value), &[]).expect("push");
+        b.finish().expect("finish")
+    }
+
+    #[test]
+    fn no_flush_policy_asks_for_no_sync() {
+        let (_dir, p) = partition(None);
+        let a = p.append(&mut batch(b"v"), 1).expect("append");
+        assert_eq!(a.sync_to, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_produces_share_syncs_that_cover_every_append() {
+        let (_dir, p) = partition(Some(1));
+        let mut tasks = Vec::new();
+        for i in 0..16u8 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                let a = p.append(&mut batch(&[i; 100]), 1).expect("append");
+                let to = a.sync_to.expect("flush.messages=1 asks for a sync");
+                assert_eq!(to, a.next_offset);
+                p.sync_to(to).await.expect("sync");
+                assert!(p.log().synced_offset() >= to);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(p.log().synced_offset(), 16);
+        // A later call for what is already durable returns at once.
+        p.sync_to(16).await.expect("sync");
+        // Group commit syncs record data only; the recovery point moves on a full flush.
+        assert_eq!(p.log().recovery_point(), 0);
+        p.log().flush().expect("flush");
+        assert_eq!(p.log().recovery_point(), 16);
+    }
 }
