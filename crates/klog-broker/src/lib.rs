@@ -1,7 +1,7 @@
 //! The klog broker: the layers composed into a Kafka-protocol server.
 //!
 //! ```text
-//!  socket ──► server (tokio: frames in, replies out, sendfile)
+//!  socket ──► server (tokio: frames in, replies out, sendfile or read+write)
 //!                │ decoded Request (klog-codec)
 //!                ▼
 //!             Broker (handlers) ──► Partition (ISR / high watermark seam,
@@ -13,7 +13,7 @@
 //!
 //! What this crate does: listens, parses frames with size limits, dispatches each
 //! API, appends produced batches without decoding records, serves fetches as file
-//! regions (sendfile) with long polling woken by appends, keeps topic metadata and
+//! regions (written with read+write, or sendfile) with long polling woken by appends, keeps topic metadata and
 //! producer ids on disk, and runs retention/flush/checkpoint in the background.
 //!
 //! Consumer groups: [`groups`] runs the `klog-coordinator` state machine, keeping

@@ -1,5 +1,6 @@
 //! The tokio side of the broker: accepts connections, reads frames, hands decoded
-//! requests to [`Broker`] and writes the replies, with `sendfile` for fetched records.
+//! requests to [`Broker`] and writes the replies; fetched records go out as file
+//! regions, copied through a buffer or with `sendfile` (`klog.fetch.mode`).
 //!
 //! Each connection is served by one task that handles its requests one at a time,
 //! so responses leave in request order (as Kafka does: a connection is muted while
