@@ -220,6 +220,17 @@ def test_killed_member_partitions_taken_over_after_session_timeout(gbroker, memb
     wait_until(lambda: balanced([a, b], [3, 3]), 60, "two members")
     produce(gbroker, "gkill", make_values("before", 5))
     wait_until(lambda: len(consumed_values([a, b])) >= 30, 60, "records before the kill")
+    # A member records a value before its synchronous commit: kill only once the
+    # broker holds the commits for all 30, or a kill between the two would make the
+    # survivor re-read uncommitted records, which is correct behaviour.
+    admin = KafkaAdminClient(bootstrap_servers=gbroker.bootstrap)
+
+    def committed_total():
+        offsets = admin.list_group_offsets("grpkill")["grpkill"]
+        return sum(o.offset for o in offsets.values() if o.offset > 0)
+
+    wait_until(lambda: committed_total() == 30, 60, "commits before the kill")
+    admin.close()
     killed_at = time.time()
     a.kill()
     wait_until(lambda: b.assignment() == set(range(PARTITIONS)), 30,
