@@ -8,101 +8,18 @@
 //! -p klog-admin`; scripts/test does).
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use klog_test_support::{Broker, workspace_binary};
 
 fn binary(env_var: &str, name: &str, package: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env_var) {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{name} not found at {}: run `cargo build -p {package}` first, or set {env_var}",
-        path.display()
-    );
-    path
+    workspace_binary(env_var, name, &format!("cargo build -p {package}"))
 }
 
-/// A broker process started by this test; killed (by its pid) on drop.
-struct Broker {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut b = Broker {
-            child: None,
-            port,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(binary("KLOG_BROKER_BIN", "klog-broker", "klog-broker-bin"))
-            .arg("--set")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
-            .arg("--set")
-            .arg(format!("log.dirs={}", self.dir.path().display()))
-            .arg("--set")
-            .arg("group.initial.rebalance.delay.ms=0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn broker");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "broker did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM (a clean shutdown), then start again on the same port and dir.
-    fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !matches!(child.try_wait(), Ok(Some(_))) {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.spawn();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A broker whose groups rebalance without the initial delay.
+fn start_broker() -> Broker {
+    Broker::start_with(&["group.initial.rebalance.delay.ms=0"])
 }
 
 /// Runs klog-admin; returns stdout, panicking with stderr if it fails.
@@ -160,7 +77,7 @@ fn config_line<'a>(out: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn configs_alter_describe_and_restart() {
-    let mut broker = Broker::start();
+    let mut broker = start_broker();
     admin(
         &broker,
         &["topics", "create", "--topic", "c", "--partitions", "1"],
@@ -275,7 +192,7 @@ fn configs_alter_describe_and_restart() {
 
 #[test]
 fn add_partitions_then_describe() {
-    let broker = Broker::start();
+    let broker = start_broker();
     admin(
         &broker,
         &["topics", "create", "--topic", "p", "--partitions", "1"],
@@ -326,7 +243,7 @@ fn add_partitions_then_describe() {
 
 #[test]
 fn delete_records_moves_earliest_offset_and_log_dirs_grow() {
-    let broker = Broker::start();
+    let broker = start_broker();
     admin(
         &broker,
         &["topics", "create", "--topic", "r", "--partitions", "1"],
@@ -419,7 +336,7 @@ fn delete_records_moves_earliest_offset_and_log_dirs_grow() {
 
 #[test]
 fn cluster_describe_and_group_offsets() {
-    let broker = Broker::start();
+    let broker = start_broker();
     let out = admin(&broker, &["cluster", "describe"]);
     let mut lines = out.lines();
     let id = lines.next().expect(&out);

@@ -6,123 +6,18 @@
 //! Binaries as in `cli.rs`: `$KLOG_BROKER_BIN`, `$KLOG_PRODUCER_BIN`,
 //! `$KLOG_ADMIN_BIN`, or `<target dir>/debug/`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+
+use klog_test_support::{Broker, run_tool_ok, workspace_binary};
 
 fn binary(env_var: &str, name: &str, package: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env_var) {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{name} not found at {}: run `cargo build -p {package}` first, or set {env_var}",
-        path.display()
-    );
-    path
+    workspace_binary(env_var, name, &format!("cargo build -p {package}"))
 }
 
-struct Broker {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(binary("KLOG_BROKER_BIN", "klog-broker", "klog-broker-bin"))
-            .arg("--set")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
-            .arg("--set")
-            .arg(format!("log.dirs={}", dir.path().display()))
-            .arg("--set")
-            .arg("group.initial.rebalance.delay.ms=0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn broker");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "broker did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        // Kills the process this test started, by its pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a tool with `stdin`, killing it if it runs longer than 60 s.
+/// Runs a tool with `stdin` (killed after 60 s) and asserts it succeeded.
 fn run(program: PathBuf, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(&program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin).expect("write stdin");
-    drop(input);
-    let mut out_pipe = child.stdout.take().expect("stdout");
-    let mut err_pipe = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // Not reaped yet, so the pid is still this child's.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{} {args:?} ran for more than 60 s", program.display());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = Output {
-        status,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: err_reader.join().expect("stderr reader"),
-    };
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed: {}\n{}",
-        program.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_tool_ok(&program, args, stdin)
 }
 
 fn producer() -> PathBuf {
@@ -161,8 +56,9 @@ fn lag_rows(out: &str, topic: &str) -> Vec<(i32, String, i64, String)> {
 
 #[test]
 fn group_consumer_commits_and_admin_reports_lag() {
-    let broker = Broker::start();
-    let b = broker.addr.as_str();
+    let broker = Broker::start_with(&["group.initial.rebalance.delay.ms=0"]);
+    let addr = broker.addr();
+    let b = addr.as_str();
     run(
         admin(),
         &[
