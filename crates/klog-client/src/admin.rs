@@ -504,6 +504,39 @@ impl Admin {
         }
     }
 
+    /// Sends `request` to the controller (admin requests that change topics must go
+    /// there), retrying on another controller while `not_controller` finds a result
+    /// answered with NOT_CONTROLLER (it returns that result's topic name).
+    async fn send_to_controller<R>(
+        &self,
+        request: R,
+        not_controller: fn(&R::Response) -> Option<String>,
+    ) -> Result<R::Response, AdminError>
+    where
+        R: klog_codec::protocol::client::Request + Clone + Send + Sync,
+        R::Response: Send + 'static,
+    {
+        self.with_controller(|conn| {
+            let request = request.clone();
+            async move {
+                let r = conn
+                    .send(&request)
+                    .map_err(ClientError::from)?
+                    .await
+                    .map_err(ClientError::from)?;
+                if let Some(topic) = not_controller(&r) {
+                    return Err(AdminError::Topic {
+                        topic,
+                        error: ResponseError::NotController,
+                        message: None,
+                    });
+                }
+                Ok(r)
+            }
+        })
+        .await
+    }
+
     /// Creates topics. Returns one result per topic, in order.
     pub async fn create_topics(
         &self,
@@ -534,27 +567,11 @@ impl Admin {
                     .collect(),
             );
         let response = self
-            .with_controller(|conn| {
-                let request = request.clone();
-                async move {
-                    let r = conn
-                        .send(&request)
-                        .map_err(ClientError::from)?
-                        .await
-                        .map_err(ClientError::from)?;
-                    if let Some(t) = r
-                        .topics
-                        .iter()
-                        .find(|t| t.error_code == ResponseError::NotController.code())
-                    {
-                        return Err(AdminError::Topic {
-                            topic: t.name.0.to_string(),
-                            error: ResponseError::NotController,
-                            message: None,
-                        });
-                    }
-                    Ok(r)
-                }
+            .send_to_controller(request, |r| {
+                r.topics
+                    .iter()
+                    .find(|t| t.error_code == ResponseError::NotController.code())
+                    .map(|t| t.name.0.to_string())
             })
             .await?;
         Ok(topics
@@ -585,26 +602,11 @@ impl Admin {
                     .collect(),
             );
         let response = self
-            .with_controller(|conn| {
-                let request = request.clone();
-                async move {
-                    let r = conn
-                        .send(&request)
-                        .map_err(ClientError::from)?
-                        .await
-                        .map_err(ClientError::from)?;
-                    if r.responses
-                        .iter()
-                        .any(|t| t.error_code == ResponseError::NotController.code())
-                    {
-                        return Err(AdminError::Topic {
-                            topic: String::new(),
-                            error: ResponseError::NotController,
-                            message: None,
-                        });
-                    }
-                    Ok(r)
-                }
+            .send_to_controller(request, |r| {
+                r.responses
+                    .iter()
+                    .find(|t| t.error_code == ResponseError::NotController.code())
+                    .map(|t| t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default())
             })
             .await?;
         Ok(names
@@ -816,27 +818,11 @@ impl Admin {
                     .collect(),
             );
         let response = self
-            .with_controller(|conn| {
-                let request = request.clone();
-                async move {
-                    let r = conn
-                        .send(&request)
-                        .map_err(ClientError::from)?
-                        .await
-                        .map_err(ClientError::from)?;
-                    if let Some(t) = r
-                        .results
-                        .iter()
-                        .find(|t| t.error_code == ResponseError::NotController.code())
-                    {
-                        return Err(AdminError::Topic {
-                            topic: t.name.0.to_string(),
-                            error: ResponseError::NotController,
-                            message: None,
-                        });
-                    }
-                    Ok(r)
-                }
+            .send_to_controller(request, |r| {
+                r.results
+                    .iter()
+                    .find(|t| t.error_code == ResponseError::NotController.code())
+                    .map(|t| t.name.0.to_string())
             })
             .await?;
         Ok(topics
