@@ -207,20 +207,28 @@ impl Partition {
                 // Produce v3+ carries exactly one batch per partition.
                 return Err(ResponseError::InvalidRecord.code());
             }
-            if batch.producer_id() >= 0 {
-                // The sequence check reads header fields: make sure they are the ones
-                // the producer sent before trusting them.
-                batch
-                    .validate()
-                    .map_err(|_| ResponseError::CorruptMessage.code())?;
-            }
             batch.header()
+        };
+        // The sequence check reads header fields before the CRC is checked. On the
+        // usual path (Append) the log validates the batch once, in `Log::append`;
+        // only when the check would answer without appending is the CRC checked
+        // here, so that a corrupt batch gets CORRUPT_MESSAGE rather than being
+        // acknowledged as a duplicate or refused for its sequence.
+        let verified = |records: &[u8]| {
+            RecordBatch::new(records)
+                .and_then(|b| b.validate())
+                .map_err(|_| ResponseError::CorruptMessage.code())
         };
         let last_seq = last_sequence(&header);
         let mut state = lock(&self.state);
         match state.producers.check(&header, last_seq) {
             SequenceCheck::Append => {}
+            SequenceCheck::Reject(code) => {
+                verified(records)?;
+                return Err(code);
+            }
             SequenceCheck::Duplicate(meta) => {
+                verified(records)?;
                 let log = lock(&self.log);
                 let next = meta.first_offset + i64::from(header.last_offset_delta) + 1;
                 return Ok(Appended {
@@ -233,7 +241,6 @@ impl Partition {
                         .then_some(next),
                 });
             }
-            SequenceCheck::Reject(code) => return Err(code),
         }
         let epoch = state.leader_epoch;
         let mut log = lock(&self.log);
@@ -357,6 +364,51 @@ mod tests {
         let mut b = klog_codec::BatchBuilder::new(Vec::new(), klog_codec::Compression::None);
         b.push(1, None, Some(value), &[]).expect("push");
         b.finish().expect("finish")
+    }
+
+    fn idempotent_batch(seq: i32, value: &[u8]) -> Vec<u8> {
+        let mut b = klog_codec::BatchBuilder::new(Vec::new(), klog_codec::Compression::None);
+        b.set_producer(7, 0, seq);
+        b.push(1, None, Some(value), &[]).expect("push");
+        b.finish().expect("finish")
+    }
+
+    /// KIP-98 duplicates are acknowledged with their original offset, but only when
+    /// the retried batch is intact: a corrupt retry or a corrupt out-of-order batch
+    /// gets CORRUPT_MESSAGE, and nothing is appended either way.
+    #[test]
+    fn idempotent_retries_are_checked_for_corruption_before_answering() {
+        let (_dir, p) = partition(None);
+        let first = idempotent_batch(0, b"a");
+        let a = p.append(&mut first.clone(), 1).expect("append");
+        assert_eq!(a.base_offset, 0);
+        let dup = p.append(&mut first.clone(), 1).expect("duplicate");
+        assert_eq!(dup.base_offset, 0);
+        let corrupt = ResponseError::CorruptMessage.code();
+        let mut bad_retry = first.clone();
+        if let Some(last) = bad_retry.last_mut() {
+            *last ^= 0xff;
+        }
+        assert_eq!(p.append(&mut bad_retry, 1), Err(corrupt));
+        let mut gap = idempotent_batch(5, b"b");
+        assert_eq!(
+            p.append(&mut gap.clone(), 1),
+            Err(crate::producer_state::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+        if let Some(last) = gap.last_mut() {
+            *last ^= 0xff;
+        }
+        assert_eq!(p.append(&mut gap, 1), Err(corrupt));
+        let mut bad_next = idempotent_batch(1, b"c");
+        if let Some(last) = bad_next.last_mut() {
+            *last ^= 0xff;
+        }
+        assert_eq!(p.append(&mut bad_next, 1), Err(corrupt));
+        assert_eq!(p.log().log_end_offset(), 1);
+        let next = p
+            .append(&mut idempotent_batch(1, b"c"), 1)
+            .expect("next in sequence");
+        assert_eq!(next.base_offset, 1);
     }
 
     #[test]
