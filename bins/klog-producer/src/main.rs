@@ -247,6 +247,15 @@ impl Window {
     }
 }
 
+/// The future's output if it is ready now, without waiting.
+fn poll_now<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 async fn perf(args: PerfArgs) -> anyhow::Result<()> {
     let (config, topic) = producer_config(&args.producer)?;
     let producer = Producer::new(config).await?;
@@ -266,8 +275,14 @@ async fn perf(args: PerfArgs) -> anyhow::Result<()> {
 
     // Deliveries are awaited in send order by a collector task that timestamps
     // each completion; with several partitions a record finished early is counted
-    // when the ones before it finish, so latencies are an upper bound.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
+    // when the ones before it finish, so latencies are an upper bound. To keep the
+    // tool's own cost per record small, futures travel to the collector in chunks
+    // and the clock is read once per chunk, per wait and every CLOCK_EVERY records
+    // (so a latency is late by at most that many sends, microseconds).
+    const CHUNK: usize = 64;
+    const CLOCK_EVERY: u32 = 16;
+    type Chunk = Vec<(Instant, DeliveryFuture)>;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Chunk>();
     let collector = tokio::spawn(async move {
         let start = Instant::now();
         let mut all = Window::default();
@@ -275,18 +290,38 @@ async fn perf(args: PerfArgs) -> anyhow::Result<()> {
         let mut window_start = start;
         let mut latencies: Vec<u32> = Vec::new();
         let mut errors = 0u64;
-        while let Some((sent, delivery)) = rx.recv().await {
-            match delivery.await {
-                Ok(_) => {
-                    let us = sent.elapsed().as_micros() as u64;
-                    all.record(record_size, us);
-                    window.record(record_size, us);
-                    latencies.push(us.min(u32::MAX as u64) as u32);
-                }
-                Err(e) => {
-                    errors += 1;
-                    if errors <= 10 {
-                        eprintln!("error: {e}");
+        let mut since_clock = 0u32;
+        while let Some(chunk) = rx.recv().await {
+            let mut now = Instant::now();
+            for (sent, mut delivery) in chunk {
+                let result = match poll_now(&mut delivery) {
+                    Some(result) => {
+                        since_clock += 1;
+                        if since_clock >= CLOCK_EVERY {
+                            since_clock = 0;
+                            now = Instant::now();
+                        }
+                        result
+                    }
+                    None => {
+                        let result = delivery.await;
+                        now = Instant::now();
+                        since_clock = 0;
+                        result
+                    }
+                };
+                match result {
+                    Ok(_) => {
+                        let us = now.saturating_duration_since(sent).as_micros() as u64;
+                        all.record(record_size, us);
+                        window.record(record_size, us);
+                        latencies.push(us.min(u32::MAX as u64) as u32);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors <= 10 {
+                            eprintln!("error: {e}");
+                        }
                     }
                 }
             }
@@ -301,10 +336,17 @@ async fn perf(args: PerfArgs) -> anyhow::Result<()> {
 
     let start = Instant::now();
     let throughput = args.throughput;
+    let topic: std::sync::Arc<str> = topic.into();
+    let mut chunk: Chunk = Vec::with_capacity(CHUNK);
+    let mut sent = start;
     for i in 0..args.num_records {
         if throughput > 0.0 {
             let due = start + Duration::from_secs_f64(i as f64 / throughput);
             if due > Instant::now() {
+                if !chunk.is_empty() {
+                    tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                        .ok();
+                }
                 tokio::time::sleep_until(due.into()).await;
             }
         }
@@ -313,9 +355,18 @@ async fn perf(args: PerfArgs) -> anyhow::Result<()> {
             value: Some(payload.clone()),
             ..ProducerRecord::default()
         };
-        let sent = Instant::now();
+        if i % u64::from(CLOCK_EVERY) == 0 || throughput > 0.0 {
+            sent = Instant::now();
+        }
         let delivery = producer.send(record).await?;
-        tx.send((sent, delivery)).ok();
+        chunk.push((sent, delivery));
+        if chunk.len() == CHUNK {
+            tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                .ok();
+        }
+    }
+    if !chunk.is_empty() {
+        tx.send(chunk).ok();
     }
     drop(tx);
     producer.flush().await;

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -41,7 +41,7 @@ use klog_codec::protocol::messages::{
 };
 use klog_codec::protocol::{ResponseError, StrBytes};
 use klog_codec::{BatchBuilder, Compression, OwnedHeader};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{ClientError, ConnectionError, ProduceError};
@@ -139,8 +139,9 @@ impl ProducerConfig {
 /// A record to send.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic. Shared (`Arc<str>`) so that sending many records to one topic clones
+    /// a pointer, not the name.
+    pub topic: Arc<str>,
     /// Partition; `None` picks one from the key (murmur2) or sticky for no key.
     pub partition: Option<i32>,
     /// Key.
@@ -155,7 +156,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A record with a value and no key.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             value: Some(value.into()),
@@ -197,7 +198,7 @@ impl ProducerRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
     /// Topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset (-1 with `acks=0`, or when the broker acknowledged a duplicate without
@@ -210,30 +211,126 @@ pub struct RecordMetadata {
 
 type DeliveryResult = Result<RecordMetadata, ProduceError>;
 
+/// Where a batch went: its base offset and the broker's LogAppendTime (-1 for
+/// CreateTime topics).
+type BatchResult = Result<(i64, i64), ProduceError>;
+
+/// The outcome of one batch, shared by the delivery futures of all its records:
+/// one allocation and one completion per batch, not per record.
+struct BatchOutcome {
+    topic: Arc<str>,
+    partition: i32,
+    state: Mutex<OutcomeState>,
+}
+
+#[derive(Default)]
+struct OutcomeState {
+    result: Option<BatchResult>,
+    /// Futures polled before the batch completed; a future keeps its slot.
+    wakers: Vec<Waker>,
+}
+
+impl BatchOutcome {
+    fn lock(&self) -> MutexGuard<'_, OutcomeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The producer's handle on a [`BatchOutcome`]: completes it exactly once, and with
+/// [`ProduceError::Closed`] if the batch is dropped without a result (the producer
+/// went away), so no delivery future waits forever.
+struct Completion(Arc<BatchOutcome>);
+
+impl Completion {
+    fn new(topic: Arc<str>, partition: i32) -> Self {
+        Self(Arc::new(BatchOutcome {
+            topic,
+            partition,
+            state: Mutex::new(OutcomeState::default()),
+        }))
+    }
+
+    fn finish(&self, result: BatchResult) {
+        let wakers = {
+            let mut state = self.0.lock();
+            if state.result.is_some() {
+                return;
+            }
+            state.result = Some(result);
+            std::mem::take(&mut state.wakers)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.finish(Err(ProduceError::Closed));
+    }
+}
+
 /// Completes when the record is acknowledged or has finally failed.
 #[derive(Debug)]
 pub struct DeliveryFuture {
-    rx: oneshot::Receiver<DeliveryResult>,
+    batch: Arc<BatchOutcome>,
+    /// The record's position in its batch.
+    index: u32,
+    /// The record's CreateTime.
+    timestamp: i64,
+    /// Where this future's waker sits in the batch's list, once registered.
+    waker_slot: Option<usize>,
+}
+
+impl std::fmt::Debug for BatchOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchOutcome")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Future for DeliveryFuture {
     type Output = DeliveryResult;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(ProduceError::Closed)))
+        let this = &mut *self;
+        let mut state = this.batch.lock();
+        match &state.result {
+            Some(Ok((base_offset, log_append_time))) => Poll::Ready(Ok(RecordMetadata {
+                topic: this.batch.topic.clone(),
+                partition: this.batch.partition,
+                offset: if *base_offset >= 0 {
+                    base_offset + i64::from(this.index)
+                } else {
+                    -1
+                },
+                timestamp: if *log_append_time >= 0 {
+                    *log_append_time
+                } else {
+                    this.timestamp
+                },
+            })),
+            Some(Err(e)) => Poll::Ready(Err(e.clone())),
+            None => {
+                match this.waker_slot.and_then(|i| state.wakers.get_mut(i)) {
+                    Some(w) => w.clone_from(cx.waker()),
+                    None => {
+                        this.waker_slot = Some(state.wakers.len());
+                        state.wakers.push(cx.waker().clone());
+                    }
+                }
+                Poll::Pending
+            }
+        }
     }
-}
-
-struct Reply {
-    tx: oneshot::Sender<DeliveryResult>,
-    timestamp: i64,
 }
 
 struct OpenBatch {
     builder: BatchBuilder<Vec<u8>>,
-    replies: Vec<Reply>,
+    outcome: Completion,
     memory: usize,
     created: Instant,
 }
@@ -241,7 +338,9 @@ struct OpenBatch {
 struct ReadyBatch {
     data: Bytes,
     base_sequence: i32,
-    replies: Vec<Reply>,
+    /// Records in the batch.
+    records: u64,
+    outcome: Completion,
     memory: usize,
     created: Instant,
     attempts: u32,
@@ -259,13 +358,15 @@ struct PartitionState {
 }
 
 struct TopicState {
+    /// The name as the client keys it and as requests carry it.
+    key: Arc<str>,
     name: StrBytes,
     partitions: Vec<PartitionState>,
     sticky: StickyPartitioner,
 }
 
 struct State {
-    topics: HashMap<String, TopicState>,
+    topics: HashMap<Arc<str>, TopicState>,
     in_flight_per_node: HashMap<i32, usize>,
     producer_id: i64,
     producer_epoch: i16,
@@ -387,7 +488,10 @@ impl Producer {
         if size > max {
             return Err(ProduceError::RecordTooLarge { size, max });
         }
-        let deadline = Instant::now() + inner.config.max_block;
+        // The deadline is only needed (and the clock only read) when send waits.
+        let mut deadline = None;
+        let mut deadline =
+            || *deadline.get_or_insert_with(|| Instant::now() + inner.config.max_block);
         // Fast path without a timer; the semaphore is fair, so a waiting sender
         // keeps its place.
         match inner.buffer.try_acquire_many(size as u32) {
@@ -395,7 +499,7 @@ impl Producer {
             Err(tokio::sync::TryAcquireError::Closed) => return Err(ProduceError::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 match tokio::time::timeout_at(
-                    deadline.into(),
+                    deadline().into(),
                     inner.buffer.acquire_many(size as u32),
                 )
                 .await
@@ -406,30 +510,36 @@ impl Producer {
                 }
             }
         }
-        let known = lock(&inner.state).topics.contains_key(&record.topic);
-        if !known && let Err(e) = self.add_topic(&record.topic, deadline).await {
-            inner.buffer.add_permits(size);
-            return Err(e);
+        loop {
+            match self.append(&record, size) {
+                Ok(delivery) => return Ok(delivery),
+                Err(Appending::UnknownTopic) => {
+                    if let Err(e) = self.add_topic(&record.topic, deadline()).await {
+                        inner.buffer.add_permits(size);
+                        return Err(e);
+                    }
+                }
+                Err(Appending::Failed(e)) => {
+                    inner.buffer.add_permits(size);
+                    return Err(e);
+                }
+            }
         }
-        let result = self.append(record, size);
-        if result.is_err() {
-            inner.buffer.add_permits(size);
-        }
-        result
     }
 
-    async fn add_topic(&self, topic: &str, deadline: Instant) -> Result<(), ProduceError> {
+    async fn add_topic(&self, topic: &Arc<str>, deadline: Instant) -> Result<(), ProduceError> {
         let inner = &*self.inner;
         let info = inner.cluster.wait_for_topic(topic, deadline).await?;
         let mut state = lock(&inner.state);
-        if !state.topics.contains_key(topic) {
+        if !state.topics.contains_key(&**topic) {
             let seed = (now_ms() as u64) ^ (state.topics.len() as u64).rotate_left(32);
             let mut partitions = Vec::new();
             partitions.resize_with(info.partitions.len(), PartitionState::default);
             state.topics.insert(
-                topic.to_owned(),
+                topic.clone(),
                 TopicState {
-                    name: StrBytes::from_string(topic.to_owned()),
+                    key: topic.clone(),
+                    name: StrBytes::from_string(topic.to_string()),
                     partitions,
                     sticky: StickyPartitioner::new(seed),
                 },
@@ -438,16 +548,17 @@ impl Producer {
         Ok(())
     }
 
-    fn append(&self, record: ProducerRecord, size: usize) -> Result<DeliveryFuture, ProduceError> {
+    /// Adds the record to its partition's open batch, under one lock.
+    fn append(&self, record: &ProducerRecord, size: usize) -> Result<DeliveryFuture, Appending> {
         let inner = &*self.inner;
         let mut guard = lock(&inner.state);
         let state = &mut *guard;
         if state.closed {
-            return Err(ProduceError::Closed);
+            return Err(Appending::Failed(ProduceError::Closed));
         }
         let (producer_id, producer_epoch) = (state.producer_id, state.producer_epoch);
-        let Some(topic) = state.topics.get_mut(&record.topic) else {
-            return Err(ProduceError::Closed);
+        let Some(topic) = state.topics.get_mut(&*record.topic) else {
+            return Err(Appending::UnknownTopic);
         };
         let n = topic.partitions.len() as i32;
         let partition = match (record.partition, &record.key) {
@@ -456,11 +567,11 @@ impl Producer {
             (None, None) => topic.sticky.partition(n),
         };
         if partition < 0 || partition >= n {
-            return Err(ProduceError::InvalidPartition {
-                topic: record.topic,
+            return Err(Appending::Failed(ProduceError::InvalidPartition {
+                topic: record.topic.to_string(),
                 partition,
                 partitions: n,
-            });
+            }));
         }
         let keyless = record.partition.is_none() && record.key.is_none();
         let p = &mut topic.partitions[partition as usize];
@@ -483,20 +594,27 @@ impl Producer {
                 Vec::with_capacity(batch_size.min(1024 * 1024) + 128),
                 inner.config.compression,
             ),
-            replies: Vec::new(),
+            outcome: Completion::new(topic.key.clone(), partition),
             memory: 0,
             created: Instant::now(),
         });
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let headers: Vec<_> = record.headers.iter().map(OwnedHeader::as_header).collect();
-        open.builder.push(
+        let index = open.builder.len() as u32;
+        open.builder
+            .push(
+                timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &headers,
+            )
+            .map_err(|e| Appending::Failed(e.into()))?;
+        let delivery = DeliveryFuture {
+            batch: open.outcome.0.clone(),
+            index,
             timestamp,
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &headers,
-        )?;
-        let (tx, rx) = oneshot::channel();
-        open.replies.push(Reply { tx, timestamp });
+            waker_slot: None,
+        };
         open.memory += size;
         if open.builder.uncompressed_size() >= batch_size {
             seal(p, producer_id, producer_epoch)?;
@@ -511,7 +629,7 @@ impl Producer {
         if sealed || fresh {
             inner.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(delivery)
     }
 
     /// Sends every buffered record now (ignoring `linger.ms`) and waits until all
@@ -542,6 +660,20 @@ impl Producer {
     }
 }
 
+/// Why [`Producer::append`] did not take a record.
+enum Appending {
+    /// The topic's metadata is not loaded yet.
+    UnknownTopic,
+    /// The record cannot be sent.
+    Failed(ProduceError),
+}
+
+impl From<ProduceError> for Appending {
+    fn from(e: ProduceError) -> Self {
+        Appending::Failed(e)
+    }
+}
+
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A panic while holding the lock leaves plain data; keep going.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -567,7 +699,8 @@ fn seal(p: &mut PartitionState, producer_id: i64, producer_epoch: i16) -> Result
     p.queue.push_back(ReadyBatch {
         data: Bytes::from(data),
         base_sequence,
-        replies: open.replies,
+        records: count as u64,
+        outcome: open.outcome,
         memory: open.memory,
         created: open.created,
         attempts: 0,
@@ -617,7 +750,7 @@ async fn init_producer_id(
 
 /// One batch of a request on its way, with where it came from.
 struct Sent {
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     batch: ReadyBatch,
 }
@@ -807,15 +940,13 @@ fn fail_expired(inner: &Inner, expired: Vec<Sent>) {
     let mut memory = 0usize;
     for sent in expired {
         let error = ProduceError::DeliveryTimeout {
-            topic: sent.topic.clone(),
+            topic: sent.topic.to_string(),
             partition: sent.partition,
             last: "no leader could be reached".to_owned(),
         };
         memory += sent.batch.memory;
-        finished += sent.batch.replies.len() as u64;
-        for reply in sent.batch.replies {
-            let _ = reply.tx.send(Err(error.clone()));
-        }
+        finished += sent.batch.records;
+        sent.batch.outcome.finish(Err(error));
     }
     inner.buffer.add_permits(memory);
     if finished > 0 && inner.outstanding.fetch_sub(finished, Ordering::AcqRel) == finished {
@@ -830,7 +961,11 @@ fn spawn_metadata_refresh(inner: &Arc<Inner>) {
     inner.metadata_wanted.store(false, Ordering::Release);
     let inner = inner.clone();
     tokio::spawn(async move {
-        let topics: Vec<String> = lock(&inner.state).topics.keys().cloned().collect();
+        let topics: Vec<String> = lock(&inner.state)
+            .topics
+            .keys()
+            .map(|t| t.to_string())
+            .collect();
         if !topics.is_empty() {
             match inner.cluster.refresh(Some(&topics)).await {
                 Ok(_) => grow_partitions(&inner),
@@ -869,17 +1004,14 @@ async fn send_request(inner: &Arc<Inner>, node: i32, batches: Vec<Sent>) {
             let data = PartitionProduceData::default()
                 .with_index(s.partition)
                 .with_records(Some(s.batch.data.clone()));
-            match by_topic
-                .iter_mut()
-                .find(|t| t.name.0.as_str() == s.topic.as_str())
-            {
+            match by_topic.iter_mut().find(|t| t.name.0.as_str() == &*s.topic) {
                 Some(t) => t.partition_data.push(data),
                 None => {
                     let name = state
                         .topics
                         .get(&s.topic)
                         .map(|t| t.name.clone())
-                        .unwrap_or_else(|| StrBytes::from_string(s.topic.clone()));
+                        .unwrap_or_else(|| StrBytes::from_string(s.topic.to_string()));
                     by_topic.push(
                         TopicProduceData::default()
                             .with_name(TopicName(name))
@@ -978,7 +1110,7 @@ fn complete(
                     let p = response
                         .responses
                         .iter()
-                        .filter(|t| t.name.0.as_str() == sent.topic.as_str())
+                        .filter(|t| t.name.0.as_str() == &*sent.topic)
                         .flat_map(|t| t.partition_responses.iter())
                         .find(|p| p.index == sent.partition);
                     match p {
@@ -1012,7 +1144,7 @@ fn complete(
                                 Outcome::Retry(e.to_string())
                             }
                             Some(error) => Outcome::Fail(ProduceError::Broker {
-                                topic: sent.topic.clone(),
+                                topic: sent.topic.to_string(),
                                 partition: sent.partition,
                                 error,
                             }),
@@ -1025,7 +1157,7 @@ fn complete(
                     if now.duration_since(sent.batch.created) >= inner.config.delivery_timeout =>
                 {
                     Outcome::Fail(ProduceError::DeliveryTimeout {
-                        topic: sent.topic.clone(),
+                        topic: sent.topic.to_string(),
                         partition: sent.partition,
                         last,
                     })
@@ -1070,34 +1202,18 @@ fn complete(
     let mut memory = 0usize;
     for (sent, outcome) in done {
         memory += sent.batch.memory;
-        finished += sent.batch.replies.len() as u64;
+        finished += sent.batch.records;
         match outcome {
             Outcome::Done {
                 base_offset,
                 log_append_time,
-            } => {
-                for (i, reply) in sent.batch.replies.into_iter().enumerate() {
-                    let _ = reply.tx.send(Ok(RecordMetadata {
-                        topic: sent.topic.clone(),
-                        partition: sent.partition,
-                        offset: if base_offset >= 0 {
-                            base_offset + i as i64
-                        } else {
-                            -1
-                        },
-                        timestamp: if log_append_time >= 0 {
-                            log_append_time
-                        } else {
-                            reply.timestamp
-                        },
-                    }));
-                }
-            }
+            } => sent
+                .batch
+                .outcome
+                .finish(Ok((base_offset, log_append_time))),
             Outcome::Fail(e) => {
                 tracing::debug!(topic = %sent.topic, partition = sent.partition, error = %e, "batch failed");
-                for reply in sent.batch.replies {
-                    let _ = reply.tx.send(Err(e.clone()));
-                }
+                sent.batch.outcome.finish(Err(e));
             }
             Outcome::Retry(_) => {}
         }
