@@ -25,14 +25,15 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::StrBytes;
 use klog_codec::protocol::client::{
-    decode_api_versions_response, decode_response, encode_request, response_correlation_id,
+    ProduceHeader, ProduceTopic, decode_api_versions_response, decode_response,
+    encode_produce_request, encode_request, response_correlation_id,
 };
-use klog_codec::protocol::messages::{ApiKey, ApiVersionsRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use klog_codec::protocol::messages::{ApiKey, ApiVersionsRequest, ProduceRequest, ProduceResponse};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -83,8 +84,16 @@ pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
 type Reply = oneshot::Sender<Result<Bytes, ConnectionError>>;
 
 struct Outgoing {
-    frame: Bytes,
+    /// The frame, possibly in pieces (a Produce request's records are not copied
+    /// into it): written back to back.
+    frame: Pieces,
     reply: Option<(i32, Reply)>,
+}
+
+/// A frame as one buffer or as pieces.
+enum Pieces {
+    One(Bytes),
+    Many(Vec<Bytes>),
 }
 
 #[derive(Default)]
@@ -261,7 +270,7 @@ impl Connection {
         encode(&mut buf, corr)?;
         let (reply, rx) = oneshot::channel();
         self.push(Outgoing {
-            frame: buf.freeze(),
+            frame: Pieces::One(buf.freeze()),
             reply: Some((corr, reply)),
         })?;
         Ok((corr, rx))
@@ -311,20 +320,53 @@ impl Connection {
         })
     }
 
-    /// Sends a request the broker does not answer (Produce with acks=0).
-    pub(crate) fn send_without_response<R>(&self, request: &R) -> Result<(), ConnectionError>
-    where
-        R: klog_codec::protocol::client::Request,
-    {
-        let key = ApiKey::try_from(R::KEY)
-            .map_err(|_| klog_codec::protocol::client::ClientCodecError::UnknownApiKey(R::KEY))?;
-        let version = self.version(key)?;
+    /// Sends a Produce request without copying its records into a frame (see
+    /// [`encode_produce_request`]); with `acks=0` nothing is awaited and the
+    /// future completes with an empty response once the request is queued.
+    pub(crate) fn send_produce(
+        &self,
+        transactional_id: Option<&str>,
+        acks: i16,
+        timeout_ms: i32,
+        topics: &[ProduceTopic<'_>],
+    ) -> Result<
+        impl Future<Output = Result<ProduceResponse, ConnectionError>> + Send + 'static,
+        ConnectionError,
+    > {
+        let version = self.version(ApiKey::Produce)?;
         let corr = self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        let mut buf = BytesMut::new();
-        encode_request(&mut buf, corr, self.client_id.as_ref(), version, request)?;
-        self.push(Outgoing {
-            frame: buf.freeze(),
-            reply: None,
+        let header = ProduceHeader {
+            correlation_id: corr,
+            client_id: self.client_id.as_ref().map(|c| c.as_str()),
+            version,
+            transactional_id,
+            acks,
+            timeout_ms,
+        };
+        let pieces = encode_produce_request(&header, topics)?;
+        let rx = if acks == 0 {
+            self.push(Outgoing {
+                frame: Pieces::Many(pieces),
+                reply: None,
+            })?;
+            None
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.push(Outgoing {
+                frame: Pieces::Many(pieces),
+                reply: Some((corr, reply)),
+            })?;
+            Some(rx)
+        };
+        let shared = self.shared.clone();
+        let timeout = self.request_timeout;
+        Ok(async move {
+            let Some(rx) = rx else {
+                return Ok(ProduceResponse::default());
+            };
+            let frame = wait_reply(rx, timeout, shared, ApiKey::Produce as i16).await?;
+            let (_, response) = decode_response::<ProduceRequest>(frame, version)?;
+            Ok(response)
         })
     }
 }
@@ -353,45 +395,105 @@ async fn wait_reply(
     }
 }
 
+/// Pieces gathered into one vectored write, at most.
+const MAX_IOVECS: usize = 64;
+
 async fn writer(
     shared: Arc<Shared>,
-    write: OwnedWriteHalf,
+    mut write: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
-    let mut w = BufWriter::with_capacity(64 * 1024, write);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        // Write everything already queued, then flush once: one syscall for many
-        // small pipelined requests.
-        while let Some(out) = next.take() {
-            if let Some(reply) = out.reply {
-                let Ok(mut p) = shared.pending.lock() else {
-                    return;
-                };
-                if let Some(e) = &p.closed {
-                    let _ = reply.1.send(Err(e.clone()));
-                    continue;
+    // Pieces of queued frames not yet (fully) written, in order. Everything
+    // already queued goes out in as few `writev`s as possible: one syscall for many
+    // small pipelined requests, and a Produce request's records straight from the
+    // batch buffers.
+    let mut queue: VecDeque<Bytes> = VecDeque::new();
+    let mut open = true;
+    'outer: while open || !queue.is_empty() {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(out) => {
+                    if !take(&shared, out, &mut queue) {
+                        return;
+                    }
                 }
-                p.queue.push_back(reply);
+                None => break,
             }
-            if let Err(e) = w.write_all(&out.frame).await {
+        }
+        while queue.len() < MAX_IOVECS {
+            match rx.try_recv() {
+                Ok(out) => {
+                    if !take(&shared, out, &mut queue) {
+                        return;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        let slices: Vec<std::io::IoSlice<'_>> = queue
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut written = match write.write_vectored(&slices).await {
+            Ok(0) => {
+                shared.close(io_error(
+                    &shared.addr,
+                    std::io::Error::from(std::io::ErrorKind::WriteZero),
+                ));
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
                 shared.close(io_error(&shared.addr, e));
                 return;
             }
-            next = rx.try_recv().ok();
-        }
-        if let Err(e) = w.flush().await {
-            shared.close(io_error(&shared.addr, e));
-            return;
+        };
+        drop(slices);
+        while written > 0 {
+            let Some(front) = queue.front_mut() else {
+                break 'outer;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                queue.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
         }
         if shared.closed.load(Ordering::Acquire) {
             break;
         }
     }
-    let _ = w.shutdown().await;
+    let _ = write.shutdown().await;
     shared.close(ConnectionError::Closed {
         addr: shared.addr.clone(),
     });
+}
+
+/// Registers `out`'s reply (before any of its bytes are written, so the response
+/// always finds it) and queues its pieces. False if the connection is gone.
+fn take(shared: &Shared, out: Outgoing, queue: &mut VecDeque<Bytes>) -> bool {
+    if let Some(reply) = out.reply {
+        let Ok(mut p) = shared.pending.lock() else {
+            return false;
+        };
+        if let Some(e) = &p.closed {
+            let _ = reply.1.send(Err(e.clone()));
+            return true;
+        }
+        p.queue.push_back(reply);
+    }
+    match out.frame {
+        Pieces::One(b) => queue.push_back(b),
+        Pieces::Many(v) => queue.extend(v.into_iter().filter(|b| !b.is_empty())),
+    }
+    true
 }
 
 fn io_error(addr: &str, e: std::io::Error) -> ConnectionError {

@@ -35,11 +35,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use klog_assign::{StickyPartitioner, partition_for_key};
-use klog_codec::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use klog_codec::protocol::messages::{
-    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
-};
-use klog_codec::protocol::{ResponseError, StrBytes};
+use klog_codec::protocol::ResponseError;
+use klog_codec::protocol::client::ProduceTopic;
+use klog_codec::protocol::messages::{InitProducerIdRequest, ProduceResponse};
 use klog_codec::{BatchBuilder, Compression, OwnedHeader};
 use tokio::sync::{Notify, Semaphore};
 
@@ -358,9 +356,8 @@ struct PartitionState {
 }
 
 struct TopicState {
-    /// The name as the client keys it and as requests carry it.
+    /// The name, as records and their metadata carry it.
     key: Arc<str>,
-    name: StrBytes,
     partitions: Vec<PartitionState>,
     sticky: StickyPartitioner,
 }
@@ -387,6 +384,38 @@ struct Inner {
     idle: Notify,
     metadata_wanted: AtomicBool,
     refreshing: AtomicBool,
+    /// Buffers of completed batches, reused for new ones (at most `buffer.memory`
+    /// bytes of capacity): no fresh pages to fault in and zero for every batch.
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Inner {
+    /// The capacity a new batch buffer starts with.
+    fn batch_capacity(&self) -> usize {
+        self.config.batch_size.min(1024 * 1024) + 128
+    }
+
+    fn batch_buffer(&self) -> Vec<u8> {
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        spare.unwrap_or_else(|| Vec::with_capacity(self.batch_capacity()))
+    }
+
+    /// Keeps the buffer of a completed batch for reuse, if nothing else holds it.
+    fn recycle(&self, data: Bytes) {
+        let Ok(mut buf) = data.try_into_mut() else {
+            return;
+        };
+        buf.clear();
+        let buf = Vec::from(buf);
+        if buf.capacity() < self.batch_capacity() {
+            return;
+        }
+        if let Ok(mut spare) = self.spare.lock()
+            && (spare.len() + 1) * self.batch_capacity() <= self.config.buffer_memory
+        {
+            spare.push(buf);
+        }
+    }
 }
 
 /// An async producer; cheap to clone (all clones share one sender task).
@@ -460,6 +489,7 @@ impl Producer {
             idle: Notify::new(),
             metadata_wanted: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
+            spare: Mutex::new(Vec::new()),
         });
         tokio::spawn(sender(inner.clone()));
         Ok(Self {
@@ -539,7 +569,6 @@ impl Producer {
                 topic.clone(),
                 TopicState {
                     key: topic.clone(),
-                    name: StrBytes::from_string(topic.to_string()),
                     partitions,
                     sticky: StickyPartitioner::new(seed),
                 },
@@ -590,10 +619,7 @@ impl Producer {
         let p = &mut topic.partitions[partition as usize];
         let fresh = p.open.is_none();
         let open = p.open.get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(
-                Vec::with_capacity(batch_size.min(1024 * 1024) + 128),
-                inner.config.compression,
-            ),
+            builder: BatchBuilder::new(inner.batch_buffer(), inner.config.compression),
             outcome: Completion::new(topic.key.clone(), partition),
             memory: 0,
             created: Instant::now(),
@@ -947,6 +973,7 @@ fn fail_expired(inner: &Inner, expired: Vec<Sent>) {
         memory += sent.batch.memory;
         finished += sent.batch.records;
         sent.batch.outcome.finish(Err(error));
+        inner.recycle(sent.batch.data);
     }
     inner.buffer.add_permits(memory);
     if finished > 0 && inner.outstanding.fetch_sub(finished, Ordering::AcqRel) == finished {
@@ -997,41 +1024,12 @@ fn grow_partitions(inner: &Inner) {
 
 async fn send_request(inner: &Arc<Inner>, node: i32, batches: Vec<Sent>) {
     let acks = inner.config.acks;
-    let mut by_topic: Vec<TopicProduceData> = Vec::new();
-    {
-        let state = lock(&inner.state);
-        for s in &batches {
-            let data = PartitionProduceData::default()
-                .with_index(s.partition)
-                .with_records(Some(s.batch.data.clone()));
-            match by_topic.iter_mut().find(|t| t.name.0.as_str() == &*s.topic) {
-                Some(t) => t.partition_data.push(data),
-                None => {
-                    let name = state
-                        .topics
-                        .get(&s.topic)
-                        .map(|t| t.name.clone())
-                        .unwrap_or_else(|| StrBytes::from_string(s.topic.to_string()));
-                    by_topic.push(
-                        TopicProduceData::default()
-                            .with_name(TopicName(name))
-                            .with_partition_data(vec![data]),
-                    );
-                }
-            }
-        }
-    }
     let timeout_ms = inner
         .config
         .client
         .request_timeout
         .as_millis()
         .min(i32::MAX as u128) as i32;
-    let request = ProduceRequest::default()
-        .with_transactional_id(None)
-        .with_acks(acks.wire())
-        .with_timeout_ms(timeout_ms)
-        .with_topic_data(by_topic);
     let conn = match inner.cluster.connection(node).await {
         Ok(c) => c,
         Err(e) => {
@@ -1040,15 +1038,24 @@ async fn send_request(inner: &Arc<Inner>, node: i32, batches: Vec<Sent>) {
             return;
         }
     };
-    if acks == Acks::None {
-        let result = conn
-            .send_without_response(&request)
-            .map(|()| ProduceResponse::default())
-            .map_err(|e| Failure::Client(e.into()));
-        complete(inner, node, batches, result);
-        return;
+    // The batches go out as they are: the request is written in pieces around them.
+    let mut topics: Vec<ProduceTopic<'_>> = Vec::new();
+    for s in &batches {
+        let data = (s.partition, s.batch.data.clone());
+        match topics.iter_mut().find(|t| t.name == &*s.topic) {
+            Some(t) => t.partitions.push(data),
+            None => topics.push(ProduceTopic {
+                name: &s.topic,
+                partitions: vec![data],
+            }),
+        }
     }
-    match conn.send(&request) {
+    let sent = conn.send_produce(None, acks.wire(), timeout_ms, &topics);
+    drop(topics);
+    match sent {
+        Ok(_) if acks == Acks::None => {
+            complete(inner, node, batches, Ok(ProduceResponse::default()));
+        }
         Ok(fut) => {
             let inner = inner.clone();
             tokio::spawn(async move {
@@ -1217,6 +1224,7 @@ fn complete(
             }
             Outcome::Retry(_) => {}
         }
+        inner.recycle(sent.batch.data);
     }
     if memory > 0 {
         inner.buffer.add_permits(memory);
