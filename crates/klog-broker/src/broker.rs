@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponseWriter};
 use klog_codec::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use klog_codec::protocol::messages::api_versions_response::ApiVersion;
@@ -41,8 +41,9 @@ use klog_codec::protocol::messages::{
     DescribeConfigsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, FetchRequest,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
     InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    MetadataResponse, ProduceResponse, ProducerId, TopicName,
 };
+use klog_codec::protocol::produce::ProduceData;
 use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes, versions};
 use klog_storage::{FileRegion, LogManager, ReadError, TopicPartition};
 use tokio::sync::Notify;
@@ -91,6 +92,51 @@ pub enum StartError {
     /// Opening the partition logs failed.
     #[error("opening logs: {0}")]
     Logs(#[from] klog_storage::OpenError),
+}
+
+/// A Produce request whose batches are appended and whose response waits for
+/// fsyncs and the high watermark; see [`Broker::start_produce`].
+#[derive(Debug)]
+pub struct PendingProduce {
+    acks: i16,
+    /// When `acks=-1` stops waiting for the high watermark.
+    deadline: Instant,
+    responses: Vec<TopicProduceResponse>,
+    /// `((topic, partition) index in responses, partition, offset)` to wait for.
+    waits: Vec<((usize, usize), Arc<Partition>, i64)>,
+    /// Same, for batches the flush policy wants on disk first.
+    syncs: Vec<((usize, usize), Arc<Partition>, i64)>,
+}
+
+impl PendingProduce {
+    /// Waits for what the request needs and returns its response (`None` for
+    /// `acks=0`).
+    pub async fn finish(mut self) -> Option<ProduceResponse> {
+        for ((t, p), partition, offset) in std::mem::take(&mut self.syncs) {
+            if let Err(error_code) = partition.sync_to(offset).await
+                && let Some(resp) = self.partition_response(t, p)
+            {
+                resp.error_code = error_code;
+            }
+        }
+        if self.acks == 0 {
+            return None;
+        }
+        for ((t, p), partition, offset) in std::mem::take(&mut self.waits) {
+            if !wait_for_high_watermark(&partition, offset, self.deadline).await
+                && let Some(resp) = self.partition_response(t, p)
+            {
+                resp.error_code = code(ResponseError::RequestTimedOut);
+            }
+        }
+        Some(ProduceResponse::default().with_responses(self.responses))
+    }
+
+    fn partition_response(&mut self, t: usize, p: usize) -> Option<&mut PartitionProduceResponse> {
+        self.responses
+            .get_mut(t)
+            .and_then(|t| t.partition_responses.get_mut(p))
+    }
 }
 
 /// What a request produces for the connection.
@@ -519,24 +565,37 @@ impl Broker {
 
     /// Produce: validates and appends one batch per partition; `acks=-1` waits for
     /// the high watermark. Returns `None` for `acks=0` (no response is sent).
-    pub async fn produce(&self, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    pub async fn produce(&self, req: ProduceData, version: i16) -> Option<ProduceResponse> {
+        self.start_produce(req, version).finish().await
+    }
+
+    /// The first half of [`Broker::produce`]: validates and appends every
+    /// partition's batches now, and returns what is left before the response can go:
+    /// the fsyncs the flush policy wants (group commit) and, for `acks=-1`, the high
+    /// watermark. A connection can read and append its next request while this one
+    /// waits, so a producer's pipelined requests share fsyncs.
+    pub fn start_produce(&self, req: ProduceData, version: i16) -> PendingProduce {
         let acks = req.acks;
         let now = now_ms();
-        let mut responses = Vec::with_capacity(req.topic_data.len());
-        // (topic index, partition index, partition, offset to wait for)
-        let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
-        // Same, for batches the flush policy wants on disk first (group commit).
-        let mut syncs: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
-        for topic_data in req.topic_data {
-            let name = topic_data.name.0.as_str().to_owned();
-            let mut parts = Vec::with_capacity(topic_data.partition_data.len());
-            for pd in topic_data.partition_data {
+        let mut pending = PendingProduce {
+            acks,
+            deadline: Instant::now()
+                + Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0)),
+            responses: Vec::with_capacity(req.topics.len()),
+            waits: Vec::new(),
+            syncs: Vec::new(),
+        };
+        for topic_data in req.topics {
+            let name = topic_data.name;
+            let mut parts = Vec::with_capacity(topic_data.partitions.len());
+            for pd in topic_data.partitions {
                 let mut resp = PartitionProduceResponse::default()
                     .with_index(pd.index)
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1);
                 let result = self.produce_partition(&name, pd.index, pd.records, acks, now);
+                let at = (pending.responses.len(), parts.len());
                 match result {
                     Ok((partition, appended)) => {
                         resp.base_offset = appended.base_offset;
@@ -545,60 +604,30 @@ impl Broker {
                             resp.log_start_offset = appended.log_start_offset;
                         }
                         if let Some(offset) = appended.sync_to {
-                            syncs.push((responses.len(), parts.len(), partition.clone(), offset));
+                            pending.syncs.push((at, partition.clone(), offset));
                         }
                         if acks == -1 {
-                            waits.push((
-                                responses.len(),
-                                parts.len(),
-                                partition,
-                                appended.next_offset,
-                            ));
+                            pending.waits.push((at, partition, appended.next_offset));
                         }
                     }
                     Err(error_code) => resp.error_code = error_code,
                 }
                 parts.push(resp);
             }
-            responses.push(
+            pending.responses.push(
                 TopicProduceResponse::default()
                     .with_name(TopicName(StrBytes::from_string(name)))
                     .with_partition_responses(parts),
             );
         }
-        for (t, p, partition, offset) in syncs {
-            if let Err(error_code) = partition.sync_to(offset).await
-                && let Some(resp) = responses
-                    .get_mut(t)
-                    .and_then(|t| t.partition_responses.get_mut(p))
-            {
-                resp.error_code = error_code;
-            }
-        }
-        if acks == 0 {
-            return None;
-        }
-        if !waits.is_empty() {
-            let deadline =
-                Instant::now() + Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
-            for (t, p, partition, offset) in waits {
-                if !wait_for_high_watermark(&partition, offset, deadline).await
-                    && let Some(resp) = responses
-                        .get_mut(t)
-                        .and_then(|t| t.partition_responses.get_mut(p))
-                {
-                    resp.error_code = code(ResponseError::RequestTimedOut);
-                }
-            }
-        }
-        Some(ProduceResponse::default().with_responses(responses))
+        pending
     }
 
     fn produce_partition(
         &self,
         topic: &str,
         index: i32,
-        records: Option<Bytes>,
+        records: Option<BytesMut>,
         acks: i16,
         now: i64,
     ) -> Result<(Arc<Partition>, crate::partition::Appended), i16> {
@@ -617,14 +646,13 @@ impl Broker {
         if acks == -1 && (partition.isr_size() as i32) < t.config.min_insync {
             return Err(code(ResponseError::NotEnoughReplicas));
         }
-        let records = records.ok_or(code(ResponseError::CorruptMessage))?;
+        let mut records = records.ok_or(code(ResponseError::CorruptMessage))?;
         if t.config.cleanup.compact {
             crate::rules::require_keys(&records)?;
         }
-        // The batch header is rewritten in place (base offset, leader epoch), so the
-        // request's shared bytes are copied once into a buffer we own.
-        let mut owned = records.to_vec();
-        let appended = partition.append(&mut owned, now)?;
+        // The records are this partition's own part of the request frame: batch
+        // headers are rewritten in place (base offset, leader epoch), no copy.
+        let appended = partition.append(&mut records, now)?;
         Ok((partition, appended))
     }
 

@@ -3,9 +3,13 @@
 //! regions, copied through a buffer or with `sendfile` (`klog.fetch.mode`).
 //!
 //! Each connection is served by one task that handles its requests one at a time,
-//! so responses leave in request order (as Kafka does: a connection is muted while
-//! its request is in flight). Connections are independent; there is no lock shared
-//! by all connections on the produce or fetch path.
+//! in order, and a writer task that sends the replies in that same order. The one
+//! overlap: a Produce request is appended by the reading task and then waits for
+//! its fsync (group commit) or high watermark in the writer's queue, so the
+//! connection's next requests are read and appended meanwhile and share that fsync
+//! (Kafka instead mutes a connection until its response is sent; its durability
+//! comes from replication, not fsync). Connections are independent; there is no
+//! lock shared by all connections on the produce or fetch path.
 
 use std::fs::File;
 use std::io;
@@ -14,21 +18,21 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use klog_codec::protocol::fetch::FetchPart;
 use klog_codec::protocol::messages::ApiKey;
 use klog_codec::protocol::{
-    Encodable, Request, RequestError, RequestHeader, check_frame_size, decode_request,
+    Encodable, Request, RequestError, RequestHeader, check_frame_size, decode_request_mut,
     encode_response, parse_request_header,
 };
 use klog_storage::FileRegion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::broker::{Broker, Reply};
+use crate::broker::{Broker, PendingProduce, Reply};
 use crate::config::FetchMode;
 
 /// How long shutdown waits for connections to finish their in-flight request.
@@ -121,36 +125,71 @@ async fn maintenance(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Reads one frame: the size prefix, checked before anything is allocated, then the
-/// body, grown as bytes arrive so a peer that announces a large frame and sends
-/// nothing costs no memory. Returns `None` on a clean end of stream.
-async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> io::Result<Option<Bytes>> {
-    let mut size = [0u8; 4];
-    match reader.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let size = check_frame_size(i32::from_be_bytes(size), max)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let mut frame = BytesMut::with_capacity(size.min(64 * 1024));
-    while frame.len() < size {
-        if frame.capacity() == frame.len() {
-            frame.reserve((size - frame.len()).min(frame.len().max(64 * 1024)));
+/// A connection's read buffer keeps at most this much capacity between requests;
+/// a larger one (a rare huge request) is given back once that request is done.
+const KEEP_READ_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Reads one frame into the connection's buffer `buf` and splits it off: the size
+/// prefix is checked before anything is allocated, then the body is read as it
+/// arrives, the buffer growing with the bytes received (a peer that announces a
+/// large frame and sends nothing costs no memory). Reads may take in bytes of the
+/// next frame; they stay in `buf`. Returns `None` on a clean end of stream.
+///
+/// The frame shares `buf`'s allocation; once the request is handled and the frame
+/// dropped, the next frame reuses it, so the steady state allocates nothing and
+/// touches no fresh pages.
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+) -> io::Result<Option<BytesMut>> {
+    const CHUNK: usize = 64 * 1024;
+    while buf.len() < 4 {
+        if buf.capacity() - buf.len() < 4 {
+            buf.reserve(CHUNK);
         }
-        let want = size - frame.len();
-        let n = {
-            let mut limited = (&mut *reader).take(want as u64);
-            limited.read_buf(&mut frame).await?
-        };
-        if n == 0 {
+        if reader.read_buf(buf).await? == 0 {
+            if buf.is_empty() {
+                return Ok(None);
+            }
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed inside a frame",
             ));
         }
     }
-    Ok(Some(frame.freeze()))
+    let prefix: [u8; 4] = buf
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or_default();
+    let size = check_frame_size(i32::from_be_bytes(prefix), max)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let total = 4 + size;
+    while buf.len() < total {
+        if buf.capacity() == buf.len() {
+            buf.reserve((total - buf.len()).min(buf.len().max(CHUNK)));
+        }
+        if reader.read_buf(buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed inside a frame",
+            ));
+        }
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(size)))
+}
+
+/// Requests of one connection read ahead of their replies, at most (Kafka clients
+/// keep up to five in flight).
+const MAX_QUEUED_REPLIES: usize = 16;
+
+/// A reply on its way to the connection's writer, in request order.
+enum Queued {
+    Ready(Reply),
+    /// A Produce request already appended, waiting for fsyncs or the high
+    /// watermark before its response.
+    Produce(RequestHeader, PendingProduce),
 }
 
 async fn serve_connection(
@@ -160,41 +199,84 @@ async fn serve_connection(
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr().ok();
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
     let max = broker.config().socket_request_max_bytes;
     let fetch_mode = broker.config().fetch_mode;
-    loop {
-        let frame = tokio::select! {
-            frame = read_frame(&mut reader, max) => frame,
-            _ = stop.changed() => return Ok(()),
+    // Requests are handled one at a time, in order, by this task; replies leave in
+    // the same order from the writer task. A Produce request is appended here and
+    // then waits (fsync, high watermark) in the writer's queue, so the next request
+    // of the connection is read and appended meanwhile: a producer's pipelined
+    // requests share one group commit.
+    let (tx, rx) = mpsc::channel::<Queued>(MAX_QUEUED_REPLIES);
+    let writer = tokio::spawn(write_replies(writer, rx, fetch_mode));
+    let mut buf = BytesMut::new();
+    let read_result: io::Result<()> = async {
+        loop {
+            let frame = tokio::select! {
+                frame = read_frame(&mut reader, &mut buf, max) => frame,
+                _ = stop.changed() => return Ok(()),
+                // The writer failed: the connection is done.
+                () = tx.closed() => return Ok(()),
+            };
+            let Some(mut frame) = frame? else {
+                return Ok(());
+            };
+            let (header, body_at) = parse_request_header(&frame)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            frame.advance(body_at);
+            let queued = handle(&broker, &header, frame, &stop, peer).await?;
+            if tx.send(queued).await.is_err() {
+                return Ok(());
+            }
+            if buf.capacity() > KEEP_READ_BUFFER {
+                buf = BytesMut::from(&buf[..]);
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    // The writer sends what is queued, then ends.
+    drop(tx);
+    let write_result = writer
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+    read_result.and(write_result)
+}
+
+/// Writes the replies of one connection in order, waiting for each pending Produce.
+async fn write_replies(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Queued>,
+    fetch_mode: FetchMode,
+) -> io::Result<()> {
+    while let Some(queued) = rx.recv().await {
+        let reply = match queued {
+            Queued::Ready(reply) => reply,
+            Queued::Produce(header, pending) => match pending.finish().await {
+                Some(resp) => frame(&header, &resp)?,
+                None => Reply::None,
+            },
         };
-        let Some(frame) = frame? else {
-            return Ok(());
-        };
-        let (header, body_at) = parse_request_header(&frame)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let body = frame.slice(body_at..);
-        let reply = handle(&broker, &header, body, &stop, peer).await?;
         match reply {
             Reply::None => {}
             Reply::Frame(bytes) => writer.write_all(&bytes).await?,
             Reply::Fetch(parts) => write_fetch(&mut writer, parts, fetch_mode).await?,
         }
-        if *stop.borrow() {
-            return Ok(());
-        }
     }
+    Ok(())
 }
 
 /// Turns one request into a reply. An error closes the connection.
 async fn handle(
     broker: &Broker,
     header: &RequestHeader,
-    body: Bytes,
+    body: BytesMut,
     stop: &watch::Receiver<bool>,
     peer: Option<std::net::SocketAddr>,
-) -> io::Result<Reply> {
-    let request = match decode_request(header, body) {
+) -> io::Result<Queued> {
+    let request = match decode_request_mut(header, body) {
         Ok(r) => r,
         Err(RequestError::UnsupportedVersion { api_key, version })
             if api_key == ApiKey::ApiVersions as i16 =>
@@ -208,7 +290,7 @@ async fn handle(
             };
             let resp =
                 broker.api_versions(klog_codec::protocol::ResponseError::UnsupportedVersion.code());
-            return frame(&v0, &resp);
+            return frame(&v0, &resp).map(Queued::Ready);
         }
         Err(e) => {
             tracing::warn!(
@@ -221,13 +303,13 @@ async fn handle(
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
     };
-    match request {
+    let reply = match request {
         Request::ApiVersions(_) => frame(header, &broker.api_versions(0)),
         Request::Metadata(r) => frame(header, &broker.metadata(&r, header.api_version)),
-        Request::Produce(r) => match broker.produce(r, header.api_version).await {
-            Some(resp) => frame(header, &resp),
-            None => Ok(Reply::None),
-        },
+        Request::Produce(r) => {
+            let pending = broker.start_produce(r, header.api_version);
+            return Ok(Queued::Produce(header.clone(), pending));
+        }
         Request::Fetch(r) => Ok(Reply::Fetch(broker.fetch(header, &r, stop).await)),
         Request::ListOffsets(r) => frame(header, &broker.list_offsets(&r, header.api_version)),
         Request::CreateTopics(r) => frame(header, &broker.create_topics(&r)),
@@ -291,7 +373,8 @@ async fn handle(
                 "unhandled request",
             ))
         }
-    }
+    };
+    reply.map(Queued::Ready)
 }
 
 fn frame<R: Encodable>(header: &RequestHeader, resp: &R) -> io::Result<Reply> {

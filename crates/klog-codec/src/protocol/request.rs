@@ -13,19 +13,21 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::header::{RequestHeader, response_header_version};
+use super::produce::{ProduceData, decode_produce};
 use super::versions;
 
 /// A decoded request for one of the APIs in [`versions::SUPPORTED_APIS`].
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Request {
-    /// Produce (key 0).
-    Produce(ProduceRequest),
+    /// Produce (key 0), decoded by hand so that records can be rewritten in place
+    /// ([`super::produce`]).
+    Produce(ProduceData),
     /// Fetch (key 1).
     Fetch(FetchRequest),
     /// ListOffsets (key 2).
@@ -125,6 +127,28 @@ fn decode_body<T: Decodable>(header: &RequestHeader, mut body: Bytes) -> Result<
     }
 }
 
+fn decode_produce_body(
+    header: &RequestHeader,
+    body: BytesMut,
+) -> Result<ProduceData, RequestError> {
+    decode_produce(header.api_version, body).map_err(|e| RequestError::Malformed {
+        api_key: header.api_key,
+        version: header.api_version,
+        reason: e.0,
+    })
+}
+
+/// Like [`decode_request`], from a body the caller owns: a Produce request's
+/// records become parts of this very buffer, never copies.
+pub fn decode_request_mut(header: &RequestHeader, body: BytesMut) -> Result<Request, RequestError> {
+    if header.api_key == ApiKey::Produce as i16
+        && versions::is_served(header.api_key, header.api_version)
+    {
+        return Ok(Request::Produce(decode_produce_body(header, body)?));
+    }
+    decode_request(header, body.freeze())
+}
+
 /// Decodes the body of a request whose header has been parsed.
 ///
 /// Checks the version against the served range first, so the message crate never
@@ -140,7 +164,8 @@ pub fn decode_request(header: &RequestHeader, body: Bytes) -> Result<Request, Re
         });
     }
     Ok(match key {
-        ApiKey::Produce => Request::Produce(decode_body(header, body)?),
+        // Copies the body only if `body` shares its buffer (see decode_request_mut).
+        ApiKey::Produce => Request::Produce(decode_produce_body(header, BytesMut::from(body))?),
         ApiKey::Fetch => Request::Fetch(decode_body(header, body)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode_body(header, body)?),
         ApiKey::Metadata => Request::Metadata(decode_body(header, body)?),
