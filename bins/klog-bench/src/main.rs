@@ -111,6 +111,10 @@ enum Command {
         /// Producer linger.ms.
         #[arg(long, default_value_t = 0)]
         linger_ms: u64,
+        /// Also print p50 / p99 / max per window of this many ms of send time
+        /// (0: off), to see when in the run latencies rise.
+        #[arg(long, default_value_t = 0)]
+        timeline_ms: u64,
     },
     /// Many clients: `producers` producers and `consumers` consumers over the
     /// topic's `partitions` partitions, at the same time; reports the aggregate rate
@@ -199,6 +203,7 @@ fn main() -> anyhow::Result<()> {
                         seconds,
                         record_size,
                         linger_ms,
+                        timeline_ms,
                     } => {
                         latency(
                             &bootstrap_server,
@@ -207,6 +212,7 @@ fn main() -> anyhow::Result<()> {
                             seconds,
                             record_size,
                             linger_ms,
+                            timeline_ms,
                         )
                         .await
                     }
@@ -449,6 +455,7 @@ async fn latency(
     seconds: f64,
     record_size: usize,
     linger_ms: u64,
+    timeline_ms: u64,
 ) -> anyhow::Result<()> {
     if record_size < 8 {
         bail!("--record-size must be at least 8");
@@ -469,7 +476,8 @@ async fn latency(
     let template = payload(record_size);
 
     let receive = tokio::spawn(async move {
-        let mut lat = Vec::with_capacity(total as usize);
+        // (send time, latency) in µs.
+        let mut lat: Vec<(u64, u64)> = Vec::with_capacity(total as usize);
         let deadline = Instant::now() + Duration::from_secs_f64(seconds + 30.0);
         while (lat.len() as u64) < total && Instant::now() < deadline {
             let records = consumer.poll(Duration::from_millis(200)).await?;
@@ -480,7 +488,8 @@ async fn latency(
                 {
                     let mut b = [0u8; 8];
                     b.copy_from_slice(ts);
-                    lat.push(now.saturating_sub(u64::from_le_bytes(b)));
+                    let sent = u64::from_le_bytes(b);
+                    lat.push((sent, now.saturating_sub(sent)));
                 }
             }
         }
@@ -491,23 +500,54 @@ async fn latency(
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let topic: std::sync::Arc<str> = topic.into();
+    // Values are cut from a shared slab: one allocation per 1,024 records.
+    let mut slab = bytes::BytesMut::new();
     while sent < total {
         tick.tick().await;
         let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
         while sent < due {
-            let mut v = template.clone();
+            if slab.is_empty() {
+                slab = bytes::BytesMut::with_capacity(record_size * 1024);
+                for _ in 0..1024 {
+                    slab.extend_from_slice(&template);
+                }
+            }
+            let mut v = slab.split_to(record_size);
             if let Some(head) = v.get_mut(..8) {
                 head.copy_from_slice(&now_us().to_le_bytes());
             }
-            let record = ProducerRecord::new(topic.to_owned(), Bytes::from(v)).with_partition(0);
+            let record = ProducerRecord::new(topic.clone(), v.freeze()).with_partition(0);
             drop(producer.send(record).await?);
             sent += 1;
         }
     }
     producer.flush().await;
     let produce_secs = start.elapsed().as_secs_f64();
-    let mut lat = receive.await??;
+    let timed = receive.await??;
     producer.close().await;
+    if timeline_ms > 0 {
+        let first = timed.iter().map(|t| t.0).min().unwrap_or(0);
+        let mut windows: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for &(sent, l) in &timed {
+            windows
+                .entry((sent - first) / (timeline_ms * 1000))
+                .or_default()
+                .push(l);
+        }
+        for (w, mut l) in windows {
+            l.sort_unstable();
+            println!(
+                "window {:>6} ms: {:>7} records, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                w * timeline_ms,
+                l.len(),
+                percentile(&l, 0.5),
+                percentile(&l, 0.99),
+                l.last().copied().unwrap_or(0) as f64 / 1000.0
+            );
+        }
+    }
+    let mut lat: Vec<u64> = timed.into_iter().map(|t| t.1).collect();
     lat.sort_unstable();
     let (p50, p99, p999, max) = (
         percentile(&lat, 0.5),
