@@ -635,7 +635,7 @@ async fn multi(a: MultiArgs) -> anyhow::Result<()> {
         pc.batch_size = a.batch_size;
         pc.linger = Duration::from_millis(a.linger_ms);
         let producer = Producer::new(pc).await?;
-        let topic = a.topic.clone();
+        let topic: Arc<str> = a.topic.as_str().into();
         let value = value.clone();
         let n = records_per_producer;
         let (producers, partitions) = (a.producers as u64, a.partitions as u64);
