@@ -503,7 +503,10 @@ fn io_error(addr: &str, e: std::io::Error) -> ConnectionError {
     }
 }
 
-async fn reader(shared: Arc<Shared>, mut read: OwnedReadHalf) {
+async fn reader(shared: Arc<Shared>, read: OwnedReadHalf) {
+    // Buffered: a small response (size prefix and body) costs one read, not two;
+    // reads of a large body bypass the buffer.
+    let mut read = tokio::io::BufReader::with_capacity(64 * 1024, read);
     let error = loop {
         let size = match read.read_i32().await {
             Ok(s) => i64::from(s),
@@ -520,8 +523,26 @@ async fn reader(shared: Arc<Shared>, mut read: OwnedReadHalf) {
                 size,
             };
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        if let Err(e) = read.read_exact(&mut frame).await {
+        // Read into spare capacity: no zeroing of (possibly many MiB of) fetched
+        // records that are about to be overwritten.
+        let size = size as usize;
+        let mut frame = BytesMut::with_capacity(size);
+        let mut failed = None;
+        while frame.len() < size {
+            let mut limited = (&mut read).take((size - frame.len()) as u64);
+            match limited.read_buf(&mut frame).await {
+                Ok(0) => {
+                    failed = Some(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
             break io_error(&shared.addr, e);
         }
         let frame = frame.freeze();
