@@ -251,6 +251,9 @@ async fn write_replies(
     mut rx: mpsc::Receiver<Queued>,
     fetch_mode: FetchMode,
 ) -> io::Result<()> {
+    // The buffered fetch path's read buffer, reused for every fetch of the
+    // connection (at most 1 MiB).
+    let mut scratch = Vec::new();
     while let Some(queued) = rx.recv().await {
         let reply = match queued {
             Queued::Ready(reply) => reply,
@@ -262,7 +265,9 @@ async fn write_replies(
         match reply {
             Reply::None => {}
             Reply::Frame(bytes) => writer.write_all(&bytes).await?,
-            Reply::Fetch(parts) => write_fetch(&mut writer, parts, fetch_mode).await?,
+            Reply::Fetch(parts) => {
+                write_fetch(&mut writer, parts, fetch_mode, &mut scratch).await?
+            }
         }
     }
     Ok(())
@@ -387,6 +392,7 @@ async fn write_fetch(
     writer: &mut OwnedWriteHalf,
     parts: Vec<FetchPart<FileRegion>>,
     mode: FetchMode,
+    scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
     for part in parts {
         match part {
@@ -396,7 +402,7 @@ async fn write_fetch(
                     send_region(writer, &region.file, region.position, len).await?
                 }
                 FetchMode::Buffered => {
-                    copy_region(writer, region.file.clone(), region.position, len).await?
+                    copy_region(writer, &region.file, region.position, len, scratch).await?
                 }
             },
         }
@@ -452,12 +458,16 @@ async fn send_region(
 /// Sends a region by reading it into memory first (the buffered fetch path).
 async fn copy_region(
     writer: &mut OwnedWriteHalf,
-    file: Arc<File>,
+    file: &File,
     mut position: u64,
     mut len: u64,
+    buf: &mut Vec<u8>,
 ) -> io::Result<()> {
     const CHUNK: u64 = 1 << 20;
-    let mut buf = vec![0u8; len.min(CHUNK) as usize];
+    let want = len.min(CHUNK) as usize;
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
     while len > 0 {
         let n = len.min(CHUNK) as usize;
         let chunk = buf.get_mut(..n).unwrap_or_default();

@@ -503,48 +503,48 @@ fn io_error(addr: &str, e: std::io::Error) -> ConnectionError {
     }
 }
 
-async fn reader(shared: Arc<Shared>, read: OwnedReadHalf) {
-    // Buffered: a small response (size prefix and body) costs one read, not two;
-    // reads of a large body bypass the buffer.
-    let mut read = tokio::io::BufReader::with_capacity(64 * 1024, read);
+/// Reads at least `want` bytes into `buf` (in total), growing it in steps of at
+/// least 64 KiB; may read more (the start of the next response).
+async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> std::io::Result<()> {
+    while buf.len() < want {
+        if buf.capacity() == buf.len() {
+            buf.reserve((want - buf.len()).max(64 * 1024));
+        }
+        if read.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+async fn reader(shared: Arc<Shared>, mut read: OwnedReadHalf) {
+    // Responses are read into one buffer and split off it: a small response (size
+    // prefix and body) usually takes one read, nothing is zeroed, and once the
+    // application has dropped a response's records the next one reuses the same
+    // memory instead of faulting in fresh pages.
+    let mut buf = BytesMut::new();
     let error = loop {
-        let size = match read.read_i32().await {
-            Ok(s) => i64::from(s),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        match fill(&mut read, &mut buf, 4).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && buf.is_empty() => {
                 break ConnectionError::Closed {
                     addr: shared.addr.clone(),
                 };
             }
             Err(e) => break io_error(&shared.addr, e),
-        };
+        }
+        let size = i64::from(buf.get_i32());
         if !(4..=MAX_RESPONSE_SIZE).contains(&size) {
             break ConnectionError::FrameTooLarge {
                 addr: shared.addr.clone(),
                 size,
             };
         }
-        // Read into spare capacity: no zeroing of (possibly many MiB of) fetched
-        // records that are about to be overwritten.
         let size = size as usize;
-        let mut frame = BytesMut::with_capacity(size);
-        let mut failed = None;
-        while frame.len() < size {
-            let mut limited = (&mut read).take((size - frame.len()) as u64);
-            match limited.read_buf(&mut frame).await {
-                Ok(0) => {
-                    failed = Some(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failed {
+        if let Err(e) = fill(&mut read, &mut buf, size).await {
             break io_error(&shared.addr, e);
         }
+        let frame = buf.split_to(size);
         let frame = frame.freeze();
         let got = response_correlation_id(&frame).unwrap_or(-1);
         let Ok(mut p) = shared.pending.lock() else {
