@@ -346,23 +346,6 @@ mod tests {
         assert_eq!((header.api_key, header.api_version), (0, 8));
     }
 
-    /// Topics of a Produce request: names with `(partition, records)` pairs.
-    type Topics = Vec<(String, Vec<(i32, Vec<u8>)>)>;
-
-    fn produce_topics() -> impl proptest::strategy::Strategy<Value = Topics> {
-        use proptest::prelude::*;
-        prop::collection::vec(
-            (
-                "[a-z._-]{1,20}",
-                prop::collection::vec(
-                    (any::<i32>(), prop::collection::vec(any::<u8>(), 0..300)),
-                    0..4,
-                ),
-            ),
-            0..4,
-        )
-    }
-
     proptest::proptest! {
         /// The pieces of a Produce request concatenate to exactly what the message
         /// crate encodes for the same request, at every version they cover.
@@ -374,35 +357,14 @@ mod tests {
             transactional_id in proptest::option::of("[a-z]{0,8}"),
             acks in -1i16..=1,
             timeout_ms in proptest::prelude::any::<i32>(),
-            topics in produce_topics(),
+            topics in crate::protocol::produce::tests::topics(false),
         ) {
-            use kafka_protocol::messages::TopicName;
-            use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-            let request = ProduceRequest::default()
-                .with_transactional_id(
-                    transactional_id.clone().map(|t| kafka_protocol::messages::TransactionalId(StrBytes::from_string(t))),
-                )
-                .with_acks(acks)
-                .with_timeout_ms(timeout_ms)
-                .with_topic_data(
-                    topics
-                        .iter()
-                        .map(|(name, parts)| {
-                            TopicProduceData::default()
-                                .with_name(TopicName(StrBytes::from_string(name.clone())))
-                                .with_partition_data(
-                                    parts
-                                        .iter()
-                                        .map(|(i, d)| {
-                                            PartitionProduceData::default()
-                                                .with_index(*i)
-                                                .with_records(Some(Bytes::from(d.clone())))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                );
+            let request = crate::protocol::produce::tests::request(
+                transactional_id.as_deref(),
+                acks,
+                timeout_ms,
+                &topics,
+            );
             let mut expected = BytesMut::new();
             let cid = client_id.clone().map(StrBytes::from_string);
             encode_request(&mut expected, correlation_id, cid.as_ref(), version, &request)
@@ -411,7 +373,10 @@ mod tests {
                 .iter()
                 .map(|(name, parts)| ProduceTopic {
                     name,
-                    partitions: parts.iter().map(|(i, d)| (*i, Bytes::from(d.clone()))).collect(),
+                    partitions: parts
+                        .iter()
+                        .map(|(i, d)| (*i, Bytes::from(d.clone().unwrap_or_default())))
+                        .collect(),
                 })
                 .collect();
             let header = ProduceHeader {

@@ -183,7 +183,7 @@ pub fn decode_produce(version: i16, body: BytesMut) -> Result<ProduceData, Produ
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -191,26 +191,34 @@ mod tests {
     use kafka_protocol::protocol::{Encodable, StrBytes};
     use proptest::prelude::*;
 
-    type Topics = Vec<(String, Vec<(i32, Option<Vec<u8>>)>)>;
+    /// Topics of a Produce request: names with `(partition, records)` pairs.
+    pub(crate) type Topics = Vec<(String, Vec<(i32, Option<Vec<u8>>)>)>;
 
-    fn topics() -> impl Strategy<Value = Topics> {
+    /// Arbitrary topics; with `nulls`, some partitions carry null records.
+    pub(crate) fn topics(nulls: bool) -> impl Strategy<Value = Topics> {
+        let records = prop::collection::vec(any::<u8>(), 0..200);
+        let records = if nulls {
+            prop::option::of(records).boxed()
+        } else {
+            records.prop_map(Some).boxed()
+        };
         prop::collection::vec(
             (
                 "[a-zA-Z0-9._-]{0,20}",
-                prop::collection::vec(
-                    (
-                        any::<i32>(),
-                        prop::option::of(prop::collection::vec(any::<u8>(), 0..200)),
-                    ),
-                    0..4,
-                ),
+                prop::collection::vec((any::<i32>(), records), 0..4),
             ),
             0..4,
         )
     }
 
-    fn encode(version: i16, tid: Option<&str>, acks: i16, timeout: i32, t: &Topics) -> BytesMut {
-        let request = ProduceRequest::default()
+    /// The message crate's request for these fields.
+    pub(crate) fn request(
+        tid: Option<&str>,
+        acks: i16,
+        timeout: i32,
+        t: &Topics,
+    ) -> ProduceRequest {
+        ProduceRequest::default()
             .with_transactional_id(tid.map(|s| TransactionalId(StrBytes::from_string(s.into()))))
             .with_acks(acks)
             .with_timeout_ms(timeout)
@@ -231,9 +239,14 @@ mod tests {
                             )
                     })
                     .collect(),
-            );
+            )
+    }
+
+    fn encode(version: i16, tid: Option<&str>, acks: i16, timeout: i32, t: &Topics) -> BytesMut {
         let mut buf = BytesMut::new();
-        request.encode(&mut buf, version).expect("encode");
+        request(tid, acks, timeout, t)
+            .encode(&mut buf, version)
+            .expect("encode");
         buf
     }
 
@@ -245,7 +258,7 @@ mod tests {
             tid in prop::option::of("[a-z]{0,10}"),
             acks in any::<i16>(),
             timeout in any::<i32>(),
-            t in topics(),
+            t in topics(true),
         ) {
             let body = encode(version, tid.as_deref(), acks, timeout, &t);
             let got = decode_produce(version, body).expect("decode");
@@ -270,7 +283,7 @@ mod tests {
 
         /// Every truncation of a valid body is an error, never a panic.
         #[test]
-        fn truncated_bodies_are_errors(t in topics(), cut in any::<prop::sample::Index>()) {
+        fn truncated_bodies_are_errors(t in topics(true), cut in any::<prop::sample::Index>()) {
             let body = encode(7, None, 1, 100, &t);
             let cut = cut.index(body.len());
             let short = BytesMut::from(&body[..cut]);
