@@ -30,8 +30,6 @@ pub(crate) struct IndexFile {
     path: PathBuf,
     mmap: MmapMut,
     entry_size: usize,
-    /// Byte offset of the relative offset (u32) inside an entry.
-    rel_at: usize,
     entries: usize,
     /// Entries the file (and mapping) can hold.
     capacity: usize,
@@ -52,6 +50,11 @@ impl IndexFile {
     /// entries are the prefix before the first later entry whose relative offset is
     /// 0, found by binary search. A lone all-zero first entry is dropped: it would
     /// only say "offset 0 is at position 0", which a lookup assumes anyway.
+    ///
+    /// The search reads the file with `pread`, not through the mapping: probing a
+    /// preallocated 10 MiB index through the mapping left ~20 pages of it mapped per
+    /// index, ~1 GiB of RSS for 10,000 partitions reopened after a crash. A file that
+    /// is full of entries (trimmed) is recognised with one read.
     fn open(path: &Path, entry_size: usize, rel_at: usize, capacity: usize) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -62,18 +65,16 @@ impl IndexFile {
         let len = file.metadata()?.len();
         let on_disk = usize::try_from(len / entry_size as u64)
             .map_err(|_| io::Error::other("index file too large"))?;
+        let entries = count_real_entries(&file, on_disk, entry_size, rel_at)?;
         let mmap = map(&file, on_disk * entry_size)?;
         let mut index = Self {
             path: path.to_path_buf(),
             mmap,
             entry_size,
-            rel_at,
-            entries: 0,
+            entries,
             capacity: on_disk,
-            prepared: 0,
+            prepared: entries * entry_size,
         };
-        index.entries = index.count_real_entries(on_disk);
-        index.prepared = index.entries * entry_size;
         index.resize_file(&file, capacity.max(index.entries))?;
         Ok(index)
     }
@@ -83,35 +84,9 @@ impl IndexFile {
         OpenOptions::new().read(true).write(true).open(&self.path)
     }
 
-    fn count_real_entries(&self, total: usize) -> usize {
-        if total == 0 {
-            return 0;
-        }
-        // Entries 1.. are "real" while their relative offset is non-zero.
-        let (mut lo, mut hi) = (1usize, total);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.rel(mid) != 0 {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        let n = lo;
-        if n == 1 && self.entry(0).iter().all(|&b| b == 0) {
-            0
-        } else {
-            n
-        }
-    }
-
     fn entry(&self, i: usize) -> &[u8] {
         let at = i * self.entry_size;
         &self.mmap[at..at + self.entry_size]
-    }
-
-    fn rel(&self, i: usize) -> u32 {
-        read_u32(self.entry(i), self.rel_at)
     }
 
     /// Number of entries.
@@ -233,6 +208,38 @@ impl IndexFile {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The number of real entries among the first `total` of `file`; see
+/// [`IndexFile::open`].
+fn count_real_entries(
+    file: &File,
+    total: usize,
+    entry_size: usize,
+    rel_at: usize,
+) -> io::Result<usize> {
+    if total == 0 {
+        return Ok(0);
+    }
+    let mut entry = vec![0u8; entry_size];
+    let mut read = |i: usize| -> io::Result<(u32, bool)> {
+        file.read_exact_at(&mut entry, (i * entry_size) as u64)?;
+        Ok((read_u32(&entry, rel_at), entry.iter().all(|&b| b == 0)))
+    };
+    // Entries 1.. are "real" while their relative offset is non-zero.
+    if total > 1 && read(total - 1)?.0 != 0 {
+        return Ok(total);
+    }
+    let (mut lo, mut hi) = (1usize, total);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if read(mid)?.0 != 0 {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo == 1 && read(0)?.1 { Ok(0) } else { Ok(lo) }
 }
 
 // SAFETY (for `map`): index files live in a partition folder owned by this process;
@@ -542,6 +549,44 @@ mod tests {
         let idx = OffsetIndex::open(&path, 0, true, 800).expect("reopen active");
         assert_eq!(idx.file().len(), 7);
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), 800);
+    }
+
+    /// Real entries of raw offset-index files (rel u32, position u32), as found
+    /// after a crash or a trim.
+    #[test]
+    fn real_entries_are_counted_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entry = |rel: u32, pos: u32| [rel.to_be_bytes(), pos.to_be_bytes()].concat();
+        let zeros = |n: usize| vec![0u8; n * OFFSET_ENTRY];
+        let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+            ("empty", vec![], 0),
+            ("one zero entry", zeros(1), 0),
+            ("offset 0 at a position", entry(0, 100), 1),
+            (
+                "three then zeros",
+                [entry(0, 0), entry(5, 10), entry(9, 20), zeros(50)].concat(),
+                3,
+            ),
+            (
+                "first zero, then one",
+                [entry(0, 0), entry(4, 40), zeros(9)].concat(),
+                2,
+            ),
+            (
+                "full (trimmed)",
+                [entry(1, 1), entry(2, 2), entry(3, 3)].concat(),
+                3,
+            ),
+            ("all zeros, preallocated", zeros(1000), 0),
+        ];
+        for (name, bytes, want) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).expect("write");
+            let file = File::open(&path).expect("open");
+            let total = bytes.len() / OFFSET_ENTRY;
+            let got = count_real_entries(&file, total, OFFSET_ENTRY, 0).expect("count");
+            assert_eq!(got, want, "{name}");
+        }
     }
 
     #[test]

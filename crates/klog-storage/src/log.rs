@@ -334,9 +334,14 @@ impl Log {
                 .map_err(OpenError::io(active.log_path()))?;
         }
         // Recovered bytes may only be in the page cache (a process crash): make them
-        // durable so the recovery point can move to the log end.
+        // durable so the recovery point can move to the log end. An empty segment
+        // has nothing to make durable (and is recovered again after any crash, since
+        // its base is at or below every recovery point): skipping it saves three
+        // fsyncs per empty partition, ~10 s for 10,000 of them.
         for base in &report.segments_checked {
-            if let Some(seg) = segments.get(base) {
+            if let Some(seg) = segments.get(base)
+                && seg.size() > 0
+            {
                 seg.flush().map_err(io_err(seg.log_path()))?;
             }
         }
