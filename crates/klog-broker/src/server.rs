@@ -125,8 +125,9 @@ async fn maintenance(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// A connection's read buffer keeps at most this much capacity between requests;
-/// a larger one (a rare huge request) is given back once that request is done.
+/// A connection's read buffer keeps its allocation between requests unless a frame
+/// was larger than this (a rare huge request): that allocation is given back once
+/// the request is done.
 const KEEP_READ_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Reads one frame into the connection's buffer `buf` and splits it off: the size
@@ -223,12 +224,15 @@ async fn serve_connection(
             };
             let (header, body_at) = parse_request_header(&frame)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let frame_len = frame.len();
             frame.advance(body_at);
             let queued = handle(&broker, &header, frame, &stop, peer).await?;
             if tx.send(queued).await.is_err() {
                 return Ok(());
             }
-            if buf.capacity() > KEEP_READ_BUFFER {
+            if frame_len > KEEP_READ_BUFFER {
+                // The frame is gone (a queued reply holds none of it): copying what
+                // was read ahead drops the last reference to the large allocation.
                 buf = BytesMut::from(&buf[..]);
             }
             if *stop.borrow() {
