@@ -117,3 +117,24 @@ def test_list_offsets_earliest_latest(broker):
     assert consumer.beginning_offsets([tp]) == {tp: 0}
     assert consumer.end_offsets([tp]) == {tp: 42}
     consumer.close()
+
+
+def test_durable_broker_answers_pipelined_requests_in_order(broker_factory):
+    """With an fsync before every acknowledgement (log.flush.interval.messages=1) the
+    broker appends a connection's next requests while earlier ones wait for their
+    fsync (group commit). kafka-python keeps 5 requests in flight: every record is
+    acknowledged once, in send order, at dense offsets, and reads back."""
+    b = broker_factory(**{"log.flush.interval.messages": 1}).start()
+    n = 3000
+    producer = KafkaProducer(bootstrap_servers=b.bootstrap, acks=1, linger_ms=0,
+                             batch_size=1024, max_in_flight_requests_per_connection=5,
+                             retries=0)
+    futures = [producer.send("durable", value=f"v{i}".encode(), partition=0)
+               for i in range(n)]
+    producer.flush(timeout=60)
+    offsets = [f.get(timeout=30).offset for f in futures]
+    producer.close(timeout=10)
+    assert offsets == list(range(n))
+    got = read_all(b, "durable", 1, n)
+    assert [r.value for r in got] == [f"v{i}".encode() for i in range(n)]
+    assert b.stop() == 0
