@@ -1075,6 +1075,18 @@ impl Log {
             return Ok(());
         }
         self.active_mut().make_inactive()?;
+        if self.active().size() == 0
+            && self.recovery_point >= self.log_end_offset()
+            && !self.dir_dirty
+        {
+            // Nothing unflushed and an empty active segment: its trimmed indexes hold
+            // no entry, and a reopen counts none in them whether or not the trim
+            // reached the disk. Skipping the three fsyncs makes a clean stop of
+            // 10,000 idle partitions take a fraction of a second, not ~5 s.
+            self.epochs.persist_if_dirty()?;
+            self.closed = true;
+            return Ok(());
+        }
         // Flush from the start of the active segment at least: its trimmed indexes
         // and final time index entry must reach the disk.
         let active_base = self.active().base_offset();

@@ -370,6 +370,48 @@ fn clean_reopen_keeps_everything_and_skips_recovery() {
     assert_eq!(log.log_end_offset(), leo + 1);
 }
 
+/// An idle log (empty active segment, everything flushed) closes without fsyncs;
+/// reopening it, cleanly or after its preallocated indexes came back (a lost trim),
+/// finds the same log and appends continue.
+#[test]
+fn idle_logs_close_and_reopen_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config();
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..12 {
+        log.append(&mut batch(2, 50, i), 1, 0).expect("append");
+    }
+    log.roll().expect("roll");
+    log.flush().expect("flush");
+    let leo = log.log_end_offset();
+    let segs = log.segments();
+    log.close().expect("close");
+    for lost_trim in [false, true] {
+        let log = Log::open_with_recovery_point(dir.path(), config.clone(), leo, true, 0)
+            .expect("reopen");
+        assert!(log.recovery_report().is_none());
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(log.segments(), segs);
+        // Idle: closed by the path that skips the flush.
+        log.close().expect("close idle");
+        let idx = dir.path().join(format!("{leo:020}.index"));
+        assert_eq!(std::fs::metadata(&idx).expect("meta").len(), 0, "trimmed");
+        if lost_trim {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&idx)
+                .and_then(|f| f.set_len(4096))
+                .expect("untrim");
+        }
+    }
+    let mut log = Log::open_with_recovery_point(dir.path(), config, leo, true, 0).expect("reopen");
+    assert_eq!(log.log_end_offset(), leo);
+    log.append(&mut batch(1, 1, 0), 1, 0).expect("append");
+    assert_eq!(log.log_end_offset(), leo + 1);
+    let read = log.read_to_vec(leo, usize::MAX, i64::MAX).expect("read");
+    assert!(!read.is_empty());
+}
+
 #[test]
 fn offset_for_timestamp_uses_batch_max_timestamps() {
     let dir = tempfile::tempdir().expect("tempdir");
