@@ -49,7 +49,8 @@ const MAX_RESPONSE_SIZE: i64 = 256 * 1024 * 1024;
 /// broker since Kafka 1.0 (and klog) is served; Kafka 4's minimums are inside.
 pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
     Some(match key {
-        ApiKey::Produce => 3..=8,
+        // What encode_produce_request writes.
+        ApiKey::Produce => klog_codec::protocol::produce::PRODUCE_VERSIONS,
         ApiKey::Fetch => 4..=11,
         ApiKey::ListOffsets => 1..=5,
         ApiKey::Metadata => 1..=8,

@@ -141,10 +141,6 @@ pub struct ProduceHeader<'a> {
     pub timeout_ms: i32,
 }
 
-/// The Produce versions [`encode_produce_request`] writes: v3 (the first with
-/// record batches) to v8 (the last before flexible versions).
-pub const PRODUCE_PIECES_VERSIONS: std::ops::RangeInclusive<i16> = 3..=8;
-
 /// Encodes a Produce request frame in pieces, without copying the records: the
 /// size prefix, request header and fields go into small buffers, and each
 /// partition's records are the caller's `Bytes`, in order, ready for a vectored
@@ -161,7 +157,7 @@ pub fn encode_produce_request(
         version: header.version,
         reason,
     };
-    if !PRODUCE_PIECES_VERSIONS.contains(&header.version) {
+    if !super::produce::PRODUCE_VERSIONS.contains(&header.version) {
         return Err(fail(
             "only Produce v3 to v8 are encoded in pieces".to_owned(),
         ));

@@ -21,8 +21,10 @@
 
 use bytes::{Buf, BytesMut};
 
-/// The Produce versions [`decode_produce`] reads.
-pub const PRODUCE_DECODE_VERSIONS: std::ops::RangeInclusive<i16> = 3..=8;
+/// The Produce versions written and read by hand in this crate
+/// ([`decode_produce`], [`super::client::encode_produce_request`]): v3, the first
+/// with record batches, to v8, the last before flexible versions; one layout.
+pub const PRODUCE_VERSIONS: std::ops::RangeInclusive<i16> = 3..=8;
 
 /// A Produce request whose records can be rewritten in place.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -150,7 +152,7 @@ impl Reader {
 /// and can each be mutated. Bytes after the last field are ignored, as the message
 /// crate does.
 pub fn decode_produce(version: i16, body: BytesMut) -> Result<ProduceData, ProduceDecodeError> {
-    if !PRODUCE_DECODE_VERSIONS.contains(&version) {
+    if !PRODUCE_VERSIONS.contains(&version) {
         return Err(ProduceDecodeError(format!(
             "Produce v{version} is not decoded here (v3 to v8 are)"
         )));
@@ -302,7 +304,7 @@ pub(crate) mod tests {
     fn every_served_produce_version_is_decoded_here() {
         for v in -1..=20 {
             if crate::protocol::versions::is_served(0, v) {
-                assert!(PRODUCE_DECODE_VERSIONS.contains(&v), "v{v}");
+                assert!(PRODUCE_VERSIONS.contains(&v), "v{v}");
             }
         }
     }
