@@ -370,9 +370,10 @@ fn clean_reopen_keeps_everything_and_skips_recovery() {
     assert_eq!(log.log_end_offset(), leo + 1);
 }
 
-/// An idle log (empty active segment, everything flushed) closes without fsyncs;
-/// reopening it, cleanly or after its preallocated indexes came back (a lost trim),
-/// finds the same log and appends continue.
+/// An idle log (empty active segment, everything flushed) takes the close path
+/// that skips the fsyncs (not observable here). What this checks: reopening it,
+/// cleanly or after its preallocated index came back (a trim that never reached the
+/// disk), finds the same log, and appends continue.
 #[test]
 fn idle_logs_close_and_reopen_unchanged() {
     let dir = tempfile::tempdir().expect("tempdir");
