@@ -89,6 +89,28 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Protocol-free latency limit: the `latency` workload with no protocol. A
+    /// sender writes each millisecond's due records (send time in the first 8
+    /// bytes) to a loopback socket; a relay computes CRC-32C of what it reads,
+    /// appends it to a file (page cache, no fsync) and forwards it over a second
+    /// loopback socket to a reader that measures send -> receive per record.
+    LimitLatency {
+        /// Records per second.
+        #[arg(long)]
+        rate: u64,
+        /// How long to send.
+        #[arg(long)]
+        seconds: f64,
+        /// Record size in bytes (at least 8).
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Folder for the appended file (removed afterwards).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Also print p50 / p99 / max per window of this many ms of send time.
+        #[arg(long, default_value_t = 0)]
+        timeline_ms: u64,
+    },
     /// End-to-end latency: produce at a fixed rate while consuming the same
     /// partition; each value carries its send time, the consumer measures send ->
     /// receive.
@@ -111,6 +133,9 @@ enum Command {
         /// Producer linger.ms.
         #[arg(long, default_value_t = 0)]
         linger_ms: u64,
+        /// Producer batch.size in bytes.
+        #[arg(long, default_value_t = 256 * 1024)]
+        batch_size: usize,
         /// Also print p50 / p99 / max per window of this many ms of send time
         /// (0: off), to see when in the run latencies rise.
         #[arg(long, default_value_t = 0)]
@@ -190,6 +215,13 @@ fn main() -> anyhow::Result<()> {
         Command::LimitProduce { bytes, chunk, dir } => limit_produce(bytes, chunk, &dir),
         Command::LimitFetch { mode, file } => limit_fetch(mode, &file),
         Command::LimitFsync { bytes, every, dir } => limit_fsync(bytes, every, &dir),
+        Command::LimitLatency {
+            rate,
+            seconds,
+            record_size,
+            dir,
+            timeline_ms,
+        } => limit_latency(rate, seconds, record_size, &dir, timeline_ms),
         other => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -203,15 +235,21 @@ fn main() -> anyhow::Result<()> {
                         seconds,
                         record_size,
                         linger_ms,
+                        batch_size,
                         timeline_ms,
                     } => {
+                        let mut pc = ProducerConfig::new(&bootstrap_server);
+                        pc.acks = Acks::Leader;
+                        pc.enable_idempotence = false;
+                        pc.linger = Duration::from_millis(linger_ms);
+                        pc.batch_size = batch_size;
                         latency(
                             &bootstrap_server,
                             &topic,
                             rate,
                             seconds,
                             record_size,
-                            linger_ms,
+                            pc,
                             timeline_ms,
                         )
                         .await
@@ -434,6 +472,118 @@ fn limit_fsync(bytes: u64, every: usize, dir: &std::path::Path) -> anyhow::Resul
     Ok(())
 }
 
+fn limit_latency(
+    rate: u64,
+    seconds: f64,
+    record_size: usize,
+    dir: &std::path::Path,
+    timeline_ms: u64,
+) -> anyhow::Result<()> {
+    if record_size < 8 {
+        bail!("--record-size must be at least 8");
+    }
+    let total = (rate as f64 * seconds) as u64;
+    let to_relay = TcpListener::bind("127.0.0.1:0")?;
+    let relay_addr = to_relay.local_addr()?;
+    let to_reader = TcpListener::bind("127.0.0.1:0")?;
+    let reader_addr = to_reader.local_addr()?;
+    let path = dir.join(format!("limit-latency-{}.log", std::process::id()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    // The broker's part: check, append, pass on to the consumer.
+    let relay = std::thread::spawn(move || -> io::Result<u32> {
+        let (mut inp, _) = to_relay.accept()?;
+        let mut out = TcpStream::connect(reader_addr)?;
+        out.set_nodelay(true)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut crc = 0u32;
+        loop {
+            let n = inp.read(&mut buf)?;
+            if n == 0 {
+                return Ok(crc);
+            }
+            let data = buf.get(..n).unwrap_or_default();
+            crc = crc32c::crc32c_append(crc, data);
+            file.write_all(data)?;
+            out.write_all(data)?;
+        }
+    });
+    // The consumer's part: one clock reading per read, as the latency run takes
+    // one per poll.
+    let reader = std::thread::spawn(move || -> io::Result<Vec<(u64, u64)>> {
+        let (mut sock, _) = to_reader.accept()?;
+        let mut timed = Vec::with_capacity(total as usize);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut carry: Vec<u8> = Vec::with_capacity(record_size);
+        loop {
+            let n = sock.read(&mut buf)?;
+            if n == 0 {
+                return Ok(timed);
+            }
+            let now = now_us();
+            let mut data = buf.get(..n).unwrap_or_default();
+            while !data.is_empty() {
+                let take = (record_size - carry.len()).min(data.len());
+                let (head, rest) = data.split_at(take);
+                carry.extend_from_slice(head);
+                data = rest;
+                if carry.len() == record_size {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(carry.get(..8).unwrap_or(&[0; 8]));
+                    let sent = u64::from_le_bytes(b);
+                    timed.push((sent, now.saturating_sub(sent)));
+                    carry.clear();
+                }
+            }
+        }
+    });
+    // The producer's part: every millisecond, the records due so far in one write.
+    let template = payload(record_size);
+    let mut sock = TcpStream::connect(relay_addr)?;
+    sock.set_nodelay(true)?;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = 0u64;
+    let mut out = Vec::new();
+    while sent < total {
+        tick += 1;
+        let next = start + Duration::from_millis(tick);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+        out.clear();
+        while sent < due {
+            out.extend_from_slice(&template);
+            let at = out.len() - record_size;
+            if let Some(head) = out.get_mut(at..at + 8) {
+                head.copy_from_slice(&now_us().to_le_bytes());
+            }
+            sent += 1;
+        }
+        sock.write_all(&out)?;
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    drop(sock);
+    let relayed = relay.join().map_err(|_| anyhow::anyhow!("relay panicked"));
+    let timed = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    std::fs::remove_file(&path).ok();
+    relayed??;
+    report_latency(
+        "limit-latency",
+        timed,
+        total,
+        sent as f64 / send_secs,
+        timeline_ms,
+    )
+}
+
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -448,13 +598,14 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
     sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
 }
 
+/// The `latency` command; `pc` holds the producer's settings.
 async fn latency(
     bootstrap: &str,
     topic: &str,
     rate: u64,
     seconds: f64,
     record_size: usize,
-    linger_ms: u64,
+    pc: ProducerConfig,
     timeline_ms: u64,
 ) -> anyhow::Result<()> {
     if record_size < 8 {
@@ -467,11 +618,6 @@ async fn latency(
     let end = consumer.offset_for(&tp, Offset::End).await?;
     consumer.seek(&tp, Offset::At(end))?;
 
-    let mut pc = ProducerConfig::new(bootstrap);
-    pc.acks = Acks::Leader;
-    pc.enable_idempotence = false;
-    pc.linger = Duration::from_millis(linger_ms);
-    pc.batch_size = 256 * 1024;
     let producer = Producer::new(pc).await?;
     let template = payload(record_size);
 
@@ -526,6 +672,25 @@ async fn latency(
     let produce_secs = start.elapsed().as_secs_f64();
     let timed = receive.await??;
     producer.close().await;
+    report_latency(
+        "latency",
+        timed,
+        total,
+        sent as f64 / produce_secs,
+        timeline_ms,
+    )
+}
+
+/// Prints the latency summary (and with `timeline_ms` > 0 one line per window of
+/// send time) of `timed`, (send time, latency) pairs in µs; fails when fewer than
+/// `total` records were received.
+fn report_latency(
+    label: &str,
+    timed: Vec<(u64, u64)>,
+    total: u64,
+    rate: f64,
+    timeline_ms: u64,
+) -> anyhow::Result<()> {
     if timeline_ms > 0 {
         let first = timed.iter().map(|t| t.0).min().unwrap_or(0);
         let mut windows: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
@@ -556,9 +721,9 @@ async fn latency(
         lat.last().copied().unwrap_or(0) as f64 / 1000.0,
     );
     println!(
-        "latency: {} of {total} records received at {:.0} records/s, produce -> consume p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms",
+        "{label}: {} of {total} records received at {:.0} records/s, produce -> consume p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms",
         lat.len(),
-        sent as f64 / produce_secs
+        rate
     );
     println!(
         "RESULT received={} p50_ms={p50:.2} p99_ms={p99:.2} p999_ms={p999:.2} max_ms={max:.2}",
