@@ -12,6 +12,7 @@
 //! storage log's own mutex, and neither is held across an `.await`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use klog_codec::RecordBatch;
@@ -91,20 +92,75 @@ pub struct Partition {
     log: SharedLog,
     state: Mutex<State>,
     waiters: Mutex<Vec<Weak<Notify>>>,
-    /// Group commit: whether a task is running a sync job now...
-    sync_running: Mutex<bool>,
-    /// ...and the offset below which record data is on disk.
-    synced: watch::Sender<i64>,
+    /// Group commit: whether a sync loop is running now...
+    sync_running: Arc<AtomicBool>,
+    /// ...the highest offset a caller of [`Partition::sync_to`] waits for...
+    sync_wanted: Arc<AtomicI64>,
+    /// ...and how far record data is on disk (and how far a sync failed).
+    synced: watch::Sender<Synced>,
 }
 
-/// Clears `sync_running` and wakes the waiters when the syncing task finishes or is
-/// cancelled, so that one of them takes over.
-struct SyncLead<'a>(&'a Partition);
+/// Progress of group commit.
+#[derive(Clone, Copy, Debug, Default)]
+struct Synced {
+    /// Record data below this offset is on disk.
+    upto: i64,
+    /// A sync covering the data below this offset failed.
+    failed: i64,
+}
 
-impl Drop for SyncLead<'_> {
+/// Clears `sync_running` and wakes the waiters when a sync loop ends (also by a
+/// panic), so that one of them starts the next one if it still needs it.
+struct SyncLoopEnd {
+    running: Arc<AtomicBool>,
+    synced: watch::Sender<Synced>,
+}
+
+impl Drop for SyncLoopEnd {
     fn drop(&mut self) {
-        *lock(&self.0.sync_running) = false;
-        self.0.synced.send_modify(|_| {});
+        self.running.store(false, Ordering::SeqCst);
+        self.synced.send_modify(|_| {});
+    }
+}
+
+/// What a sync loop works on.
+struct SyncTarget {
+    topic: String,
+    index: i32,
+    log: SharedLog,
+    wanted: Arc<AtomicI64>,
+}
+
+/// The sync loop (blocking): fdatasyncs everything appended so far, publishes it,
+/// and goes on at once while a caller waits for data appended during the last
+/// sync, so that back-to-back group commits do not wait for a task hand-off.
+fn sync_loop(p: &SyncTarget, synced: &watch::Sender<Synced>) {
+    let SyncTarget {
+        topic,
+        index,
+        log,
+        wanted,
+    } = p;
+    loop {
+        let job = lock(log).sync_job();
+        let upto = match &job {
+            Ok(job) => job.upto,
+            Err(_) => lock(log).log_end_offset(),
+        };
+        match job.and_then(|job| job.run()) {
+            Ok(()) => {
+                lock(log).sync_done(upto);
+                synced.send_modify(|s| s.upto = s.upto.max(upto));
+            }
+            Err(e) => {
+                tracing::error!(topic, partition = index, error = %e, "fdatasync failed");
+                synced.send_modify(|s| s.failed = s.failed.max(upto));
+                return;
+            }
+        }
+        if wanted.load(Ordering::SeqCst) <= upto {
+            return;
+        }
     }
 }
 
@@ -171,8 +227,12 @@ impl Partition {
                 producers,
             }),
             waiters: Mutex::new(Vec::new()),
-            sync_running: Mutex::new(false),
-            synced: watch::Sender::new(synced),
+            sync_running: Arc::new(AtomicBool::new(false)),
+            sync_wanted: Arc::new(AtomicI64::new(synced)),
+            synced: watch::Sender::new(Synced {
+                upto: synced,
+                failed: -1,
+            }),
         }
     }
 
@@ -269,46 +329,48 @@ impl Partition {
     }
 
     /// Group commit: returns once record data below `offset` is on disk. Concurrent
-    /// callers share fdatasyncs: one of them runs a sync job (on a blocking thread,
-    /// without the log's lock, covering everything appended so far) while the others
-    /// wait for it; whoever is still short when it ends runs the next one. Returns
-    /// the Kafka error code if the sync fails.
+    /// callers share fdatasyncs: the first to find no sync running starts a sync
+    /// loop (on a blocking thread, without the log's lock), which covers everything
+    /// appended so far and repeats at once while callers wait for more; callers
+    /// return as soon as their data is covered. Returns the Kafka error code if a
+    /// sync covering `offset` fails.
     pub async fn sync_to(&self, offset: i64) -> Result<(), i16> {
+        self.sync_wanted.fetch_max(offset, Ordering::SeqCst);
         let mut synced = self.synced.subscribe();
         loop {
-            if *synced.borrow_and_update() >= offset {
+            let state = *synced.borrow_and_update();
+            if state.upto >= offset {
                 return Ok(());
             }
-            let lead = {
-                let mut running = lock(&self.sync_running);
-                !std::mem::replace(&mut *running, true)
-            };
-            if !lead {
-                // The running job ends with a send (see SyncLead).
-                if synced.changed().await.is_err() {
-                    return Err(ResponseError::KafkaStorageError.code());
-                }
-                continue;
+            if state.failed >= offset {
+                return Err(ResponseError::KafkaStorageError.code());
             }
-            let guard = SyncLead(self);
-            let job = lock(&self.log).sync_job().map_err(|e| {
-                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "sync failed");
-                ResponseError::KafkaStorageError.code()
-            })?;
-            let upto = job.upto;
-            let ran = tokio::task::spawn_blocking(move || job.run()).await;
-            match ran {
-                Ok(Ok(())) => {
-                    lock(&self.log).sync_done(upto);
-                    self.synced.send_modify(|s| *s = (*s).max(upto));
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fdatasync failed");
-                    return Err(ResponseError::KafkaStorageError.code());
-                }
-                Err(_) => return Err(ResponseError::KafkaStorageError.code()),
+            let lead = self
+                .sync_running
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            if lead {
+                let end = SyncLoopEnd {
+                    running: self.sync_running.clone(),
+                    synced: self.synced.clone(),
+                };
+                let target = SyncTarget {
+                    topic: self.topic.clone(),
+                    index: self.index,
+                    log: self.log.clone(),
+                    wanted: self.sync_wanted.clone(),
+                };
+                // Not awaited: this caller returns when its own data is covered,
+                // while the loop may go on for later appends.
+                drop(tokio::task::spawn_blocking(move || {
+                    sync_loop(&target, &end.synced);
+                    drop(end);
+                }));
             }
-            drop(guard);
+            // A loop is running: it publishes every sync and its own end.
+            if synced.changed().await.is_err() {
+                return Err(ResponseError::KafkaStorageError.code());
+            }
         }
     }
 
@@ -442,5 +504,45 @@ mod tests {
         assert_eq!(p.log().recovery_point(), 0);
         p.log().flush().expect("flush");
         assert_eq!(p.log().recovery_point(), 16);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_loop_covers_appends_made_while_it_runs_then_stops() {
+        let (_dir, p) = partition(Some(1));
+        // Producers that append and wait, over and over, keep one loop busy; every
+        // acknowledged offset must be on disk when sync_to returns.
+        let mut tasks = Vec::new();
+        for i in 0..4u8 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    let a = p.append(&mut batch(&[i; 200]), 1).expect("append");
+                    let to = a.sync_to.expect("flush.messages=1 asks for a sync");
+                    p.sync_to(to).await.expect("sync");
+                    assert!(p.log().synced_offset() >= to);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(p.log().synced_offset(), 200);
+        // With nobody waiting, the loop ends (bounded wait: it is a blocking task).
+        for _ in 0..500 {
+            if !p.sync_running.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            !p.sync_running.load(Ordering::SeqCst),
+            "sync loop still running"
+        );
+        // A new append after the loop ended starts a new one.
+        let a = p.append(&mut batch(b"late"), 1).expect("append");
+        p.sync_to(a.sync_to.expect("sync wanted"))
+            .await
+            .expect("sync");
+        assert_eq!(p.log().synced_offset(), 201);
     }
 }
