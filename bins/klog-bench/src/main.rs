@@ -17,7 +17,7 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -65,6 +65,11 @@ enum Command {
         /// Folder for the appended file (removed afterwards).
         #[arg(long)]
         dir: PathBuf,
+        /// Also consume while producing: a fetcher follows the file as it grows
+        /// (pread + write over a second loopback socket) to a reader that computes
+        /// CRC-32C of everything; the rate counts until the reader has every byte.
+        #[arg(long)]
+        consume: bool,
     },
     /// Fetch limit: send these files whole over loopback TCP to a reader that
     /// discards them, with sendfile or read+write.
@@ -212,7 +217,12 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::LimitProduce { bytes, chunk, dir } => limit_produce(bytes, chunk, &dir),
+        Command::LimitProduce {
+            bytes,
+            chunk,
+            dir,
+            consume,
+        } => limit_produce(bytes, chunk, &dir, consume),
         Command::LimitFetch { mode, file } => limit_fetch(mode, &file),
         Command::LimitFsync { bytes, every, dir } => limit_fsync(bytes, every, &dir),
         Command::LimitLatency {
@@ -314,21 +324,61 @@ fn payload(n: usize) -> Vec<u8> {
         .collect()
 }
 
-fn limit_produce(bytes: u64, chunk: usize, dir: &std::path::Path) -> anyhow::Result<()> {
+/// How far the limit's receiver has appended to its file, for a fetcher to follow.
+#[derive(Default)]
+struct Appended {
+    state: std::sync::Mutex<(u64, bool)>,
+    grew: std::sync::Condvar,
+}
+
+impl Appended {
+    fn publish(&self, len: u64, done: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = (len, done);
+        }
+        self.grew.notify_all();
+    }
+
+    /// Waits until the file is longer than `pos` or complete; returns (length, done).
+    fn wait_past(&self, pos: u64) -> (u64, bool) {
+        let Ok(mut s) = self.state.lock() else {
+            return (pos, true);
+        };
+        while s.0 <= pos && !s.1 {
+            s = match self.grew.wait(s) {
+                Ok(s) => s,
+                Err(_) => return (pos, true),
+            };
+        }
+        *s
+    }
+}
+
+fn limit_produce(
+    bytes: u64,
+    chunk: usize,
+    dir: &std::path::Path,
+    consume: bool,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let path = dir.join(format!("limit-produce-{}.log", std::process::id()));
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .open(&path)
         .with_context(|| format!("{}", path.display()))?;
+    let appended = Arc::new(Appended::default());
+    let progress = appended.clone();
     let receiver = std::thread::spawn(move || -> io::Result<(u64, u32)> {
         let (mut sock, _) = listener.accept()?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let mut buf = vec![0u8; 1 << 20];
-        let (mut total, mut crc) = (0u64, 0u32);
+        // A 1 MiB append buffer, as a BufWriter of that capacity, that tells the
+        // fetcher (if any) how far the file has grown after each write.
+        let cap = 1 << 20;
+        let mut out: Vec<u8> = Vec::with_capacity(cap);
+        let mut buf = vec![0u8; cap];
+        let (mut total, mut crc, mut len) = (0u64, 0u32, 0u64);
         loop {
             let n = sock.read(&mut buf)?;
             if n == 0 {
@@ -336,12 +386,61 @@ fn limit_produce(bytes: u64, chunk: usize, dir: &std::path::Path) -> anyhow::Res
             }
             let data = buf.get(..n).unwrap_or_default();
             crc = crc32c::crc32c_append(crc, data);
-            out.write_all(data)?;
+            if out.len() + data.len() > cap {
+                file.write_all(&out)?;
+                len += out.len() as u64;
+                out.clear();
+                progress.publish(len, false);
+            }
+            out.extend_from_slice(data);
             total += n as u64;
         }
-        out.flush()?;
+        file.write_all(&out)?;
+        len += out.len() as u64;
+        progress.publish(len, true);
         Ok((total, crc))
     });
+    // Consuming: a fetcher sends the file on as it grows; a reader checks it.
+    let consumer = if consume {
+        let out = TcpListener::bind("127.0.0.1:0")?;
+        let out_addr = out.local_addr()?;
+        let read_path = path.clone();
+        let fetcher = std::thread::spawn(move || -> io::Result<u64> {
+            let (mut sock, _) = out.accept()?;
+            let file = File::open(&read_path)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut pos = 0u64;
+            loop {
+                let (len, done) = appended.wait_past(pos);
+                while pos < len {
+                    let n = (len - pos).min(buf.len() as u64) as usize;
+                    let chunk = buf.get_mut(..n).unwrap_or_default();
+                    file.read_exact_at(chunk, pos)?;
+                    sock.write_all(chunk)?;
+                    pos += n as u64;
+                }
+                if done {
+                    return Ok(pos);
+                }
+            }
+        });
+        let reader = std::thread::spawn(move || -> io::Result<(u64, u32)> {
+            let mut sock = TcpStream::connect(out_addr)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let (mut total, mut crc) = (0u64, 0u32);
+            loop {
+                let n = sock.read(&mut buf)?;
+                if n == 0 {
+                    return Ok((total, crc));
+                }
+                crc = crc32c::crc32c_append(crc, buf.get(..n).unwrap_or_default());
+                total += n as u64;
+            }
+        });
+        Some((fetcher, reader))
+    } else {
+        None
+    };
     let data = payload(chunk);
     let mut sock = TcpStream::connect(addr)?;
     sock.set_nodelay(true)?;
@@ -356,13 +455,31 @@ fn limit_produce(bytes: u64, chunk: usize, dir: &std::path::Path) -> anyhow::Res
     let (total, crc) = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    if let Some((fetcher, reader)) = consumer {
+        fetcher
+            .join()
+            .map_err(|_| anyhow::anyhow!("fetcher panicked"))??;
+        let (consumed, consumed_crc) = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+        if consumed != total || consumed_crc != crc {
+            bail!("consumed {consumed} bytes (crc32c {consumed_crc:08x}) of {total} ({crc:08x})");
+        }
+    }
     let secs = start.elapsed().as_secs_f64();
     std::fs::remove_file(&path).ok();
     if total != bytes {
         bail!("received {total} of {bytes} bytes");
     }
     let mib_s = total as f64 / MIB / secs;
-    println!("limit-produce: {total} bytes in {secs:.3} s, {mib_s:.1} MiB/s (crc32c {crc:08x})");
+    let what = if consume {
+        " produced and consumed"
+    } else {
+        ""
+    };
+    println!(
+        "limit-produce: {total} bytes{what} in {secs:.3} s, {mib_s:.1} MiB/s (crc32c {crc:08x})"
+    );
     println!("RESULT mib_s={mib_s:.1} secs={secs:.3}");
     Ok(())
 }
