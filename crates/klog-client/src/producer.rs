@@ -362,8 +362,59 @@ struct TopicState {
     sticky: StickyPartitioner,
 }
 
+/// The topics a producer has used, in order, with an index by name. Lookups try
+/// the last topic found first: a producer usually sends many records in a row to
+/// one topic, and comparing a short name is cheaper than hashing it.
+#[derive(Default)]
+struct Topics {
+    list: Vec<TopicState>,
+    index: HashMap<Arc<str>, usize>,
+    last: usize,
+}
+
+impl Topics {
+    fn position(&self, name: &str) -> Option<usize> {
+        if self.list.get(self.last).is_some_and(|t| &*t.key == name) {
+            return Some(self.last);
+        }
+        self.index.get(name).copied()
+    }
+
+    fn get(&self, name: &str) -> Option<&TopicState> {
+        self.position(name).and_then(|i| self.list.get(i))
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut TopicState> {
+        let i = self.position(name)?;
+        self.last = i;
+        self.list.get_mut(i)
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.position(name).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Adds a topic not present yet.
+    fn insert(&mut self, topic: TopicState) {
+        self.index.insert(topic.key.clone(), self.list.len());
+        self.list.push(topic);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &TopicState> {
+        self.list.iter()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut TopicState> {
+        self.list.iter_mut()
+    }
+}
+
 struct State {
-    topics: HashMap<Arc<str>, TopicState>,
+    topics: Topics,
     in_flight_per_node: HashMap<i32, usize>,
     producer_id: i64,
     producer_epoch: i16,
@@ -477,7 +528,7 @@ impl Producer {
             buffer: Semaphore::new(config.buffer_memory),
             config,
             state: Mutex::new(State {
-                topics: HashMap::new(),
+                topics: Topics::default(),
                 in_flight_per_node: HashMap::new(),
                 producer_id,
                 producer_epoch,
@@ -561,18 +612,15 @@ impl Producer {
         let inner = &*self.inner;
         let info = inner.cluster.wait_for_topic(topic, deadline).await?;
         let mut state = lock(&inner.state);
-        if !state.topics.contains_key(&**topic) {
+        if !state.topics.contains_key(topic) {
             let seed = (now_ms() as u64) ^ (state.topics.len() as u64).rotate_left(32);
             let mut partitions = Vec::new();
             partitions.resize_with(info.partitions.len(), PartitionState::default);
-            state.topics.insert(
-                topic.clone(),
-                TopicState {
-                    key: topic.clone(),
-                    partitions,
-                    sticky: StickyPartitioner::new(seed),
-                },
-            );
+            state.topics.insert(TopicState {
+                key: topic.clone(),
+                partitions,
+                sticky: StickyPartitioner::new(seed),
+            });
         }
         Ok(())
     }
@@ -586,7 +634,7 @@ impl Producer {
             return Err(Appending::Failed(ProduceError::Closed));
         }
         let (producer_id, producer_epoch) = (state.producer_id, state.producer_epoch);
-        let Some(topic) = state.topics.get_mut(&*record.topic) else {
+        let Some(topic) = state.topics.get_mut(&record.topic) else {
             return Err(Appending::UnknownTopic);
         };
         let n = topic.partitions.len() as i32;
@@ -848,16 +896,21 @@ fn drain(inner: &Inner) -> Drained {
     let max_request = inner.config.max_request_size;
     let delivery_timeout = inner.config.delivery_timeout;
     let idempotent = inner.config.enable_idempotence;
-    for (name, topic) in state.topics.iter_mut() {
-        let n = topic.partitions.len() as i32;
-        for (index, p) in topic.partitions.iter_mut().enumerate() {
+    for topic in state.topics.iter_mut() {
+        let TopicState {
+            key: name,
+            partitions,
+            sticky,
+        } = topic;
+        let n = partitions.len() as i32;
+        for (index, p) in partitions.iter_mut().enumerate() {
             let index = index as i32;
             if let Some(open) = &p.open {
                 let due = open.created + linger;
                 if flushing || due <= now {
                     // Cannot fail for a non-empty builder.
                     if seal(p, pid, epoch).is_ok() {
-                        topic.sticky.on_new_batch(index, n);
+                        sticky.on_new_batch(index, n);
                     }
                 } else {
                     wake_at(due);
@@ -990,8 +1043,8 @@ fn spawn_metadata_refresh(inner: &Arc<Inner>) {
     tokio::spawn(async move {
         let topics: Vec<String> = lock(&inner.state)
             .topics
-            .keys()
-            .map(|t| t.to_string())
+            .iter()
+            .map(|t| t.key.to_string())
             .collect();
         if !topics.is_empty() {
             match inner.cluster.refresh(Some(&topics)).await {
@@ -1011,8 +1064,8 @@ fn spawn_metadata_refresh(inner: &Arc<Inner>) {
 /// Picks up partitions added to topics since they were first used.
 fn grow_partitions(inner: &Inner) {
     let mut state = lock(&inner.state);
-    for (name, topic) in state.topics.iter_mut() {
-        if let Some(info) = inner.cluster.topic(name)
+    for topic in state.topics.iter_mut() {
+        if let Some(info) = inner.cluster.topic(&topic.key)
             && info.partitions.len() > topic.partitions.len()
         {
             topic
@@ -1252,5 +1305,43 @@ fn partition_has_retries(state: &State, sent: &Sent) -> bool {
 impl From<ConnectionError> for ProduceError {
     fn from(e: ConnectionError) -> Self {
         ProduceError::Client(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, partitions: usize) -> TopicState {
+        let mut p = Vec::new();
+        p.resize_with(partitions, PartitionState::default);
+        TopicState {
+            key: name.into(),
+            partitions: p,
+            sticky: StickyPartitioner::new(1),
+        }
+    }
+
+    #[test]
+    fn topics_find_each_name_whatever_was_found_last() {
+        let mut t = Topics::default();
+        assert!(t.get_mut("a").is_none());
+        t.insert(topic("a", 1));
+        t.insert(topic("b", 2));
+        t.insert(topic("ab", 3));
+        for name in ["a", "b", "b", "ab", "a", "ab", "ab", "b"] {
+            let found = t.get_mut(name).map(|s| s.key.to_string());
+            assert_eq!(found.as_deref(), Some(name));
+            let expect = match name {
+                "a" => 1,
+                "b" => 2,
+                _ => 3,
+            };
+            assert_eq!(t.get(name).map(|s| s.partitions.len()), Some(expect));
+        }
+        assert!(t.get_mut("c").is_none());
+        assert!(!t.contains_key("c"));
+        assert!(t.contains_key("ab"));
+        assert_eq!(t.len(), 3);
     }
 }
