@@ -70,6 +70,11 @@ enum Command {
         /// CRC-32C of everything; the rate counts until the reader has every byte.
         #[arg(long)]
         consume: bool,
+        /// Make the sender do a producer's unavoidable work too: build each chunk
+        /// by copying values of this many bytes into a batch buffer and compute its
+        /// CRC-32C before writing it (0: write a ready buffer).
+        #[arg(long, default_value_t = 0)]
+        build_records: usize,
     },
     /// Fetch limit: send these files whole over loopback TCP to a reader that
     /// discards them, with sendfile or read+write.
@@ -222,7 +227,8 @@ fn main() -> anyhow::Result<()> {
             chunk,
             dir,
             consume,
-        } => limit_produce(bytes, chunk, &dir, consume),
+            build_records,
+        } => limit_produce(bytes, chunk, &dir, consume, build_records),
         Command::LimitFetch { mode, file } => limit_fetch(mode, &file),
         Command::LimitFsync { bytes, every, dir } => limit_fsync(bytes, every, &dir),
         Command::LimitLatency {
@@ -359,6 +365,7 @@ fn limit_produce(
     chunk: usize,
     dir: &std::path::Path,
     consume: bool,
+    build_records: usize,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -442,16 +449,32 @@ fn limit_produce(
         None
     };
     let data = payload(chunk);
+    let value = payload(build_records.max(1));
+    let mut batch: Vec<u8> = Vec::with_capacity(chunk);
+    let mut sender_crc = 0u32;
     let mut sock = TcpStream::connect(addr)?;
     sock.set_nodelay(true)?;
     let start = Instant::now();
     let mut left = bytes;
     while left > 0 {
         let n = left.min(chunk as u64) as usize;
-        sock.write_all(data.get(..n).unwrap_or_default())?;
+        if build_records > 0 {
+            // The copy of every value into the batch and the batch's CRC-32C, as
+            // any producer does; no framing, so the bytes stay the same count.
+            batch.clear();
+            while batch.len() < n {
+                let take = (n - batch.len()).min(value.len());
+                batch.extend_from_slice(value.get(..take).unwrap_or_default());
+            }
+            sender_crc ^= crc32c::crc32c(&batch);
+            sock.write_all(&batch)?;
+        } else {
+            sock.write_all(data.get(..n).unwrap_or_default())?;
+        }
         left -= n as u64;
     }
     drop(sock);
+    std::hint::black_box(sender_crc);
     let (total, crc) = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
