@@ -50,6 +50,34 @@ enum FetchLimitMode {
     Readwrite,
 }
 
+/// The load of a latency run, with or without klog.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct LatencyLoad {
+    /// Records per second.
+    #[arg(long)]
+    rate: u64,
+    /// How long to send.
+    #[arg(long)]
+    seconds: f64,
+    /// Record (value) size in bytes (at least 8).
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Also print p50 / p99 / max per window of this many ms of send time (0:
+    /// off), to see when in the run latencies rise.
+    #[arg(long, default_value_t = 0)]
+    timeline_ms: u64,
+}
+
+impl LatencyLoad {
+    /// How many records the run sends; fails if a record cannot hold its send time.
+    fn records(&self) -> anyhow::Result<u64> {
+        if self.record_size < 8 {
+            bail!("--record-size must be at least 8");
+        }
+        Ok((self.rate as f64 * self.seconds) as u64)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Protocol-free produce limit: push `bytes` over loopback TCP in `chunk`-sized
@@ -105,21 +133,11 @@ enum Command {
     /// appends it to a file (page cache, no fsync) and forwards it over a second
     /// loopback socket to a reader that measures send -> receive per record.
     LimitLatency {
-        /// Records per second.
-        #[arg(long)]
-        rate: u64,
-        /// How long to send.
-        #[arg(long)]
-        seconds: f64,
-        /// Record size in bytes (at least 8).
-        #[arg(long, default_value_t = 1024)]
-        record_size: usize,
+        #[command(flatten)]
+        load: LatencyLoad,
         /// Folder for the appended file (removed afterwards).
         #[arg(long)]
         dir: PathBuf,
-        /// Also print p50 / p99 / max per window of this many ms of send time.
-        #[arg(long, default_value_t = 0)]
-        timeline_ms: u64,
     },
     /// End-to-end latency: produce at a fixed rate while consuming the same
     /// partition; each value carries its send time, the consumer measures send ->
@@ -131,25 +149,14 @@ enum Command {
         /// Topic (partition 0 is used).
         #[arg(long)]
         topic: String,
-        /// Records per second.
-        #[arg(long)]
-        rate: u64,
-        /// How long to produce.
-        #[arg(long)]
-        seconds: f64,
-        /// Value size in bytes (at least 8).
-        #[arg(long, default_value_t = 1024)]
-        record_size: usize,
+        #[command(flatten)]
+        load: LatencyLoad,
         /// Producer linger.ms.
         #[arg(long, default_value_t = 0)]
         linger_ms: u64,
         /// Producer batch.size in bytes.
         #[arg(long, default_value_t = 256 * 1024)]
         batch_size: usize,
-        /// Also print p50 / p99 / max per window of this many ms of send time
-        /// (0: off), to see when in the run latencies rise.
-        #[arg(long, default_value_t = 0)]
-        timeline_ms: u64,
     },
     /// Many clients: `producers` producers and `consumers` consumers over the
     /// topic's `partitions` partitions, at the same time; reports the aggregate rate
@@ -231,13 +238,7 @@ fn main() -> anyhow::Result<()> {
         } => limit_produce(bytes, chunk, &dir, consume, build_records),
         Command::LimitFetch { mode, file } => limit_fetch(mode, &file),
         Command::LimitFsync { bytes, every, dir } => limit_fsync(bytes, every, &dir),
-        Command::LimitLatency {
-            rate,
-            seconds,
-            record_size,
-            dir,
-            timeline_ms,
-        } => limit_latency(rate, seconds, record_size, &dir, timeline_ms),
+        Command::LimitLatency { load, dir } => limit_latency(load, &dir),
         other => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -247,28 +248,16 @@ fn main() -> anyhow::Result<()> {
                     Command::Latency {
                         bootstrap_server,
                         topic,
-                        rate,
-                        seconds,
-                        record_size,
+                        load,
                         linger_ms,
                         batch_size,
-                        timeline_ms,
                     } => {
                         let mut pc = ProducerConfig::new(&bootstrap_server);
                         pc.acks = Acks::Leader;
                         pc.enable_idempotence = false;
                         pc.linger = Duration::from_millis(linger_ms);
                         pc.batch_size = batch_size;
-                        latency(
-                            &bootstrap_server,
-                            &topic,
-                            rate,
-                            seconds,
-                            record_size,
-                            pc,
-                            timeline_ms,
-                        )
-                        .await
+                        latency(&bootstrap_server, &topic, load, pc).await
                     }
                     Command::Multi {
                         bootstrap_server,
@@ -330,6 +319,35 @@ fn payload(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Creates (or truncates) the scratch file `<dir>/<name>-<pid>.log` of a limit run.
+fn scratch_file(dir: &std::path::Path, name: &str) -> anyhow::Result<(PathBuf, File)> {
+    let path = dir.join(format!("{name}-{}.log", std::process::id()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok((path, file))
+}
+
+/// Reads `sock` to its end; returns the byte count and, with `check`, the CRC-32C
+/// of everything read (0 without).
+fn read_to_end_counting(mut sock: TcpStream, check: bool) -> io::Result<(u64, u32)> {
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut total, mut crc) = (0u64, 0u32);
+    loop {
+        let n = sock.read(&mut buf)?;
+        if n == 0 {
+            return Ok((total, crc));
+        }
+        if check {
+            crc = crc32c::crc32c_append(crc, buf.get(..n).unwrap_or_default());
+        }
+        total += n as u64;
+    }
+}
+
 /// How far the limit's receiver has appended to its file, for a fetcher to follow.
 #[derive(Default)]
 struct Appended {
@@ -369,13 +387,7 @@ fn limit_produce(
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let path = dir.join(format!("limit-produce-{}.log", std::process::id()));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("{}", path.display()))?;
+    let (path, mut file) = scratch_file(dir, "limit-produce")?;
     let appended = Arc::new(Appended::default());
     let progress = appended.clone();
     let receiver = std::thread::spawn(move || -> io::Result<(u64, u32)> {
@@ -413,36 +425,20 @@ fn limit_produce(
         let out_addr = out.local_addr()?;
         let read_path = path.clone();
         let fetcher = std::thread::spawn(move || -> io::Result<u64> {
-            let (mut sock, _) = out.accept()?;
+            let (sock, _) = out.accept()?;
             let file = File::open(&read_path)?;
             let mut buf = vec![0u8; 1 << 20];
             let mut pos = 0u64;
             loop {
                 let (len, done) = appended.wait_past(pos);
-                while pos < len {
-                    let n = (len - pos).min(buf.len() as u64) as usize;
-                    let chunk = buf.get_mut(..n).unwrap_or_default();
-                    file.read_exact_at(chunk, pos)?;
-                    sock.write_all(chunk)?;
-                    pos += n as u64;
-                }
+                pos = copy_range(&sock, &file, &mut buf, pos, len)?;
                 if done {
                     return Ok(pos);
                 }
             }
         });
         let reader = std::thread::spawn(move || -> io::Result<(u64, u32)> {
-            let mut sock = TcpStream::connect(out_addr)?;
-            let mut buf = vec![0u8; 1 << 20];
-            let (mut total, mut crc) = (0u64, 0u32);
-            loop {
-                let n = sock.read(&mut buf)?;
-                if n == 0 {
-                    return Ok((total, crc));
-                }
-                crc = crc32c::crc32c_append(crc, buf.get(..n).unwrap_or_default());
-                total += n as u64;
-            }
+            read_to_end_counting(TcpStream::connect(out_addr)?, true)
         });
         Some((fetcher, reader))
     } else {
@@ -529,12 +525,24 @@ fn sendfile_all(sock: &TcpStream, file: &File) -> io::Result<u64> {
     Ok(offset as u64)
 }
 
-fn readwrite_all(mut sock: &TcpStream, file: &File) -> io::Result<u64> {
+fn readwrite_all(sock: &TcpStream, file: &File) -> io::Result<u64> {
     let len = file.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    while pos < len {
-        let n = (len - pos).min(buf.len() as u64) as usize;
+    copy_range(sock, file, &mut buf, 0, len)
+}
+
+/// Sends bytes `from..to` of `file` to `sock` with pread + write through `buf`;
+/// returns `to`.
+fn copy_range(
+    mut sock: &TcpStream,
+    file: &File,
+    buf: &mut [u8],
+    from: u64,
+    to: u64,
+) -> io::Result<u64> {
+    let mut pos = from;
+    while pos < to {
+        let n = (to - pos).min(buf.len() as u64) as usize;
         let chunk = buf.get_mut(..n).unwrap_or_default();
         file.read_exact_at(chunk, pos)?;
         sock.write_all(chunk)?;
@@ -551,16 +559,7 @@ fn limit_fetch(mode: FetchLimitMode, files: &[PathBuf]) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let reader = std::thread::spawn(move || -> io::Result<u64> {
-        let mut sock = TcpStream::connect(addr)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = sock.read(&mut buf)?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n as u64;
-        }
+        read_to_end_counting(TcpStream::connect(addr)?, false).map(|(total, _)| total)
     });
     let (sock, _) = listener.accept()?;
     sock.set_nodelay(true)?;
@@ -587,13 +586,7 @@ fn limit_fetch(mode: FetchLimitMode, files: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 fn limit_fsync(bytes: u64, every: usize, dir: &std::path::Path) -> anyhow::Result<()> {
-    let path = dir.join(format!("limit-fsync-{}.log", std::process::id()));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("{}", path.display()))?;
+    let (path, mut file) = scratch_file(dir, "limit-fsync")?;
     let data = payload(every);
     let start = Instant::now();
     let mut left = bytes;
@@ -612,28 +605,14 @@ fn limit_fsync(bytes: u64, every: usize, dir: &std::path::Path) -> anyhow::Resul
     Ok(())
 }
 
-fn limit_latency(
-    rate: u64,
-    seconds: f64,
-    record_size: usize,
-    dir: &std::path::Path,
-    timeline_ms: u64,
-) -> anyhow::Result<()> {
-    if record_size < 8 {
-        bail!("--record-size must be at least 8");
-    }
-    let total = (rate as f64 * seconds) as u64;
+fn limit_latency(load: LatencyLoad, dir: &std::path::Path) -> anyhow::Result<()> {
+    let total = load.records()?;
+    let (rate, record_size) = (load.rate, load.record_size);
     let to_relay = TcpListener::bind("127.0.0.1:0")?;
     let relay_addr = to_relay.local_addr()?;
     let to_reader = TcpListener::bind("127.0.0.1:0")?;
     let reader_addr = to_reader.local_addr()?;
-    let path = dir.join(format!("limit-latency-{}.log", std::process::id()));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("{}", path.display()))?;
+    let (path, mut file) = scratch_file(dir, "limit-latency")?;
     // The broker's part: check, append, pass on to the consumer.
     let relay = std::thread::spawn(move || -> io::Result<u32> {
         let (mut inp, _) = to_relay.accept()?;
@@ -720,7 +699,7 @@ fn limit_latency(
         timed,
         total,
         sent as f64 / send_secs,
-        timeline_ms,
+        load.timeline_ms,
     )
 }
 
@@ -742,16 +721,16 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
 async fn latency(
     bootstrap: &str,
     topic: &str,
-    rate: u64,
-    seconds: f64,
-    record_size: usize,
+    load: LatencyLoad,
     pc: ProducerConfig,
-    timeline_ms: u64,
 ) -> anyhow::Result<()> {
-    if record_size < 8 {
-        bail!("--record-size must be at least 8");
-    }
-    let total = (rate as f64 * seconds) as u64;
+    let total = load.records()?;
+    let LatencyLoad {
+        rate,
+        seconds,
+        record_size,
+        timeline_ms,
+    } = load;
     let tp = TopicPartition::new(topic, 0);
     let mut consumer = Consumer::new(ConsumerConfig::new(bootstrap))?;
     consumer.assign([tp.clone()]);
