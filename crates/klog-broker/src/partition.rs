@@ -158,7 +158,9 @@ fn sync_loop(p: &SyncTarget, synced: &watch::Sender<Synced>) {
                 return;
             }
         }
-        if wanted.load(Ordering::SeqCst) <= upto {
+        // Go on only for data that is there: a caller may wait for offsets a
+        // truncation removed, and syncing nothing again would spin.
+        if wanted.load(Ordering::SeqCst) <= upto || lock(log).log_end_offset() <= upto {
             return;
         }
     }
@@ -544,5 +546,26 @@ mod tests {
             .await
             .expect("sync");
         assert_eq!(p.log().synced_offset(), 201);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_loop_stops_when_the_offset_waited_for_is_not_in_the_log() {
+        let (_dir, p) = partition(Some(1));
+        let a = p.append(&mut batch(b"v"), 1).expect("append");
+        // Someone waits for offsets past the log's end (as after a truncation):
+        // the loop must not spin on syncs of nothing.
+        p.sync_wanted
+            .fetch_max(a.next_offset + 10, Ordering::SeqCst);
+        p.sync_to(a.next_offset).await.expect("sync");
+        for _ in 0..500 {
+            if !p.sync_running.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            !p.sync_running.load(Ordering::SeqCst),
+            "sync loop still running"
+        );
     }
 }
