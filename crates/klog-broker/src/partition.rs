@@ -482,6 +482,29 @@ mod tests {
         assert_eq!(a.sync_to, None);
     }
 
+    /// Appends `value` and waits until it is on disk, as a durable produce does.
+    async fn append_and_sync(p: &Partition, value: &[u8]) {
+        let a = p.append(&mut batch(value), 1).expect("append");
+        let to = a.sync_to.expect("flush.messages=1 asks for a sync");
+        assert_eq!(to, a.next_offset);
+        p.sync_to(to).await.expect("sync");
+        assert!(p.log().synced_offset() >= to);
+    }
+
+    /// Waits (at most 5 s: the loop is a blocking task) for the sync loop to end.
+    async fn assert_sync_loop_ends(p: &Partition) {
+        for _ in 0..500 {
+            if !p.sync_running.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            !p.sync_running.load(Ordering::SeqCst),
+            "sync loop still running"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_produces_share_syncs_that_cover_every_append() {
         let (_dir, p) = partition(Some(1));
@@ -489,11 +512,7 @@ mod tests {
         for i in 0..16u8 {
             let p = p.clone();
             tasks.push(tokio::spawn(async move {
-                let a = p.append(&mut batch(&[i; 100]), 1).expect("append");
-                let to = a.sync_to.expect("flush.messages=1 asks for a sync");
-                assert_eq!(to, a.next_offset);
-                p.sync_to(to).await.expect("sync");
-                assert!(p.log().synced_offset() >= to);
+                append_and_sync(&p, &[i; 100]).await;
             }));
         }
         for t in tasks {
@@ -518,10 +537,7 @@ mod tests {
             let p = p.clone();
             tasks.push(tokio::spawn(async move {
                 for _ in 0..50 {
-                    let a = p.append(&mut batch(&[i; 200]), 1).expect("append");
-                    let to = a.sync_to.expect("flush.messages=1 asks for a sync");
-                    p.sync_to(to).await.expect("sync");
-                    assert!(p.log().synced_offset() >= to);
+                    append_and_sync(&p, &[i; 200]).await;
                 }
             }));
         }
@@ -529,17 +545,8 @@ mod tests {
             t.await.expect("task");
         }
         assert_eq!(p.log().synced_offset(), 200);
-        // With nobody waiting, the loop ends (bounded wait: it is a blocking task).
-        for _ in 0..500 {
-            if !p.sync_running.load(Ordering::SeqCst) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(
-            !p.sync_running.load(Ordering::SeqCst),
-            "sync loop still running"
-        );
+        // With nobody waiting, the loop ends.
+        assert_sync_loop_ends(&p).await;
         // A new append after the loop ended starts a new one.
         let a = p.append(&mut batch(b"late"), 1).expect("append");
         p.sync_to(a.sync_to.expect("sync wanted"))
@@ -557,15 +564,6 @@ mod tests {
         p.sync_wanted
             .fetch_max(a.next_offset + 10, Ordering::SeqCst);
         p.sync_to(a.next_offset).await.expect("sync");
-        for _ in 0..500 {
-            if !p.sync_running.load(Ordering::SeqCst) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(
-            !p.sync_running.load(Ordering::SeqCst),
-            "sync loop still running"
-        );
+        assert_sync_loop_ends(&p).await;
     }
 }
