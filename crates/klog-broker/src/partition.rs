@@ -101,7 +101,7 @@ pub struct Partition {
 }
 
 /// Progress of group commit.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Synced {
     /// Record data below this offset is on disk.
     upto: i64,
@@ -147,20 +147,22 @@ fn sync_loop(p: &SyncTarget, synced: &watch::Sender<Synced>) {
             Ok(job) => job.upto,
             Err(_) => lock(log).log_end_offset(),
         };
-        match job.and_then(|job| job.run()) {
+        let appended_since = match job.and_then(|job| job.run()) {
             Ok(()) => {
-                lock(log).sync_done(upto);
-                synced.send_modify(|s| s.upto = s.upto.max(upto));
+                let mut l = lock(log);
+                l.sync_done(upto);
+                l.log_end_offset() > upto
             }
             Err(e) => {
                 tracing::error!(topic, partition = index, error = %e, "fdatasync failed");
                 synced.send_modify(|s| s.failed = s.failed.max(upto));
                 return;
             }
-        }
+        };
+        synced.send_modify(|s| s.upto = s.upto.max(upto));
         // Go on only for data that is there: a caller may wait for offsets a
         // truncation removed, and syncing nothing again would spin.
-        if wanted.load(Ordering::SeqCst) <= upto || lock(log).log_end_offset() <= upto {
+        if !appended_since || wanted.load(Ordering::SeqCst) <= upto {
             return;
         }
     }
