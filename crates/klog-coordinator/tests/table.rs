@@ -21,7 +21,6 @@
 //! delete_groups t= groups=g,...
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -31,6 +30,7 @@ use klog_coordinator::{
     Action, CommitPartition, CoordinatorConfig, GroupCoordinator, JoinGroup, MemberRef,
     OffsetCommit, Protocol, SyncGroup,
 };
+use klog_test_support::script::{Args, run_file, scripts};
 
 fn err_name(code: i16) -> String {
     if code == 0 {
@@ -139,51 +139,15 @@ fn render_action(a: &Action) -> String {
     }
 }
 
-struct Args(BTreeMap<String, String>);
-
-impl Args {
-    fn parse(words: &[&str]) -> Self {
-        Args(
-            words
-                .iter()
-                .map(|w| {
-                    let (k, v) = w.split_once('=').unwrap_or((w, ""));
-                    (k.to_owned(), v.to_owned())
-                })
-                .collect(),
-        )
-    }
-    fn s(&self, k: &str) -> String {
-        self.0
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| panic!("missing {k}="))
-    }
-    fn opt(&self, k: &str) -> Option<String> {
-        self.0.get(k).cloned().filter(|v| !v.is_empty())
-    }
-    fn i(&self, k: &str) -> i64 {
-        self.s(k)
-            .parse()
-            .unwrap_or_else(|_| panic!("{k}= not a number"))
-    }
-    fn list(&self, k: &str) -> Vec<String> {
-        self.opt(k)
-            .map(|v| v.split(',').map(str::to_owned).collect())
-            .unwrap_or_default()
-    }
-}
-
 fn topic_partition(s: &str) -> (String, i32) {
     let (t, p) = s.rsplit_once('-').expect("topic-partition");
     (t.to_owned(), p.parse().expect("partition"))
 }
 
-fn run(c: &mut GroupCoordinator, line: &str) -> Vec<String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let a = Args::parse(&words[1..]);
+fn run(c: &mut GroupCoordinator, name: &str, a: &Args) -> Vec<String> {
     let mut out = Vec::new();
-    match words[0] {
+    match name {
+        "config" => *c = GroupCoordinator::new(config(a)),
         "join" => {
             let member = a.s("member");
             c.join(
@@ -367,9 +331,7 @@ fn run(c: &mut GroupCoordinator, line: &str) -> Vec<String> {
     out
 }
 
-fn config(line: &str) -> CoordinatorConfig {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let a = Args::parse(&words[1..]);
+fn config(a: &Args) -> CoordinatorConfig {
     let mut c = CoordinatorConfig {
         offsets_topic_partitions: 50,
         ..CoordinatorConfig::default()
@@ -392,73 +354,14 @@ fn config(line: &str) -> CoordinatorConfig {
     c
 }
 
-fn run_file(path: &Path) {
-    let script = std::fs::read_to_string(path).expect("read testdata");
-    let mut lines = script.lines().peekable();
-    let mut coordinator = GroupCoordinator::new(CoordinatorConfig::default());
-    let mut actual_file = String::new();
-    let mut failure: Option<String> = None;
-    while let Some(line) = lines.next() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            actual_file.push_str(line);
-            actual_file.push('\n');
-            continue;
-        }
-        if line.starts_with("config") {
-            coordinator = GroupCoordinator::new(config(line));
-            actual_file.push_str(line);
-            actual_file.push('\n');
-            continue;
-        }
-        assert_eq!(
-            lines.next(),
-            Some("----"),
-            "{}: `----` after {line}",
-            path.display()
-        );
-        let mut expected = Vec::new();
-        while let Some(l) = lines.peek() {
-            if l.trim().is_empty() {
-                break;
-            }
-            expected.push(l.to_string());
-            lines.next();
-        }
-        let actual = run(&mut coordinator, line);
-        actual_file.push_str(line);
-        actual_file.push_str("\n----\n");
-        for l in &actual {
-            actual_file.push_str(l);
-            actual_file.push('\n');
-        }
-        if actual != expected && failure.is_none() {
-            failure = Some(format!(
-                "{}: {line}\nexpected:\n  {}\nactual:\n  {}",
-                path.display(),
-                expected.join("\n  "),
-                actual.join("\n  ")
-            ));
-        }
-    }
-    if let Some(f) = failure {
-        if std::env::var_os("KLOG_REWRITE").is_some() {
-            println!("{actual_file}");
-        }
-        panic!("{f}");
-    }
-}
-
 #[test]
 fn testdata() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("testdata dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    for f in files {
-        run_file(&f);
+    for f in scripts(&dir) {
+        run_file(
+            &f,
+            || GroupCoordinator::new(CoordinatorConfig::default()),
+            run,
+        );
     }
 }

@@ -14,14 +14,7 @@ use crate::error::OpenError;
 /// File name of the checkpoint inside a partition folder.
 pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 
-/// One epoch and the first offset written in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EpochEntry {
-    /// The leader epoch.
-    pub epoch: i32,
-    /// Offset of the first record appended by that leader.
-    pub start_offset: i64,
-}
+pub use klog_replication::EpochEntry;
 
 /// Epoch to start offset, ordered by both (each strictly increasing).
 #[derive(Debug)]
@@ -83,16 +76,7 @@ impl LeaderEpochCache {
     /// or `log_end_offset` for the latest epoch. `None` when `epoch` is above the
     /// latest epoch or the cache is empty (Kafka's `UNDEFINED_EPOCH_OFFSET`).
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
-        let latest = self.latest_epoch()?;
-        if epoch == latest {
-            return Some((latest, log_end_offset));
-        }
-        let higher = self.entries.partition_point(|e| e.epoch <= epoch);
-        let next = self.entries.get(higher)?;
-        match higher.checked_sub(1) {
-            Some(i) => Some((self.entries[i].epoch, next.start_offset)),
-            None => Some((epoch, next.start_offset)),
-        }
+        klog_replication::epoch::end_offset_for(&self.entries, log_end_offset, epoch)
     }
 
     /// Records that `epoch` starts at `start_offset`. Ignored if `epoch` is not newer

@@ -7,6 +7,8 @@
 //! `<target dir>/debug/<name>` where the target dir is `$CARGO_TARGET_DIR` or the
 //! workspace's `target/` (scripts/test builds them before `cargo test`).
 
+pub mod script;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
