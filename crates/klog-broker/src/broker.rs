@@ -50,9 +50,10 @@ use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
 use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
-use crate::partition::Partition;
+use crate::partition::{CommitWait, Partition};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{self, TopicMeta};
+use klog_replication::ProduceOutcome;
 
 /// Milliseconds since the Unix epoch: the broker's clock, read only here.
 pub fn now_ms() -> i64 {
@@ -123,10 +124,11 @@ impl PendingProduce {
             return None;
         }
         for ((t, p), partition, offset) in std::mem::take(&mut self.waits) {
-            if !wait_for_high_watermark(&partition, offset, self.deadline).await
+            let outcome = wait_committed(&partition, offset, self.deadline).await;
+            if outcome != ProduceOutcome::Committed
                 && let Some(resp) = self.partition_response(t, p)
             {
-                resp.error_code = code(ResponseError::RequestTimedOut);
+                resp.error_code = outcome.code();
             }
         }
         Some(ProduceResponse::default().with_responses(self.responses))
@@ -269,6 +271,7 @@ impl Broker {
                 index,
                 log,
                 self.config.node_id,
+                config.leader_config(&self.config),
             )));
         }
         Ok(Arc::new(Topic {
@@ -331,8 +334,11 @@ impl Broker {
             return Err((code(ResponseError::KafkaStorageError), e.to_string()));
         }
         let log_config = topic.config.storage_log_config();
+        let leader_config = topic.config.leader_config(&self.config);
+        let now = now_ms();
         for p in &topic.partitions {
             p.log().set_config(log_config.clone());
+            p.set_leader_config(leader_config, now);
         }
         self.topics
             .write()
@@ -643,8 +649,8 @@ impl Broker {
             .and_then(|i| t.partitions.get(i))
             .cloned()
             .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
-        if acks == -1 && (partition.isr_size() as i32) < t.config.min_insync {
-            return Err(code(ResponseError::NotEnoughReplicas));
+        if acks == -1 {
+            partition.check_acks_all()?;
         }
         let mut records = records.ok_or(code(ResponseError::CorruptMessage))?;
         if t.config.cleanup.compact {
@@ -1474,20 +1480,22 @@ fn offset_for_timestamp(log: &klog_storage::Log, ts: i64) -> Result<Option<(i64,
     Ok(Some(exact.unwrap_or((base, max_ts))))
 }
 
-/// Waits until `partition`'s high watermark reaches `offset` or `deadline` passes.
-/// Woken by appends (and, with replication, by follower fetches), not by a timer.
-async fn wait_for_high_watermark(partition: &Partition, offset: i64, deadline: Instant) -> bool {
-    let waiter = Arc::new(Notify::new());
-    loop {
-        partition.register_waiter(&waiter);
-        if partition.high_watermark() >= offset {
-            return true;
-        }
-        if tokio::time::timeout_at(deadline.into(), waiter.notified())
-            .await
-            .is_err()
-        {
-            return partition.high_watermark() >= offset;
+/// Waits until `partition`'s high watermark passes `offset` (an `acks=all`
+/// produce), the replication state decides otherwise, or `deadline` passes. Woken
+/// by the replication state's answer, not by a timer; the deadline's own timer
+/// expires it.
+async fn wait_committed(partition: &Partition, offset: i64, deadline: Instant) -> ProduceOutcome {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let deadline_ms = now_ms().saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
+    match partition.wait_committed(offset, deadline_ms) {
+        CommitWait::Done(outcome) => outcome,
+        CommitWait::Waiting { id, mut outcome } => {
+            match tokio::time::timeout_at(deadline.into(), &mut outcome).await {
+                Ok(Ok(o)) => o,
+                // The partition went away with the wait unanswered.
+                Ok(Err(_)) => ProduceOutcome::NotLeader,
+                Err(_) => partition.expire_commit_wait(id, outcome),
+            }
         }
     }
 }

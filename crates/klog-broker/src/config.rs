@@ -56,6 +56,9 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `min.insync.replicas` (broker default for topics).
     pub min_insync_replicas: i32,
+    /// `replica.lag.time.max.ms`: how long an ISR follower may go without catching
+    /// up before its leader proposes it out of the ISR.
+    pub replica_lag_time_max_ms: i64,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
     /// `log.flush.scheduler.interval.ms`: how often time-based flush is checked.
@@ -109,6 +112,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             socket_request_max_bytes: klog_codec::protocol::frame::DEFAULT_MAX_REQUEST_SIZE,
             min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
             retention_check_interval_ms: 300_000,
             flush_scheduler_interval_ms: 1_000,
             checkpoint_interval_ms: 60_000,
@@ -250,6 +254,7 @@ impl BrokerConfig {
                 "auto.create.topics.enable" => c.auto_create_topics = boolean(k, v)?,
                 "socket.request.max.bytes" => c.socket_request_max_bytes = positive(k, v)?,
                 "min.insync.replicas" => c.min_insync_replicas = positive(k, v)?,
+                "replica.lag.time.max.ms" => c.replica_lag_time_max_ms = positive(k, v)?,
                 "log.retention.check.interval.ms" => {
                     c.retention_check_interval_ms = positive(k, v)?
                 }

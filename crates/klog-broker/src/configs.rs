@@ -257,6 +257,15 @@ fn opt(v: Option<i64>) -> String {
 }
 
 impl TopicConfig {
+    /// The replication settings of the topic's partitions.
+    pub fn leader_config(&self, broker: &BrokerConfig) -> klog_replication::LeaderConfig {
+        klog_replication::LeaderConfig {
+            min_insync_replicas: usize::try_from(self.min_insync).unwrap_or(1),
+            replica_lag_time_max_ms: broker.replica_lag_time_max_ms,
+            ..klog_replication::LeaderConfig::default()
+        }
+    }
+
     /// The configuration a topic without overrides gets from `broker`.
     pub fn defaults(broker: &BrokerConfig) -> Self {
         Self {

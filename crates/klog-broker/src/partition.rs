@@ -1,70 +1,48 @@
 //! One partition as the broker serves it: the log, the leader's replication state,
 //! idempotent-producer state, and the waiters woken when the high watermark moves.
 //!
-//! Even on one node the produce path goes through the seams replication needs: an
-//! append moves the leader's log end offset, the high watermark is derived from the
-//! in-sync replicas' log end offsets ([`IsrState::high_watermark`]), `acks=all` waits
-//! for the high watermark to pass the batch, and fetches from consumers never read at
-//! or past it. With a single replica the ISR is the leader alone, so the high
-//! watermark follows the log end offset at once.
+//! The replication rules live in `klog-replication`'s [`LeaderState`]: an append
+//! reports the new log end offset to it, and its actions move the high watermark
+//! (recorded in the log, waking long-polling fetches) and answer delayed `acks=all`
+//! produces; fetches from consumers never read at or past the high watermark. With
+//! a single replica the ISR is the leader alone, so the high watermark follows the
+//! log end offset at once and an `acks=all` produce is answered without waiting.
 //!
 //! Locks: `state` (producer table and replication state) is always taken before the
 //! storage log's own mutex, and neither is held across an `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use klog_codec::RecordBatch;
 use klog_codec::protocol::ResponseError;
+use klog_replication::{Action, LeaderConfig, LeaderState, ProduceOutcome};
 use klog_storage::{AppendError, Log, SharedLog};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
 
-/// The leader's view of its in-sync replicas: the replication seam.
-#[derive(Debug, Clone)]
-pub struct IsrState {
-    /// This broker's node id (the leader).
-    pub leader: i32,
-    /// Log end offsets of the followers in the ISR (empty on a single node).
-    pub follower_log_end: BTreeMap<i32, i64>,
-}
-
-impl IsrState {
-    /// ISR with the leader alone.
-    pub fn leader_only(leader: i32) -> Self {
-        Self {
-            leader,
-            follower_log_end: BTreeMap::new(),
-        }
-    }
-
-    /// Size of the ISR, leader included.
-    pub fn size(&self) -> usize {
-        1 + self.follower_log_end.len()
-    }
-
-    /// The ISR's node ids, leader first.
-    pub fn members(&self) -> Vec<i32> {
-        std::iter::once(self.leader)
-            .chain(self.follower_log_end.keys().copied())
-            .collect()
-    }
-
-    /// The high watermark: the smallest log end offset in the ISR.
-    pub fn high_watermark(&self, leader_log_end: i64) -> i64 {
-        self.follower_log_end
-            .values()
-            .copied()
-            .fold(leader_log_end, i64::min)
-    }
-}
-
 struct State {
-    leader_epoch: i32,
-    isr: IsrState,
+    leader: LeaderState,
     producers: ProducerStateTable,
+    /// Delayed `acks=all` produces waiting for the high watermark, by id.
+    delayed: HashMap<u64, oneshot::Sender<ProduceOutcome>>,
+    next_delayed_id: u64,
+}
+
+/// How an `acks=all` produce waits for the high watermark to pass its records.
+#[derive(Debug)]
+pub enum CommitWait {
+    /// Already decided.
+    Done(ProduceOutcome),
+    /// Answered later; on its deadline call [`Partition::expire_commit_wait`].
+    Waiting {
+        /// The delayed produce's id.
+        id: u64,
+        /// Receives the outcome.
+        outcome: oneshot::Receiver<ProduceOutcome>,
+    },
 }
 
 /// Outcome of a successful produce to one partition.
@@ -197,18 +175,25 @@ fn append_error_code(e: &AppendError) -> i16 {
 }
 
 impl Partition {
-    /// Wraps an open log; rebuilds idempotent-producer state by scanning its batch
+    /// Wraps an open log as its only replica's leader, with `config` for the
+    /// replication rules; rebuilds idempotent-producer state by scanning its batch
     /// headers (records are not decoded).
-    pub fn new(topic: String, index: i32, log: SharedLog, node_id: i32) -> Self {
+    pub fn new(
+        topic: String,
+        index: i32,
+        log: SharedLog,
+        node_id: i32,
+        config: LeaderConfig,
+    ) -> Self {
         let mut producers = ProducerStateTable::new();
-        let leader_epoch;
+        let leader;
         let synced;
         {
             let mut l = lock(&log);
             // The message-count flush policy is applied here, by group commit.
             l.set_external_sync(true);
             synced = l.synced_offset();
-            leader_epoch = l.latest_epoch().unwrap_or(0);
+            let leader_epoch = l.latest_epoch().unwrap_or(0);
             let start = l.log_start_offset();
             let scanned = l.scan_batches(start, |h| {
                 producers.record(h, last_sequence(h), h.base_offset, h.max_timestamp);
@@ -218,17 +203,18 @@ impl Partition {
             }
             // Single node: the ISR is the leader alone, so everything in the log is
             // committed once it has been recovered.
-            let leo = l.log_end_offset();
-            l.set_high_watermark(IsrState::leader_only(node_id).high_watermark(leo));
+            leader = LeaderState::single_replica(node_id, leader_epoch, config, l.log_end_offset());
+            l.set_high_watermark(leader.high_watermark());
         }
         Self {
             topic,
             index,
             log,
             state: Mutex::new(State {
-                leader_epoch,
-                isr: IsrState::leader_only(node_id),
+                leader,
                 producers,
+                delayed: HashMap::new(),
+                next_delayed_id: 0,
             }),
             waiters: Mutex::new(Vec::new()),
             sync_running: Arc::new(AtomicBool::new(false)),
@@ -247,17 +233,96 @@ impl Partition {
 
     /// The current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
-        lock(&self.state).leader_epoch
+        lock(&self.state).leader.leader_epoch()
     }
 
-    /// The in-sync replicas, leader first.
+    /// The in-sync replicas, in replica order.
     pub fn isr(&self) -> Vec<i32> {
-        lock(&self.state).isr.members()
+        lock(&self.state).leader.isr().to_vec()
     }
 
-    /// Size of the ISR.
-    pub fn isr_size(&self) -> usize {
-        lock(&self.state).isr.size()
+    /// The produce-time check of `acks=all`: the Kafka error code
+    /// (NOT_ENOUGH_REPLICAS) when the ISR is smaller than `min.insync.replicas`.
+    pub fn check_acks_all(&self) -> Result<(), i16> {
+        lock(&self.state)
+            .leader
+            .check_acks_all()
+            .map_err(|e| e.code())
+    }
+
+    /// New replication settings (a topic's `min.insync.replicas` changed).
+    pub fn set_leader_config(&self, config: LeaderConfig, now_ms: i64) {
+        let mut state = lock(&self.state);
+        if state.leader.config() == config {
+            return;
+        }
+        state.leader.set_config(config, now_ms);
+        self.apply_actions(&mut state);
+    }
+
+    /// Waits for the high watermark to pass `offset` (an `acks=all` produce whose
+    /// records end there), until `deadline_ms`.
+    pub fn wait_committed(&self, offset: i64, deadline_ms: i64) -> CommitWait {
+        let mut state = lock(&self.state);
+        let id = state.next_delayed_id;
+        state.next_delayed_id += 1;
+        match state
+            .leader
+            .register_delayed_produce(id, offset, deadline_ms)
+        {
+            Some(outcome) => CommitWait::Done(outcome),
+            None => {
+                let (tx, rx) = oneshot::channel();
+                state.delayed.insert(id, tx);
+                CommitWait::Waiting { id, outcome: rx }
+            }
+        }
+    }
+
+    /// The delayed produce `id` reached its deadline: it times out, unless it was
+    /// answered meanwhile. Returns its outcome.
+    pub fn expire_commit_wait(
+        &self,
+        id: u64,
+        outcome: oneshot::Receiver<ProduceOutcome>,
+    ) -> ProduceOutcome {
+        let mut state = lock(&self.state);
+        let mut outcome = outcome;
+        if let Ok(o) = outcome.try_recv() {
+            return o;
+        }
+        state.leader.cancel_delayed_produce(id);
+        state.delayed.remove(&id);
+        ProduceOutcome::TimedOut
+    }
+
+    /// Performs what the replication state asks for. Called with `state` held; takes
+    /// the log's lock for the high watermark.
+    fn apply_actions(&self, state: &mut State) {
+        let mut moved = false;
+        while let Some(action) = state.leader.poll_action() {
+            match action {
+                Action::AdvanceHighWatermark { high_watermark } => {
+                    lock(&self.log).set_high_watermark(high_watermark);
+                    moved = true;
+                }
+                Action::CompleteDelayedProduce { id, outcome } => {
+                    if let Some(tx) = state.delayed.remove(&id) {
+                        // The waiter may have gone (connection closed): nothing to tell.
+                        let _ = tx.send(outcome);
+                    }
+                }
+                Action::ProposeIsr(proposal) => {
+                    // Only a leader with followers proposes, and partitions here
+                    // have none yet: there is no controller to send it to.
+                    tracing::warn!(topic = %self.topic, partition = self.index, ?proposal, "ISR proposal without a controller");
+                }
+                other => tracing::warn!(?other, "unexpected replication action"),
+            }
+        }
+        if moved {
+            self.wake();
+        }
     }
 
     /// Appends one record batch as leader. `records` must hold exactly one batch
@@ -306,7 +371,7 @@ impl Partition {
                 });
             }
         }
-        let epoch = state.leader_epoch;
+        let epoch = state.leader.leader_epoch();
         let mut log = lock(&self.log);
         let info = log.append(records, epoch, now_ms).map_err(|e| {
             if !e.is_invalid_input() {
@@ -317,8 +382,6 @@ impl Partition {
         state
             .producers
             .record(&header, last_seq, info.first_offset, info.max_timestamp);
-        let hw = state.isr.high_watermark(log.log_end_offset());
-        log.set_high_watermark(hw);
         let appended = Appended {
             base_offset: info.first_offset,
             next_offset: info.last_offset + 1,
@@ -326,9 +389,11 @@ impl Partition {
             log_start_offset: log.log_start_offset(),
             sync_to: log.flush_due().then_some(info.last_offset + 1),
         };
+        let log_end = log.log_end_offset();
         drop(log);
+        state.leader.on_append(log_end, now_ms);
+        self.apply_actions(&mut state);
         drop(state);
-        self.wake();
         Ok(appended)
     }
 
@@ -404,17 +469,6 @@ impl Partition {
 mod tests {
     use super::*;
 
-    #[test]
-    fn high_watermark_is_the_isr_minimum() {
-        let mut isr = IsrState::leader_only(1);
-        assert_eq!(isr.high_watermark(10), 10);
-        isr.follower_log_end.insert(2, 7);
-        isr.follower_log_end.insert(3, 12);
-        assert_eq!(isr.high_watermark(10), 7);
-        assert_eq!(isr.size(), 3);
-        assert_eq!(isr.members(), vec![1, 2, 3]);
-    }
-
     fn partition(flush_messages: Option<u64>) -> (tempfile::TempDir, Arc<Partition>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = klog_storage::LogConfig {
@@ -422,7 +476,13 @@ mod tests {
             ..klog_storage::LogConfig::default()
         };
         let log = Log::open(dir.path(), config, 0).expect("open");
-        let p = Partition::new("t".to_owned(), 0, Arc::new(Mutex::new(log)), 1);
+        let p = Partition::new(
+            "t".to_owned(),
+            0,
+            Arc::new(Mutex::new(log)),
+            1,
+            LeaderConfig::default(),
+        );
         (dir, Arc::new(p))
     }
 

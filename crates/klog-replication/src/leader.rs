@@ -470,6 +470,18 @@ impl LeaderState {
         None
     }
 
+    /// Forgets the delayed produce `id` (its waiter gave up, or its own timer
+    /// fired): no action will answer it. Returns whether it was waiting.
+    pub fn cancel_delayed_produce(&mut self, id: u64) -> bool {
+        match self.delayed.iter().position(|d| d.id == id) {
+            Some(i) => {
+                self.delayed.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Time passes: expires delayed produces whose deadline is at or before `now`,
     /// proposes to shrink the ISR by the members that lag, and re-derives the high
     /// watermark (a lagging non-ISR follower stops holding it back).
