@@ -16,6 +16,8 @@
 //! klog-bench wait-ready --bootstrap-server B --topics N --since-ns T0
 //! ```
 
+mod produce_path;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -80,6 +82,22 @@ impl LatencyLoad {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Produce requests through the broker's request path in process (no sockets),
+    /// for counting instructions per request with callgrind (see `produce_path`).
+    ProducePath {
+        /// Requests after the first (which creates the topic).
+        #[arg(long)]
+        requests: usize,
+        /// acks of every request (1 or -1).
+        #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+        acks: i16,
+        /// Bytes per record value.
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Bytes per batch (one batch per request).
+        #[arg(long, default_value_t = 16 * 1024)]
+        batch_bytes: usize,
+    },
     /// Protocol-free produce limit: push `bytes` over loopback TCP in `chunk`-sized
     /// writes; the receiver computes CRC-32C of everything and appends it to a file
     /// through a buffer (page cache, no fsync).
@@ -239,6 +257,12 @@ fn main() -> anyhow::Result<()> {
         Command::LimitFetch { mode, file } => limit_fetch(mode, &file),
         Command::LimitFsync { bytes, every, dir } => limit_fsync(bytes, every, &dir),
         Command::LimitLatency { load, dir } => limit_latency(load, &dir),
+        Command::ProducePath {
+            requests,
+            acks,
+            record_size,
+            batch_bytes,
+        } => produce_path::produce_path(requests, acks, record_size, batch_bytes),
         other => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -299,11 +299,21 @@ impl Partition {
     /// Performs what the replication state asks for. Called with `state` held; takes
     /// the log's lock for the high watermark.
     fn apply_actions(&self, state: &mut State) {
+        let moved = Self::perform(&self.topic, self.index, state, &mut lock(&self.log));
+        if moved {
+            self.wake();
+        }
+    }
+
+    /// [`Partition::apply_actions`] with the log's lock already held; returns
+    /// whether the high watermark moved (the caller wakes the waiters once the
+    /// locks are released).
+    fn perform(topic: &str, index: i32, state: &mut State, log: &mut Log) -> bool {
         let mut moved = false;
         while let Some(action) = state.leader.poll_action() {
             match action {
                 Action::AdvanceHighWatermark { high_watermark } => {
-                    lock(&self.log).set_high_watermark(high_watermark);
+                    log.set_high_watermark(high_watermark);
                     moved = true;
                 }
                 Action::CompleteDelayedProduce { id, outcome } => {
@@ -315,14 +325,17 @@ impl Partition {
                 Action::ProposeIsr(proposal) => {
                     // Only a leader with followers proposes, and partitions here
                     // have none yet: there is no controller to send it to.
-                    tracing::warn!(topic = %self.topic, partition = self.index, ?proposal, "ISR proposal without a controller");
+                    tracing::warn!(
+                        topic,
+                        partition = index,
+                        ?proposal,
+                        "ISR proposal without a controller"
+                    );
                 }
                 other => tracing::warn!(?other, "unexpected replication action"),
             }
         }
-        if moved {
-            self.wake();
-        }
+        moved
     }
 
     /// Appends one record batch as leader. `records` must hold exactly one batch
@@ -389,11 +402,13 @@ impl Partition {
             log_start_offset: log.log_start_offset(),
             sync_to: log.flush_due().then_some(info.last_offset + 1),
         };
-        let log_end = log.log_end_offset();
+        state.leader.on_append(log.log_end_offset(), now_ms);
+        let moved = Self::perform(&self.topic, self.index, &mut state, &mut log);
         drop(log);
-        state.leader.on_append(log_end, now_ms);
-        self.apply_actions(&mut state);
         drop(state);
+        if moved {
+            self.wake();
+        }
         Ok(appended)
     }
 
