@@ -25,17 +25,7 @@ pub struct TopicMeta {
     pub overrides: BTreeMap<String, String>,
 }
 
-/// Whether `name` is a legal Kafka topic name: 1-249 of `[a-zA-Z0-9._-]`, not `.`
-/// or `..`.
-pub fn is_valid_topic_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
+pub use klog_coordinator::metadata::is_valid_topic_name;
 
 /// Reads the topics file; a missing file means no topics.
 pub fn load(dir: &Path) -> std::io::Result<Vec<TopicMeta>> {

@@ -1,5 +1,5 @@
-//! The klog group coordinator: consumer-group membership, rebalances and committed
-//! offsets, as a deterministic state machine.
+//! The klog coordinators: consumer-group membership, rebalances and committed
+//! offsets, and the cluster controller, as deterministic state machines.
 //!
 //! It does no I/O, reads no clock, spawns no task and has no randomness: every event
 //! carries the current time (`now`, ms since the epoch) and every effect comes back
@@ -35,12 +35,20 @@
 //! partition mapping is Kafka's (`abs(String.hashCode) % partitions`), so a client
 //! or tool that reads that topic sees what it would see on Kafka.
 //!
+//! Cluster metadata lives in [`metadata`]: the records of the metadata log, the
+//! [`metadata::MetadataImage`] they build (a pure function of the records), and
+//! the active [`metadata::Controller`] as a state machine of the same kind, time
+//! passed in and records out (its own diagram is in that module). The openraft
+//! quorum that stores the records and the timers that drive the controller are the
+//! broker's.
+//!
 //! Not here: the new consumer protocol (KIP-848), transactional offset commits,
 //! and which node coordinates which partition (the runtime decides that).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod coordinator;
 pub mod group;
+pub mod metadata;
 pub mod schema;
 
 pub use coordinator::{

@@ -24,7 +24,6 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use klog_codec::protocol::ResponseError;
 use klog_coordinator::schema::{RecordKey, decode_group_value, decode_key, decode_offset_value};
 use klog_coordinator::{
     Action, CommitPartition, CoordinatorConfig, GroupCoordinator, JoinGroup, MemberRef,
@@ -32,15 +31,8 @@ use klog_coordinator::{
 };
 use klog_test_support::script::{Args, run_file, scripts};
 
-fn err_name(code: i16) -> String {
-    if code == 0 {
-        return "NONE".to_owned();
-    }
-    match ResponseError::try_from_code(code) {
-        Some(e) => format!("{e:?}"),
-        None => format!("code{code}"),
-    }
-}
+mod common;
+use common::{err_name, topic_partition};
 
 fn text(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -137,11 +129,6 @@ fn render_action(a: &Action) -> String {
         }
         other => format!("{other:?}"),
     }
-}
-
-fn topic_partition(s: &str) -> (String, i32) {
-    let (t, p) = s.rsplit_once('-').expect("topic-partition");
-    (t.to_owned(), p.parse().expect("partition"))
 }
 
 fn run(c: &mut GroupCoordinator, name: &str, a: &Args) -> Vec<String> {

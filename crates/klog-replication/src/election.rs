@@ -26,6 +26,7 @@ pub const NO_LEADER: i32 = -1;
 /// One partition's replication state as the metadata log records it (Kafka's
 /// `PartitionRecord`): replicas, ISR, ELR, leader and epochs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PartitionRegistration {
     /// All replicas in placement order; the first is the preferred leader.
     pub replicas: Vec<i32>,
