@@ -84,8 +84,97 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `log.cleanup.policy`: default `cleanup.policy` of topics.
     pub log_cleanup_policy: crate::configs::CleanupPolicy,
+    /// The cluster settings: roles, the quorum, heartbeats, replication.
+    pub cluster: ClusterConfig,
     /// Every key that was set explicitly, as given (for DescribeConfigs).
     pub explicit: BTreeMap<String, String>,
+}
+
+/// What a node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Serves clients and hosts partitions.
+    pub broker: bool,
+    /// Votes in the metadata quorum and may be the active controller.
+    pub controller: bool,
+}
+
+/// A voter of the metadata quorum (`controller.quorum.voters`: `id@host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// Its `node.id`.
+    pub id: i32,
+    /// Host of its controller listener.
+    pub host: String,
+    /// Port of its controller listener.
+    pub port: u16,
+}
+
+/// The cluster settings (Kafka's names; CLUSTER.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `process.roles` (default `broker,controller`: a combined node).
+    pub roles: Roles,
+    /// `controller.quorum.voters`; empty: a one-node quorum of this node.
+    pub voters: Vec<Voter>,
+    /// The controller listener's bind address (the listener named by
+    /// `controller.listener.names`), if there is one.
+    pub controller_listener: Option<SocketAddr>,
+    /// `controller.listener.names` (default `CONTROLLER`).
+    pub controller_listener_name: String,
+    /// `inter.broker.listener.name` (default `PLAINTEXT`): the client listener,
+    /// which brokers also use to reach each other.
+    pub inter_broker_listener_name: String,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: i64,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: i64,
+    /// `replica.fetch.max.bytes`.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`.
+    pub replica_fetch_wait_max_ms: i32,
+    /// `num.replica.fetchers`.
+    pub num_replica_fetchers: usize,
+    /// `offsets.topic.replication.factor` (capped at the live brokers, with a
+    /// warning, when the topic is created).
+    pub offsets_topic_replication_factor: i16,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election: bool,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: i64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            roles: Roles {
+                broker: true,
+                controller: true,
+            },
+            voters: Vec::new(),
+            controller_listener: None,
+            controller_listener_name: "CONTROLLER".to_owned(),
+            inter_broker_listener_name: "PLAINTEXT".to_owned(),
+            session_timeout_ms: 9_000,
+            heartbeat_interval_ms: 2_000,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_wait_max_ms: 500,
+            num_replica_fetchers: 1,
+            offsets_topic_replication_factor: 3,
+            unclean_leader_election: false,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// A one-node quorum of this node alone (no voters configured).
+    pub fn is_single_node(&self) -> bool {
+        self.voters.is_empty()
+    }
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -125,6 +214,7 @@ impl Default for BrokerConfig {
             offsets_retention_ms: 7 * DAY_MS,
             offsets_retention_check_interval_ms: 600_000,
             log_cleanup_policy: crate::configs::CleanupPolicy::default(),
+            cluster: ClusterConfig::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -191,23 +281,97 @@ fn optional_ms(key: &str, value: &str) -> Result<Option<i64>, ConfigError> {
     }
 }
 
-/// Parses `PLAINTEXT://host:port` (first entry of a comma-separated list).
-fn listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
-    let first = value.split(',').next().unwrap_or("").trim();
-    let rest = match first.split_once("://") {
-        Some((proto, rest)) if proto.eq_ignore_ascii_case("PLAINTEXT") => rest,
-        Some(_) => return Err(err(key, value, "only PLAINTEXT listeners are supported")),
-        None => first,
+/// One entry of `listeners`: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listener {
+    name: String,
+    host: String,
+    port: u16,
+}
+
+/// Parses a comma-separated `NAME://host:port` list (a bare `host:port` is
+/// `PLAINTEXT`). Every listener name must map to `PLAINTEXT` in `protocols`
+/// (`listener.security.protocol.map`): klog has no TLS or SASL.
+fn listeners(
+    key: &str,
+    value: &str,
+    protocols: &BTreeMap<String, String>,
+) -> Result<Vec<Listener>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, rest) = match entry.split_once("://") {
+            Some((name, rest)) => (name.to_ascii_uppercase(), rest),
+            None => ("PLAINTEXT".to_owned(), entry),
+        };
+        let protocol = protocols.get(&name).map_or(name.as_str(), String::as_str);
+        if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
+            return Err(err(
+                key,
+                value,
+                format!("listener {name} is {protocol}: only PLAINTEXT listeners are supported"),
+            ));
+        }
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| err(key, value, "expected NAME://host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| err(key, value, "port is not a number"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        if out.iter().any(|l: &Listener| l.name == name) {
+            return Err(err(key, value, format!("listener {name} is named twice")));
+        }
+        out.push(Listener {
+            name,
+            host: host.to_owned(),
+            port,
+        });
+    }
+    if out.is_empty() {
+        return Err(err(key, value, "no listener given"));
+    }
+    Ok(out)
+}
+
+/// A bind address from a listener's host (an IP address or `localhost`).
+fn bind_address(key: &str, value: &str, l: &Listener) -> Result<SocketAddr, ConfigError> {
+    let ip = if l.host == "localhost" {
+        "127.0.0.1"
+    } else {
+        l.host.as_str()
     };
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| err(key, value, "expected PLAINTEXT://host:port"))?;
-    let port: u16 = port
+    format!("{ip}:{}", l.port)
         .parse()
-        .map_err(|_| err(key, value, "port is not a number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok((host.to_owned(), port))
+        .or_else(|_| format!("[{ip}]:{}", l.port).parse())
+        .map_err(|_| err(key, value, "host must be an IP address or localhost"))
+}
+
+/// Parses `controller.quorum.voters`: `id@host:port,...`.
+fn voters(key: &str, value: &str) -> Result<Vec<Voter>, ConfigError> {
+    let mut out: Vec<Voter> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || err(key, value, format!("{entry:?} is not id@host:port"));
+        let (id, addr) = entry.split_once('@').ok_or_else(bad)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let id: i32 = id.trim().parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if id < 0 {
+            return Err(err(key, value, format!("voter id {id} is negative")));
+        }
+        if out.iter().any(|v| v.id == id) {
+            return Err(err(key, value, format!("voter {id} is named twice")));
+        }
+        out.push(Voter {
+            id,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        });
+    }
+    Ok(out)
 }
 
 impl BrokerConfig {
@@ -218,25 +382,74 @@ impl BrokerConfig {
     ) -> Result<(Self, Vec<String>), ConfigError> {
         let mut c = Self::default();
         let mut unknown = Vec::new();
-        let mut advertised: Option<(String, u16)> = None;
+        let mut listeners_value: Option<String> = None;
+        let mut advertised_value: Option<String> = None;
+        let mut protocols: BTreeMap<String, String> =
+            [("PLAINTEXT", "PLAINTEXT"), ("CONTROLLER", "PLAINTEXT")]
+                .into_iter()
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .collect();
         for (key, value) in pairs {
             let k = key.as_str();
             let v = value.as_str();
             match k {
                 "node.id" | "broker.id" => c.node_id = num(k, v)?,
-                "listeners" => {
-                    let (host, port) = listener(k, v)?;
-                    let ip = if host == "localhost" {
-                        "127.0.0.1".to_owned()
-                    } else {
-                        host
-                    };
-                    c.listener = format!("{ip}:{port}")
-                        .parse()
-                        .or_else(|_| format!("[{ip}]:{port}").parse())
-                        .map_err(|_| err(k, v, "host must be an IP address or localhost"))?;
+                "listeners" => listeners_value = Some(value.clone()),
+                "advertised.listeners" => advertised_value = Some(value.clone()),
+                "listener.security.protocol.map" => {
+                    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        let (name, proto) = pair
+                            .split_once(':')
+                            .ok_or_else(|| err(k, v, "expected NAME:PROTOCOL,..."))?;
+                        protocols.insert(name.trim().to_ascii_uppercase(), proto.trim().to_owned());
+                    }
                 }
-                "advertised.listeners" => advertised = Some(listener(k, v)?),
+                "process.roles" => {
+                    let mut roles = Roles {
+                        broker: false,
+                        controller: false,
+                    };
+                    for r in v.split(',').map(str::trim) {
+                        match r {
+                            "broker" => roles.broker = true,
+                            "controller" => roles.controller = true,
+                            _ => return Err(err(k, v, "roles are broker and controller")),
+                        }
+                    }
+                    if !roles.broker && !roles.controller {
+                        return Err(err(k, v, "no role given"));
+                    }
+                    c.cluster.roles = roles;
+                }
+                "controller.quorum.voters" => c.cluster.voters = voters(k, v)?,
+                "controller.listener.names" => {
+                    let first = v.split(',').next().unwrap_or("").trim();
+                    if first.is_empty() {
+                        return Err(err(k, v, "no listener name given"));
+                    }
+                    c.cluster.controller_listener_name = first.to_ascii_uppercase();
+                }
+                "inter.broker.listener.name" => {
+                    c.cluster.inter_broker_listener_name = v.trim().to_ascii_uppercase()
+                }
+                "broker.session.timeout.ms" => c.cluster.session_timeout_ms = positive(k, v)?,
+                "broker.heartbeat.interval.ms" => c.cluster.heartbeat_interval_ms = positive(k, v)?,
+                "replica.fetch.max.bytes" => c.cluster.replica_fetch_max_bytes = positive(k, v)?,
+                "replica.fetch.wait.max.ms" => {
+                    c.cluster.replica_fetch_wait_max_ms = positive(k, v)?
+                }
+                "num.replica.fetchers" => c.cluster.num_replica_fetchers = positive(k, v)?,
+                "offsets.topic.replication.factor" => {
+                    c.cluster.offsets_topic_replication_factor = positive(k, v)?
+                }
+                "unclean.leader.election.enable" => {
+                    c.cluster.unclean_leader_election = boolean(k, v)?
+                }
+                "auto.leader.rebalance.enable" => c.cluster.auto_leader_rebalance = boolean(k, v)?,
+                "leader.imbalance.check.interval.seconds" => {
+                    c.cluster.leader_imbalance_check_interval_ms =
+                        positive::<i64>(k, v)?.saturating_mul(1000)
+                }
                 "log.dirs" | "log.dir" => {
                     let dirs: Vec<PathBuf> = v
                         .split(',')
@@ -343,19 +556,165 @@ impl BrokerConfig {
                 "must not exceed group.max.session.timeout.ms",
             ));
         }
-        c.advertised = match advertised {
+        c.resolve_listeners(
+            listeners_value.as_deref(),
+            advertised_value.as_deref(),
+            &protocols,
+        )?;
+        c.check_cluster()?;
+        Ok((c, unknown))
+    }
+
+    /// Sets the client and controller listeners and the advertised address from
+    /// `listeners` and `advertised.listeners` (parsed once all keys are read, since
+    /// they depend on the listener names).
+    fn resolve_listeners(
+        &mut self,
+        listeners_value: Option<&str>,
+        advertised_value: Option<&str>,
+        protocols: &BTreeMap<String, String>,
+    ) -> Result<(), ConfigError> {
+        const KEY: &str = "listeners";
+        let controller_name = self.cluster.controller_listener_name.clone();
+        let broker_name = self.cluster.inter_broker_listener_name.clone();
+        let mut advertised: Option<(String, u16)> = None;
+        if let Some(v) = advertised_value {
+            let list = listeners("advertised.listeners", v, protocols)?;
+            advertised = list
+                .iter()
+                .find(|l| l.name == broker_name)
+                .or(list.first())
+                .map(|l| (l.host.clone(), l.port));
+        }
+        if let Some(v) = listeners_value {
+            let list = listeners(KEY, v, protocols)?;
+            let mut ports = BTreeMap::new();
+            for l in &list {
+                if l.port != 0
+                    && let Some(other) = ports.insert(l.port, l.name.clone())
+                {
+                    return Err(err(
+                        KEY,
+                        v,
+                        format!("listeners {other} and {} share port {}", l.name, l.port),
+                    ));
+                }
+            }
+            if let Some(l) = list.iter().find(|l| l.name == controller_name) {
+                self.cluster.controller_listener = Some(bind_address(KEY, v, l)?);
+            }
+            let broker = list
+                .iter()
+                .find(|l| l.name == broker_name)
+                .or_else(|| list.iter().find(|l| l.name != controller_name));
+            match broker {
+                Some(l) => self.listener = bind_address(KEY, v, l)?,
+                None if self.cluster.roles.broker => {
+                    return Err(err(
+                        KEY,
+                        v,
+                        format!("a broker needs a {broker_name} listener"),
+                    ));
+                }
+                None => {}
+            }
+        }
+        self.advertised = match advertised {
             Some(a) => a,
             None => {
-                let ip = c.listener.ip();
+                let ip = self.listener.ip();
                 let host = if ip.is_unspecified() {
                     "127.0.0.1".to_owned()
                 } else {
                     ip.to_string()
                 };
-                (host, c.listener.port())
+                (host, self.listener.port())
             }
         };
-        Ok((c, unknown))
+        Ok(())
+    }
+
+    /// Refuses contradictory cluster settings at start (CLUSTER.md).
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let voters_text = || {
+            c.voters
+                .iter()
+                .map(|v| format!("{}@{}:{}", v.id, v.host, v.port))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        if self.node_id < 0 {
+            return Err(err(
+                "node.id",
+                &self.node_id.to_string(),
+                "must not be negative",
+            ));
+        }
+        if c.voters.is_empty() {
+            if !c.roles.controller {
+                return Err(err(
+                    "controller.quorum.voters",
+                    "",
+                    "a node without the controller role needs the quorum's voters",
+                ));
+            }
+            return Ok(());
+        }
+        let me = c.voters.iter().find(|v| v.id == self.node_id);
+        if c.roles.controller {
+            let Some(me) = me else {
+                return Err(err(
+                    "controller.quorum.voters",
+                    &voters_text(),
+                    format!(
+                        "this node (node.id {}) is a controller but not a voter",
+                        self.node_id
+                    ),
+                ));
+            };
+            let Some(addr) = c.controller_listener else {
+                return Err(err(
+                    "listeners",
+                    &self.explicit.get("listeners").cloned().unwrap_or_default(),
+                    format!(
+                        "a controller with voters needs a {} listener",
+                        c.controller_listener_name
+                    ),
+                ));
+            };
+            if addr.port() != me.port {
+                return Err(err(
+                    "controller.quorum.voters",
+                    &voters_text(),
+                    format!(
+                        "voter {} is at port {} but this node's {} listener is on port {}",
+                        me.id,
+                        me.port,
+                        c.controller_listener_name,
+                        addr.port()
+                    ),
+                ));
+            }
+        } else if me.is_some() {
+            return Err(err(
+                "process.roles",
+                "broker",
+                format!(
+                    "node {} is a voter, so it must have the controller role",
+                    self.node_id
+                ),
+            ));
+        }
+        let controller_port = c.controller_listener.map_or(0, |a| a.port());
+        if c.roles.broker && controller_port != 0 && controller_port == self.listener.port() {
+            return Err(err(
+                "listeners",
+                "",
+                "the broker and controller listeners share a port",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -427,6 +786,103 @@ mod tests {
         let e = BrokerConfig::from_pairs(pairs(&[("offsets.topic.num.partitions", "0")]))
             .expect_err("zero");
         assert_eq!(e.key, "offsets.topic.num.partitions");
+    }
+
+    /// CLUSTER.md's configuration names, and the contradictions refused at start.
+    #[test]
+    fn cluster_settings() {
+        let (c, unknown) = BrokerConfig::from_pairs(Vec::new()).expect("defaults");
+        assert!(unknown.is_empty());
+        assert!(c.cluster.is_single_node());
+        assert_eq!(
+            c.cluster.roles,
+            Roles {
+                broker: true,
+                controller: true
+            }
+        );
+        let three = |node: &str| {
+            pairs(&[
+                ("node.id", node),
+                ("process.roles", "broker,controller"),
+                (
+                    "controller.quorum.voters",
+                    "1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293",
+                ),
+                (
+                    "listeners",
+                    "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                ),
+                ("broker.session.timeout.ms", "3000"),
+                ("broker.heartbeat.interval.ms", "500"),
+                ("replica.lag.time.max.ms", "2000"),
+                ("num.replica.fetchers", "1"),
+                ("unclean.leader.election.enable", "false"),
+                ("leader.imbalance.check.interval.seconds", "10"),
+            ])
+        };
+        let (c, unknown) = BrokerConfig::from_pairs(three("1")).expect("node 1");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(c.listener.port(), 9092);
+        assert_eq!(c.cluster.controller_listener.map(|a| a.port()), Some(9093));
+        assert_eq!(c.cluster.voters.len(), 3);
+        assert_eq!(c.cluster.session_timeout_ms, 3000);
+        assert_eq!(c.cluster.heartbeat_interval_ms, 500);
+        assert_eq!(c.cluster.leader_imbalance_check_interval_ms, 10_000);
+        assert_eq!(c.replica_lag_time_max_ms, 2000);
+        // Node 2's voter entry is at 9193, but this listener is on 9093.
+        let e = BrokerConfig::from_pairs(three("2")).expect_err("port mismatch");
+        assert_eq!(e.key, "controller.quorum.voters");
+        // A controller that is not a voter.
+        let e = BrokerConfig::from_pairs(three("4")).expect_err("not a voter");
+        assert_eq!(e.key, "controller.quorum.voters");
+        // A broker-only node may be outside the voters; a voter may not be broker-only.
+        let mut p = three("4");
+        p.push(("process.roles".into(), "broker".into()));
+        p.push(("listeners".into(), "PLAINTEXT://127.0.0.1:9392".into()));
+        let (c, _) = BrokerConfig::from_pairs(p).expect("broker-only node");
+        assert!(!c.cluster.roles.controller);
+        assert_eq!(c.cluster.controller_listener, None);
+        let mut p = three("1");
+        p.push(("process.roles".into(), "broker".into()));
+        let e = BrokerConfig::from_pairs(p).expect_err("voter without controller role");
+        assert_eq!(e.key, "process.roles");
+        // A controller listener missing.
+        let mut p = three("1");
+        p.push(("listeners".into(), "PLAINTEXT://127.0.0.1:9092".into()));
+        let e = BrokerConfig::from_pairs(p).expect_err("no controller listener");
+        assert_eq!(e.key, "listeners");
+        // Two listeners on one port.
+        let mut p = three("1");
+        p.push((
+            "listeners".into(),
+            "PLAINTEXT://127.0.0.1:9093,CONTROLLER://127.0.0.1:9093".into(),
+        ));
+        let e = BrokerConfig::from_pairs(p).expect_err("shared port");
+        assert_eq!(e.key, "listeners");
+        // A broker-only node needs voters to reach.
+        let e =
+            BrokerConfig::from_pairs(pairs(&[("process.roles", "broker")])).expect_err("no voters");
+        assert_eq!(e.key, "controller.quorum.voters");
+        let e = BrokerConfig::from_pairs(pairs(&[("controller.quorum.voters", "1@host")]))
+            .expect_err("bad voter");
+        assert_eq!(e.key, "controller.quorum.voters");
+        let e =
+            BrokerConfig::from_pairs(pairs(&[("process.roles", "leader")])).expect_err("bad role");
+        assert_eq!(e.key, "process.roles");
+        // Listener names map to PLAINTEXT only.
+        let e = BrokerConfig::from_pairs(pairs(&[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,INTERNAL://127.0.0.1:9094",
+            ),
+            (
+                "listener.security.protocol.map",
+                "INTERNAL:SSL,PLAINTEXT:PLAINTEXT",
+            ),
+        ]))
+        .expect_err("SSL");
+        assert_eq!(e.key, "listeners");
     }
 
     #[test]
