@@ -456,6 +456,11 @@ impl Broker {
         }
     }
 
+    /// Whether `topic` exists and has a partition `index` (nothing is created).
+    pub fn has_partition(&self, topic: &str, index: i32) -> bool {
+        self.partition(topic, index, false).is_ok()
+    }
+
     fn partition(&self, topic: &str, index: i32, create: bool) -> Result<Arc<Partition>, i16> {
         let t = self.topic_or_create(topic, create)?;
         usize::try_from(index)

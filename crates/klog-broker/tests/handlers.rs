@@ -1,0 +1,98 @@
+//! Request handlers called directly on a broker opened in a temporary dir: what
+//! each answers where Kafka's answer is something real clients check (issue 16).
+//! The same behaviours are exercised through real clients over the wire in
+//! `tests/compat/test_client_checks.py`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use klog_broker::{Broker, BrokerConfig};
+use klog_codec::protocol::ResponseError;
+use klog_codec::protocol::StrBytes;
+use klog_codec::protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use klog_codec::protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+
+fn broker(dir: &std::path::Path) -> Arc<Broker> {
+    let pairs: Vec<(String, String)> = [
+        ("log.dirs", dir.display().to_string()),
+        ("offsets.topic.num.partitions", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let (config, _) = BrokerConfig::from_pairs(pairs).expect("config");
+    Broker::open(config).expect("broker")
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+/// OffsetCommit (protocol guide; Kafka's KafkaApis.handleOffsetCommitRequest):
+/// partitions missing from the metadata get UNKNOWN_TOPIC_OR_PARTITION and are not
+/// stored, the others are committed as usual.
+#[test]
+fn offset_commit_refuses_partitions_that_do_not_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    b.create_topic("t", 2, 1, BTreeMap::new(), false)
+        .expect("create");
+    let part = |index, offset| {
+        OffsetCommitRequestPartition::default()
+            .with_partition_index(index)
+            .with_committed_offset(offset)
+    };
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![part(0, 5), part(2, 6), part(1, 7)]),
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name("missing"))
+                .with_partitions(vec![part(0, 8)]),
+        ]);
+    let resp = b.groups().offset_commit(&b, &req, 7);
+    let answers: Vec<(String, i32, i16)> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+        })
+        .collect();
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        answers,
+        vec![
+            ("t".to_owned(), 0, 0),
+            ("t".to_owned(), 2, unknown),
+            ("t".to_owned(), 1, 0),
+            ("missing".to_owned(), 0, unknown),
+        ]
+    );
+    let fetched = b.groups().offset_fetch(
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(None),
+        5,
+    );
+    let stored: Vec<(String, i32, i64)> = fetched
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.committed_offset))
+        })
+        .collect();
+    assert_eq!(stored, vec![("t".to_owned(), 0, 5), ("t".to_owned(), 1, 7)]);
+    assert!(
+        b.topic("missing").is_none(),
+        "a commit never creates a topic"
+    );
+}

@@ -1,0 +1,73 @@
+"""Behaviours real Kafka clients check, where klog must answer as Kafka does (issue
+16): per-record Produce errors, OffsetCommit to partitions that do not exist,
+CreateTopics with a manual replica assignment, deprecated topic configs,
+ListOffsets for the largest timestamp, feature levels in ApiVersions, and failing
+fast on transactions. Driven by kafka-python and confluent-kafka (librdkafka 2.16)
+against the real broker binary; every wait is bounded."""
+
+import pytest
+from confluent_kafka import Consumer as CKConsumer
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as CKTopicPartition
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import NoError, UnknownTopicOrPartitionError
+from kafka.structs import OffsetAndMetadata
+
+
+@pytest.fixture
+def admin(broker):
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    yield a
+    a.close()
+
+
+# ---------------------------------------------------------------------------------
+# OffsetCommit to a topic or partition that does not exist (Kafka's KafkaApis checks
+# each partition against the metadata before the group coordinator sees it)
+
+
+def committed(admin, group):
+    return {tp: oam.offset for tp, oam in admin.list_group_offsets({group: None})[group].items()}
+
+
+def test_offset_commit_to_unknown_partitions_is_refused_and_not_stored(broker, admin):
+    admin.create_topics([NewTopic("oc", 2, 1)])
+    offsets = {
+        TopicPartition("oc", 0): OffsetAndMetadata(5, "", -1),
+        TopicPartition("oc", 1): OffsetAndMetadata(7, "", -1),
+        TopicPartition("oc", 2): OffsetAndMetadata(9, "", -1),  # no such partition
+        TopicPartition("oc-missing", 0): OffsetAndMetadata(3, "", -1),  # no such topic
+    }
+    results = admin.alter_group_offsets("oc-group", offsets)
+    assert results == {
+        TopicPartition("oc", 0): NoError,
+        TopicPartition("oc", 1): NoError,
+        TopicPartition("oc", 2): UnknownTopicOrPartitionError,
+        TopicPartition("oc-missing", 0): UnknownTopicOrPartitionError,
+    }
+    assert committed(admin, "oc-group") == {TopicPartition("oc", 0): 5,
+                                            TopicPartition("oc", 1): 7}
+    # Nothing at all to store: the group is not even created.
+    results = admin.alter_group_offsets(
+        "oc-none", {TopicPartition("oc-missing", 1): OffsetAndMetadata(1, "", -1)})
+    assert results == {TopicPartition("oc-missing", 1): UnknownTopicOrPartitionError}
+    assert committed(admin, "oc-none") == {}
+    assert "oc-missing" not in admin.list_topics()
+    assert not (broker.data_dir / "oc-missing-0").exists()
+
+
+def test_librdkafka_commit_to_unknown_partition_fails(broker, admin):
+    admin.create_topics([NewTopic("oc-rd", 1, 1)])
+    c = CKConsumer({"bootstrap.servers": broker.bootstrap, "group.id": "oc-rd-group",
+                    "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as raised:
+            c.commit(offsets=[CKTopicPartition("oc-rd", 0, 4),
+                              CKTopicPartition("oc-rd", 3, 4)], asynchronous=False)
+        assert raised.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        got = c.committed([CKTopicPartition("oc-rd", 0), CKTopicPartition("oc-rd", 3)],
+                          timeout=10)
+        assert [(tp.partition, tp.offset) for tp in got] == [(0, 4), (3, OFFSET_INVALID)]
+    finally:
+        c.close()
