@@ -5,13 +5,17 @@ ListOffsets for the largest timestamp, feature levels in ApiVersions, and failin
 fast on transactions. Driven by kafka-python and confluent-kafka (librdkafka 2.16)
 against the real broker binary; every wait is bounded."""
 
+import time
+
 import pytest
 from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException
+from confluent_kafka import Producer as CKProducer
 from confluent_kafka import TopicPartition as CKTopicPartition
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import NoError, UnknownTopicOrPartitionError
+from kafka.errors import (NoError, TransactionalIdAuthorizationFailedError,
+                          UnknownTopicOrPartitionError)
 from kafka.structs import OffsetAndMetadata
 
 
@@ -71,3 +75,36 @@ def test_librdkafka_commit_to_unknown_partition_fails(broker, admin):
         assert [(tp.partition, tp.offset) for tp in got] == [(0, 4), (3, OFFSET_INVALID)]
     finally:
         c.close()
+
+
+# ---------------------------------------------------------------------------------
+# Transactions do not exist: a transactional producer fails at once, saying why,
+# instead of retrying COORDINATOR_NOT_AVAILABLE until max.block.ms
+
+
+def test_librdkafka_transactional_producer_fails_fast(broker):
+    p = CKProducer({"bootstrap.servers": broker.bootstrap, "transactional.id": "tx-rd"})
+    start = time.monotonic()
+    with pytest.raises(KafkaException) as raised:
+        p.init_transactions(60)
+    assert time.monotonic() - start < 10
+    err = raised.value.args[0]
+    assert err.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert err.fatal() and not err.retriable()
+    assert "klog does not support transactions" in err.str()
+
+
+def test_kafka_python_transactional_producer_fails_fast(broker):
+    start = time.monotonic()
+    with pytest.raises(TransactionalIdAuthorizationFailedError):
+        p = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="tx-kp",
+                          max_block_ms=60000)
+        try:
+            p.init_transactions()
+        finally:
+            p.close(timeout=5)
+    assert time.monotonic() - start < 10
+    # Idempotent producers without a transactional id are unaffected.
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True)
+    assert p.send("no-tx", b"v").get(timeout=20).offset == 0
+    p.close()

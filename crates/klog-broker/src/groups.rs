@@ -61,6 +61,10 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::broker::{Broker, StartError, now_ms};
 use crate::config::BrokerConfig;
 
+/// The error message transactional requests get: klog has no transactions.
+const TRANSACTIONS_UNSUPPORTED: &str = "klog does not support transactions (no transaction coordinator); \
+     use an idempotent producer without transactional.id";
+
 /// How long the timer task sleeps when the coordinator has no deadline at all.
 const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -274,7 +278,8 @@ impl Groups {
     // -------------------------------------------------------------------------------
     // FindCoordinator
 
-    /// FindCoordinator: this node coordinates every group (single node).
+    /// FindCoordinator: this node coordinates every group (single node); a
+    /// transaction coordinator (key type 1) does not exist.
     pub fn find_coordinator(
         &self,
         broker: &Broker,
@@ -284,12 +289,24 @@ impl Groups {
         let (host, port) = &broker.config().advertised;
         let mut r = FindCoordinatorResponse::default();
         if req.key_type != 0 {
-            // Transaction coordinators (key type 1) are not supported.
-            r.error_code = code(ResponseError::CoordinatorNotAvailable);
+            // There is no transaction coordinator (key type 1) until klog has
+            // transactions. COORDINATOR_NOT_AVAILABLE would be retried by every client
+            // until `max.block.ms`; TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as for
+            // InitProducerId, is fatal in the Java client, kafka-python and
+            // librdkafka alike, so a transactional producer fails at once.
+            r.error_code = if req.key_type == 1 {
+                code(ResponseError::TransactionalIdAuthorizationFailed)
+            } else {
+                code(ResponseError::InvalidRequest)
+            };
             r.node_id = BrokerId(-1);
             r.port = -1;
             if version >= 1 {
-                r.error_message = Some(str_bytes("transactions are not supported"));
+                r.error_message = Some(str_bytes(if req.key_type == 1 {
+                    TRANSACTIONS_UNSUPPORTED
+                } else {
+                    "unknown coordinator key type"
+                }));
             }
             return r;
         }

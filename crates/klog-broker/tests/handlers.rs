@@ -12,7 +12,9 @@ use klog_codec::protocol::StrBytes;
 use klog_codec::protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use klog_codec::protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use klog_codec::protocol::messages::{
+    FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
     let pairs: Vec<(String, String)> = [
@@ -95,4 +97,33 @@ fn offset_commit_refuses_partitions_that_do_not_exist() {
         b.topic("missing").is_none(),
         "a commit never creates a topic"
     );
+}
+
+/// FindCoordinator (KIP-98 key types): groups (0) are coordinated by this node; a
+/// transaction coordinator (1) does not exist, answered with the non-retriable
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED and a message saying why, so clients fail
+/// at once; any other key type is INVALID_REQUEST, as from Kafka.
+#[test]
+fn find_coordinator_has_no_transaction_coordinator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let find = |key_type: i8| {
+        let req = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str("k"))
+            .with_key_type(key_type);
+        b.groups().find_coordinator(&b, &req, 2)
+    };
+    let group = find(0);
+    assert_eq!((group.error_code, group.node_id.0), (0, 1));
+    let txn = find(1);
+    assert_eq!(
+        (txn.error_code, txn.node_id.0),
+        (ResponseError::TransactionalIdAuthorizationFailed.code(), -1)
+    );
+    let message = txn.error_message.expect("message");
+    assert!(
+        message.contains("does not support transactions"),
+        "{message}"
+    );
+    assert_eq!(find(2).error_code, ResponseError::InvalidRequest.code());
 }
