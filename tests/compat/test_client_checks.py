@@ -108,3 +108,40 @@ def test_kafka_python_transactional_producer_fails_fast(broker):
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True)
     assert p.send("no-tx", b"v").get(timeout=20).offset == 0
     p.close()
+
+
+# ---------------------------------------------------------------------------------
+# ListOffsets with timestamp -3 (OffsetSpec.max_timestamp, KIP-734, ListOffsets v7):
+# the offset and timestamp of the record with the largest timestamp
+
+
+def test_list_offsets_max_timestamp(broker, admin):
+    from confluent_kafka.admin import AdminClient, OffsetSpec as CKOffsetSpec
+    from kafka.admin import OffsetSpec
+
+    admin.create_topics([NewTopic("maxts", 2, 1, topic_configs={"segment.bytes": "1024"})])
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    # Create times out of order, the largest twice (the first one counts), across
+    # several segments; partition 1 stays empty.
+    stamps = [1000, 5000, 3000, 9000, 2000, 9000, 4000] + [6000] * 10
+    for i, ts in enumerate(stamps):
+        p.send("maxts", value=b"v%d" % i + b"x" * 200, partition=0, timestamp_ms=ts).get(timeout=20)
+    p.close()
+    assert len(list((broker.data_dir / "maxts-0").glob("*.log"))) > 2
+    tp0, tp1 = TopicPartition("maxts", 0), TopicPartition("maxts", 1)
+
+    got = admin.list_partition_offsets({tp0: OffsetSpec.MAX_TIMESTAMP,
+                                        tp1: OffsetSpec.MAX_TIMESTAMP})
+    assert (got[tp0].offset, got[tp0].timestamp) == (3, 9000)
+    assert (got[tp1].offset, got[tp1].timestamp) == (-1, -1)
+
+    ck = AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = ck.list_offsets({CKTopicPartition("maxts", 0): CKOffsetSpec.max_timestamp()},
+                              request_timeout=20)
+    info = futures[CKTopicPartition("maxts", 0)].result(timeout=30)
+    assert (info.offset, info.timestamp) == (3, 9000)
+
+    # Deleting the records up to the first peak leaves the second one.
+    admin.delete_records({tp0: 4})
+    got = admin.list_partition_offsets({tp0: OffsetSpec.MAX_TIMESTAMP})
+    assert (got[tp0].offset, got[tp0].timestamp) == (5, 9000)

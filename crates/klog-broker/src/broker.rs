@@ -777,8 +777,9 @@ impl Broker {
     // ----------------------------------------------------------------------------
     // ListOffsets
 
-    /// ListOffsets: earliest (-2), latest (-1) or the first offset with a timestamp
-    /// at or after the one given.
+    /// ListOffsets: earliest (-2), latest (-1), the record with the largest
+    /// timestamp (-3, KIP-734, v7+) or the first offset with a timestamp at or after
+    /// the one given.
     pub fn list_offsets(&self, req: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
         let topics = req
             .topics
@@ -801,21 +802,37 @@ impl Broker {
                                     r.leader_epoch = p.leader_epoch();
                                 }
                                 let log = p.log();
-                                match lp.timestamp {
-                                    -2 => r.offset = log.log_start_offset(),
-                                    -1 => r.offset = log.high_watermark(),
-                                    ts if ts >= 0 => match offset_for_timestamp(&log, ts) {
-                                        Ok(Some((offset, found))) => {
-                                            r.offset = offset;
-                                            r.timestamp = found;
-                                        }
-                                        Ok(None) => {}
-                                        Err(e) => {
-                                            tracing::error!(topic = name, error = %e, "time index lookup failed");
-                                            r.error_code = code(ResponseError::KafkaStorageError);
-                                        }
-                                    },
-                                    _ => r.error_code = code(ResponseError::InvalidRequest),
+                                let by_time = match lp.timestamp {
+                                    -2 => {
+                                        r.offset = log.log_start_offset();
+                                        None
+                                    }
+                                    -1 => {
+                                        r.offset = log.high_watermark();
+                                        None
+                                    }
+                                    // KIP-734, from ListOffsets v7.
+                                    -3 if version < 7 => {
+                                        r.error_code = code(ResponseError::UnsupportedVersion);
+                                        None
+                                    }
+                                    -3 => Some(offset_of_max_timestamp(&log)),
+                                    ts if ts >= 0 => Some(offset_for_timestamp(&log, ts)),
+                                    _ => {
+                                        r.error_code = code(ResponseError::InvalidRequest);
+                                        None
+                                    }
+                                };
+                                match by_time {
+                                    Some(Ok(Some((offset, found)))) => {
+                                        r.offset = offset;
+                                        r.timestamp = found;
+                                    }
+                                    Some(Err(e)) => {
+                                        tracing::error!(topic = name, error = %e, "time index lookup failed");
+                                        r.error_code = code(ResponseError::KafkaStorageError);
+                                    }
+                                    Some(Ok(None)) | None => {}
                                 }
                             }
                         }
@@ -1455,28 +1472,65 @@ fn describe_entry(
 /// exact record (off the produce and fetch paths: ListOffsets is rare). `None` when
 /// no committed record is that recent.
 fn offset_for_timestamp(log: &klog_storage::Log, ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
-    let hw = log.high_watermark();
-    let start = log.log_start_offset();
     let Some((base, max_ts)) = log.offset_for_timestamp(ts)? else {
         return Ok(None);
     };
+    committed_record(log, base, max_ts, |records| {
+        records.into_iter().find(|&(_, t)| t >= ts)
+    })
+}
+
+/// ListOffsets -3 (KIP-734): the committed record with the largest timestamp, the
+/// earliest one on ties, as (offset, timestamp). Storage finds the batch from the
+/// maximum each segment keeps; that batch is decoded for the exact record. `None`
+/// when no committed record has a timestamp.
+fn offset_of_max_timestamp(log: &klog_storage::Log) -> Result<Option<(i64, i64)>, ReadError> {
+    let Some((base, max_ts)) = log.max_timestamp_batch(log.high_watermark())? else {
+        return Ok(None);
+    };
+    committed_record(log, base, max_ts, |records| {
+        records
+            .into_iter()
+            .fold(None, |best: Option<(i64, i64)>, (offset, t)| match best {
+                Some((_, bt)) if bt >= t => best,
+                _ => Some((offset, t)),
+            })
+    })
+}
+
+/// Reads and decodes the batch at `base` and lets `pick` choose among its committed
+/// records (log start offset to below the high watermark), given as (offset,
+/// timestamp) in offset order. `None` when the batch is not below the high
+/// watermark or `pick` finds nothing. A batch that cannot be decoded (it passed its
+/// CRC check at append, so only a codec klog cannot read) answers with the batch's
+/// own offset and max timestamp.
+fn committed_record(
+    log: &klog_storage::Log,
+    base: i64,
+    max_ts: i64,
+    pick: impl FnOnce(Vec<(i64, i64)>) -> Option<(i64, i64)>,
+) -> Result<Option<(i64, i64)>, ReadError> {
+    let hw = log.high_watermark();
+    let start = log.log_start_offset();
     if base >= hw {
         return Ok(None);
     }
     let bytes = log.read_to_vec(base, 1, hw)?;
-    let exact = klog_codec::RecordBatch::parse(&bytes)
+    let records = klog_codec::RecordBatch::parse(&bytes)
         .ok()
         .and_then(|(batch, _)| batch.records().ok())
-        .and_then(|records| {
+        .map(|records| {
             records
                 .iter()
                 .filter_map(Result::ok)
-                .find(|r| r.offset >= start && r.offset < hw && r.timestamp >= ts)
+                .filter(|r| r.offset >= start && r.offset < hw)
                 .map(|r| (r.offset, r.timestamp))
+                .collect::<Vec<_>>()
         });
-    // A batch that cannot be decoded (it passed its CRC check at append, so only a
-    // codec klog cannot read) falls back to the batch's own offset and timestamp.
-    Ok(Some(exact.unwrap_or((base, max_ts))))
+    Ok(match records {
+        Some(records) => pick(records),
+        None => Some((base.max(start), max_ts)),
+    })
 }
 
 /// Waits until `partition`'s high watermark reaches `offset` or `deadline` passes.

@@ -9,12 +9,17 @@ use std::sync::Arc;
 use klog_broker::{Broker, BrokerConfig};
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::StrBytes;
+use klog_codec::protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
 use klog_codec::protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use klog_codec::protocol::messages::{
-    FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    FindCoordinatorRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
+use klog_codec::{BatchBuilder, Compression};
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
     let pairs: Vec<(String, String)> = [
@@ -28,6 +33,14 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
     Broker::open(config).expect("broker")
 }
 
+/// A broker in `dir` with the topic `name` of `partitions` partitions.
+fn broker_with_topic(dir: &std::path::Path, name: &str, partitions: i32) -> Arc<Broker> {
+    let b = broker(dir);
+    b.create_topic(name, partitions, 1, BTreeMap::new(), false)
+        .expect("create");
+    b
+}
+
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
@@ -38,9 +51,7 @@ fn topic_name(name: &str) -> TopicName {
 #[test]
 fn offset_commit_refuses_partitions_that_do_not_exist() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = broker(dir.path());
-    b.create_topic("t", 2, 1, BTreeMap::new(), false)
-        .expect("create");
+    let b = broker_with_topic(dir.path(), "t", 2);
     let part = |index, offset| {
         OffsetCommitRequestPartition::default()
             .with_partition_index(index)
@@ -126,4 +137,52 @@ fn find_coordinator_has_no_transaction_coordinator() {
         "{message}"
     );
     assert_eq!(find(2).error_code, ResponseError::InvalidRequest.code());
+}
+
+/// ListOffsets with timestamp -3 (KIP-734): the record with the largest timestamp
+/// (the first of equal ones), from v7 only, the version Kafka introduced it in; an
+/// empty partition answers offset and timestamp -1.
+#[test]
+fn list_offsets_max_timestamp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker_with_topic(dir.path(), "t", 2);
+    let topic = b.topic("t").expect("topic");
+    let partition = topic.partitions.first().expect("partition 0");
+    // Batches of records with their own create times: 0-2, 3-4, 5-6.
+    for stamps in [&[10, 70, 30][..], &[50, 70], &[60, 20]] {
+        let mut builder = BatchBuilder::new(Vec::new(), Compression::Zstd);
+        for &ts in stamps {
+            builder
+                .push(ts, Some(b"k".as_slice()), Some(b"v".as_slice()), &[])
+                .expect("push");
+        }
+        let mut batch = builder.finish().expect("batch");
+        partition.append(&mut batch, 1_000).expect("append");
+    }
+    let req = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(topic_name("t"))
+            .with_partitions(
+                (0..2)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(-3)
+                    })
+                    .collect(),
+            ),
+    ]);
+    let answers = |version| {
+        b.list_offsets(&req, version).topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.offset, p.timestamp))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answers(7), vec![(0, 1, 70), (0, -1, -1)]);
+    let unsupported = ResponseError::UnsupportedVersion.code();
+    assert_eq!(
+        answers(5),
+        vec![(unsupported, -1, -1), (unsupported, -1, -1)]
+    );
 }
