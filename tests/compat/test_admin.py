@@ -52,7 +52,8 @@ def test_describe_configs_reports_every_entry_with_source_flags_and_synonyms(bro
     entries = topic_configs(admin, "dc", synonyms=True)
     assert set(entries) == {
         "cleanup.policy", "compression.type", "flush.messages", "flush.ms",
-        "index.interval.bytes", "max.message.bytes", "message.timestamp.type",
+        "index.interval.bytes", "max.message.bytes", "message.downconversion.enable",
+        "message.format.version", "message.timestamp.type",
         "min.insync.replicas", "retention.bytes", "retention.ms", "segment.bytes",
         "segment.index.bytes", "segment.ms"}
     seg = entries["segment.ms"]

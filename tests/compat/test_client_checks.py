@@ -13,8 +13,8 @@ from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException
 from confluent_kafka import Producer as CKProducer
 from confluent_kafka import TopicPartition as CKTopicPartition
 from kafka import KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import (NoError, TransactionalIdAuthorizationFailedError,
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.errors import (InvalidConfigurationError, NoError, TransactionalIdAuthorizationFailedError,
                           UnknownTopicOrPartitionError)
 from kafka.structs import OffsetAndMetadata
 
@@ -145,3 +145,65 @@ def test_list_offsets_max_timestamp(broker, admin):
     admin.delete_records({tp0: 4})
     got = admin.list_partition_offsets({tp0: OffsetSpec.MAX_TIMESTAMP})
     assert (got[tp0].offset, got[tp0].timestamp) == (5, 9000)
+
+
+# ---------------------------------------------------------------------------------
+# Deprecated topic configs Kafka 3.x still accepts: accepted with a logged
+# deprecation warning and no effect, shown by DescribeConfigs
+
+
+def topic_configs(admin, topic):
+    res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                 config_filter="all")
+    return res["topic"][topic]
+
+
+def test_deprecated_topic_configs_are_accepted_without_effect(broker, admin):
+    from confluent_kafka.admin import AdminClient, NewTopic as CKNewTopic
+    from kafka.admin._configs import AlterConfigOp
+
+    # CreateTopics, from kafka-python and from librdkafka.
+    admin.create_topics([NewTopic("dep", 1, 1, topic_configs={
+        "message.format.version": "2.8", "message.downconversion.enable": "false"})])
+    ck = AdminClient({"bootstrap.servers": broker.bootstrap})
+    ck.create_topics([CKNewTopic("dep-rd", 1, 1,
+                                 config={"message.format.version": "0.10.2-IV0"})]
+                     )["dep-rd"].result(timeout=30)
+    e = topic_configs(admin, "dep")
+    assert (e["message.format.version"]["value"],
+            e["message.format.version"]["config_source"]) == ("2.8", "DYNAMIC_TOPIC_CONFIG")
+    assert e["message.downconversion.enable"]["value"] == "false"
+    e = topic_configs(admin, "dep-rd")
+    assert e["message.format.version"]["value"] == "0.10.2-IV0"
+    assert (e["message.downconversion.enable"]["value"],
+            e["message.downconversion.enable"]["config_source"]) == ("true", "DEFAULT_CONFIG")
+
+    # IncrementalAlterConfigs and AlterConfigs.
+    res = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "dep", {
+        "message.format.version": "3.0-IV1",
+        "message.downconversion.enable": (AlterConfigOp.DELETE, None)})],
+        raise_on_unknown=False, incremental=True)
+    assert res["topic"]["dep"] == "OK"
+    e = topic_configs(admin, "dep")
+    assert e["message.format.version"]["value"] == "3.0-IV1"
+    assert e["message.downconversion.enable"]["config_source"] == "DEFAULT_CONFIG"
+    resource = ConfigResource(ConfigResourceType.TOPIC, "dep-rd",
+                              {"message.downconversion.enable": "false"})
+    res = admin._manager.run(admin._send_alter_configs_requests, [resource], False, False)
+    assert res["topic"]["dep-rd"] == "OK"
+    assert topic_configs(admin, "dep-rd")["message.downconversion.enable"]["value"] == "false"
+
+    # Values are still checked, as by Kafka.
+    with pytest.raises(InvalidConfigurationError):
+        admin.create_topics([NewTopic("dep-bad", 1, 1,
+                                      topic_configs={"message.format.version": "9.9"})])
+    res = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "dep", {
+        "message.downconversion.enable": "maybe"})], raise_on_unknown=False, incremental=True)
+    assert "InvalidConfigurationError" in res["topic"]["dep"]
+
+    # No effect: records go in and come back as on any topic.
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    assert p.send("dep", b"v", partition=0).get(timeout=20).offset == 0
+    p.close()
+    log = broker.output()
+    assert "deprecated topic config" in log and "message.format.version" in log

@@ -890,7 +890,9 @@ impl Broker {
                 ) {
                     // num_partitions / replication_factor in the result are v5+
                     // fields; the versions served leave them at their defaults.
-                    Ok(_) => {}
+                    Ok(_) => {
+                        configs::warn_deprecated(name, t.configs.iter().map(|c| c.name.as_str()))
+                    }
                     Err((error_code, message)) => {
                         r.error_code = error_code;
                         r.error_message = Some(StrBytes::from_string(message));
@@ -1332,6 +1334,9 @@ impl Broker {
                     self.alter_topic(name, req.validate_only, |_| {
                         configs::replace_overrides(&self.config, &entries)
                     })
+                    .inspect(|()| {
+                        configs::warn_deprecated(name, entries.iter().map(|(k, _)| k.as_str()))
+                    })
                 } else {
                     Err(self.alter_other_resource(res.resource_type, name))
                 };
@@ -1384,6 +1389,9 @@ impl Broker {
                     ops.and_then(|ops| {
                         self.alter_topic(name, req.validate_only, |current| {
                             configs::alter_overrides(&self.config, current, &ops)
+                        })
+                        .inspect(|()| {
+                            configs::warn_deprecated(name, ops.iter().map(|(k, _, _)| k.as_str()))
                         })
                     })
                 } else {
