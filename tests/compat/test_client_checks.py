@@ -207,3 +207,49 @@ def test_deprecated_topic_configs_are_accepted_without_effect(broker, admin):
     p.close()
     log = broker.output()
     assert "deprecated topic config" in log and "message.format.version" in log
+
+
+# ---------------------------------------------------------------------------------
+# Per-record errors in Produce (KIP-467, Produce v8): a batch refused because of some
+# of its records names them in record_errors; clients fail exactly those with
+# INVALID_RECORD and the rest of the batch with a "different record" error
+
+
+def test_librdkafka_fails_only_the_keyless_records_of_a_compacted_topic(broker, admin):
+    admin.create_topics([NewTopic("kip467-rd", 1, 1,
+                                  topic_configs={"cleanup.policy": "compact"})])
+    results = {}
+    p = CKProducer({"bootstrap.servers": broker.bootstrap, "linger.ms": 500})
+    for i, key in enumerate([b"a", None, b"c", None, b"e"]):
+        p.produce("kip467-rd", value=b"v%d" % i, key=key, partition=0,
+                  on_delivery=lambda err, msg, i=i: results.__setitem__(i, err))
+    assert p.flush(30) == 0
+    codes = {i: err.code() for i, err in results.items()}
+    assert codes == {0: KafkaError._INVALID_DIFFERENT_RECORD, 1: KafkaError.INVALID_RECORD,
+                     2: KafkaError._INVALID_DIFFERENT_RECORD, 3: KafkaError.INVALID_RECORD,
+                     4: KafkaError._INVALID_DIFFERENT_RECORD}
+    # Nothing of the batch was appended; a batch of keyed records is.
+    p.produce("kip467-rd", value=b"ok", key=b"k", partition=0)
+    assert p.flush(30) == 0
+    lo, hi = CKConsumer({"bootstrap.servers": broker.bootstrap, "group.id": "kip467"}
+                        ).get_watermark_offsets(CKTopicPartition("kip467-rd", 0), timeout=10)
+    assert (lo, hi) == (0, 1)
+
+
+def test_kafka_python_fails_only_the_keyless_records_of_a_compacted_topic(broker, admin):
+    from kafka.errors import InvalidRecordError, KafkaError as KPKafkaError
+
+    admin.create_topics([NewTopic("kip467-kp", 1, 1,
+                                  topic_configs={"cleanup.policy": "compact"})])
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=500)
+    futures = [p.send("kip467-kp", key=key, value=b"v", partition=0)
+               for key in (b"a", None, b"c", None)]
+    p.flush(timeout=30)
+    errors = [f.exception for f in futures]
+    for i in (1, 3):
+        assert isinstance(errors[i], InvalidRecordError), errors[i]
+        assert "without key in topic partition kip467-kp-0" in str(errors[i])
+    for i in (0, 2):
+        assert type(errors[i]) is KPKafkaError, errors[i]
+        assert "part of a batch which had one more more invalid records" in str(errors[i])
+    p.close()

@@ -31,7 +31,7 @@ use klog_codec::protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use klog_codec::protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use klog_codec::protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsResponse, BrokerId,
@@ -52,6 +52,7 @@ use crate::config::BrokerConfig;
 use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::rules::Refusal;
 use crate::topics::{self, TopicMeta};
 
 /// Milliseconds since the Unix epoch: the broker's clock, read only here.
@@ -615,7 +616,24 @@ impl Broker {
                             pending.waits.push((at, partition, appended.next_offset));
                         }
                     }
-                    Err(error_code) => resp.error_code = error_code,
+                    Err(refusal) => {
+                        resp.error_code = refusal.code;
+                        // KIP-467 fields, Produce v8+.
+                        if version >= 8 {
+                            resp.error_message = refusal.message().map(StrBytes::from_string);
+                            resp.record_errors = refusal
+                                .record_errors
+                                .into_iter()
+                                .map(|(index, message)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(index)
+                                        .with_batch_index_error_message(Some(
+                                            StrBytes::from_string(message),
+                                        ))
+                                })
+                                .collect();
+                        }
+                    }
                 }
                 parts.push(resp);
             }
@@ -635,12 +653,12 @@ impl Broker {
         records: Option<BytesMut>,
         acks: i16,
         now: i64,
-    ) -> Result<(Arc<Partition>, crate::partition::Appended), i16> {
+    ) -> Result<(Arc<Partition>, crate::partition::Appended), Refusal> {
         if !matches!(acks, -1..=1) {
-            return Err(code(ResponseError::InvalidRequiredAcks));
+            return Err(code(ResponseError::InvalidRequiredAcks).into());
         }
         if !topics::is_valid_topic_name(topic) {
-            return Err(code(ResponseError::InvalidTopicException));
+            return Err(code(ResponseError::InvalidTopicException).into());
         }
         let t = self.topic_or_create(topic, true)?;
         let partition = usize::try_from(index)
@@ -649,11 +667,12 @@ impl Broker {
             .cloned()
             .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
         if acks == -1 && (partition.isr_size() as i32) < t.config.min_insync {
-            return Err(code(ResponseError::NotEnoughReplicas));
+            return Err(code(ResponseError::NotEnoughReplicas).into());
         }
         let mut records = records.ok_or(code(ResponseError::CorruptMessage))?;
         if t.config.cleanup.compact {
-            crate::rules::require_keys(&records)?;
+            let name = format!("{topic}-{index}");
+            crate::rules::require_keys(&records, &name)?;
         }
         // The records are this partition's own part of the request frame: batch
         // headers are rewritten in place (base offset, leader epoch), no copy.

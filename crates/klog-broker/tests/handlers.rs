@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use klog_broker::{Broker, BrokerConfig};
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::StrBytes;
@@ -19,6 +20,7 @@ use klog_codec::protocol::messages::{
     FindCoordinatorRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
     TopicName,
 };
+use klog_codec::protocol::produce::{ProduceData, ProducePartitionData, ProduceTopicData};
 use klog_codec::{BatchBuilder, Compression};
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
@@ -184,5 +186,60 @@ fn list_offsets_max_timestamp() {
     assert_eq!(
         answers(5),
         vec![(unsupported, -1, -1), (unsupported, -1, -1)]
+    );
+}
+
+/// Produce to a compacted topic (KIP-467): a batch with keyless records is refused
+/// whole with INVALID_RECORD; from v8 the response names each keyless record by
+/// its index in the batch and carries an error message; v7 has no such fields.
+#[tokio::test]
+async fn produce_names_the_records_that_caused_a_refusal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let mut compact = BTreeMap::new();
+    compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
+    b.create_topic("c", 1, 1, compact, false).expect("create");
+    let produce = |version| {
+        let mut builder = BatchBuilder::new(Vec::new(), Compression::Lz4);
+        for key in [Some(b"a".as_slice()), None, Some(b"c"), None] {
+            builder.push(1, key, Some(b"v"), &[]).expect("push");
+        }
+        let records = BytesMut::from(&builder.finish().expect("batch")[..]);
+        let data = ProduceData {
+            acks: 1,
+            timeout_ms: 1000,
+            topics: vec![ProduceTopicData {
+                name: "c".to_owned(),
+                partitions: vec![ProducePartitionData {
+                    index: 0,
+                    records: Some(records),
+                }],
+            }],
+            ..ProduceData::default()
+        };
+        b.produce(data, version)
+    };
+    let v8 = produce(8).await.expect("acks=1 answers");
+    let p = &v8.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1, 3]);
+    let message = p.record_errors[0]
+        .batch_index_error_message
+        .as_deref()
+        .expect("record message");
+    assert!(
+        message.contains("without key in topic partition c-0"),
+        "{message}"
+    );
+    let top = p.error_message.as_deref().expect("error message");
+    assert!(top.contains("2 record errors"), "{top}");
+    let v7 = produce(7).await.expect("acks=1 answers");
+    let p = &v7.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
+    assert!(p.record_errors.is_empty() && p.error_message.is_none());
+    assert_eq!(
+        b.topic("c").expect("topic").partitions[0].high_watermark(),
+        0
     );
 }
