@@ -52,7 +52,8 @@ def test_describe_configs_reports_every_entry_with_source_flags_and_synonyms(bro
     entries = topic_configs(admin, "dc", synonyms=True)
     assert set(entries) == {
         "cleanup.policy", "compression.type", "flush.messages", "flush.ms",
-        "index.interval.bytes", "max.message.bytes", "message.timestamp.type",
+        "index.interval.bytes", "max.message.bytes", "message.downconversion.enable",
+        "message.format.version", "message.timestamp.type",
         "min.insync.replicas", "retention.bytes", "retention.ms", "segment.bytes",
         "segment.index.bytes", "segment.ms"}
     seg = entries["segment.ms"]
@@ -462,13 +463,14 @@ def test_compacted_topic_refuses_null_keys(broker, admin, codec):
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, retries=0, linger_ms=200,
                       compression_type=codec)
     p.send(topic, key=b"k", value=b"v", partition=0).get(timeout=20)
-    # One batch with a keyed and an unkeyed record: refused whole.
+    # One batch with a keyed and an unkeyed record: refused whole; the unkeyed one
+    # is named (KIP-467), the keyed one fails for being in its batch.
     f1 = p.send(topic, key=b"k2", value=b"v2", partition=0)
     f2 = p.send(topic, key=None, value=b"v3", partition=0)
     p.flush()
-    for f in (f1, f2):
-        with pytest.raises(InvalidRecordError):
-            f.get(timeout=20)
+    with pytest.raises(InvalidRecordError):
+        f2.get(timeout=20)
+    assert not isinstance(f1.exception, InvalidRecordError) and f1.failed()
     assert end_offset(broker, topic) == 1
     # Tombstones (null value, with key) are fine.
     p.send(topic, key=b"k", value=None, partition=0).get(timeout=20)

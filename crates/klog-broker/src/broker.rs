@@ -31,7 +31,7 @@ use klog_codec::protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use klog_codec::protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use klog_codec::protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsResponse, BrokerId,
@@ -52,6 +52,7 @@ use crate::config::BrokerConfig;
 use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
 use crate::partition::{CommitWait, Partition};
 use crate::producer_ids::ProducerIdAllocator;
+use crate::rules::Refusal;
 use crate::topics::{self, TopicMeta};
 use klog_replication::ProduceOutcome;
 
@@ -462,6 +463,11 @@ impl Broker {
         }
     }
 
+    /// Whether `topic` exists and has a partition `index` (nothing is created).
+    pub fn has_partition(&self, topic: &str, index: i32) -> bool {
+        self.partition(topic, index, false).is_ok()
+    }
+
     fn partition(&self, topic: &str, index: i32, create: bool) -> Result<Arc<Partition>, i16> {
         let t = self.topic_or_create(topic, create)?;
         usize::try_from(index)
@@ -616,7 +622,24 @@ impl Broker {
                             pending.waits.push((at, partition, appended.next_offset));
                         }
                     }
-                    Err(error_code) => resp.error_code = error_code,
+                    Err(refusal) => {
+                        resp.error_code = refusal.code;
+                        // KIP-467 fields, Produce v8+.
+                        if version >= 8 {
+                            resp.error_message = refusal.message().map(StrBytes::from_string);
+                            resp.record_errors = refusal
+                                .record_errors
+                                .into_iter()
+                                .map(|(index, message)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(index)
+                                        .with_batch_index_error_message(Some(
+                                            StrBytes::from_string(message),
+                                        ))
+                                })
+                                .collect();
+                        }
+                    }
                 }
                 parts.push(resp);
             }
@@ -636,12 +659,12 @@ impl Broker {
         records: Option<BytesMut>,
         acks: i16,
         now: i64,
-    ) -> Result<(Arc<Partition>, crate::partition::Appended), i16> {
+    ) -> Result<(Arc<Partition>, crate::partition::Appended), Refusal> {
         if !matches!(acks, -1..=1) {
-            return Err(code(ResponseError::InvalidRequiredAcks));
+            return Err(code(ResponseError::InvalidRequiredAcks).into());
         }
         if !topics::is_valid_topic_name(topic) {
-            return Err(code(ResponseError::InvalidTopicException));
+            return Err(code(ResponseError::InvalidTopicException).into());
         }
         let t = self.topic_or_create(topic, true)?;
         let partition = usize::try_from(index)
@@ -654,7 +677,8 @@ impl Broker {
         }
         let mut records = records.ok_or(code(ResponseError::CorruptMessage))?;
         if t.config.cleanup.compact {
-            crate::rules::require_keys(&records)?;
+            let name = format!("{topic}-{index}");
+            crate::rules::require_keys(&records, &name)?;
         }
         // The records are this partition's own part of the request frame: batch
         // headers are rewritten in place (base offset, leader epoch), no copy.
@@ -778,8 +802,9 @@ impl Broker {
     // ----------------------------------------------------------------------------
     // ListOffsets
 
-    /// ListOffsets: earliest (-2), latest (-1) or the first offset with a timestamp
-    /// at or after the one given.
+    /// ListOffsets: earliest (-2), latest (-1), the record with the largest
+    /// timestamp (-3, KIP-734, v7+) or the first offset with a timestamp at or after
+    /// the one given.
     pub fn list_offsets(&self, req: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
         let topics = req
             .topics
@@ -802,21 +827,37 @@ impl Broker {
                                     r.leader_epoch = p.leader_epoch();
                                 }
                                 let log = p.log();
-                                match lp.timestamp {
-                                    -2 => r.offset = log.log_start_offset(),
-                                    -1 => r.offset = log.high_watermark(),
-                                    ts if ts >= 0 => match offset_for_timestamp(&log, ts) {
-                                        Ok(Some((offset, found))) => {
-                                            r.offset = offset;
-                                            r.timestamp = found;
-                                        }
-                                        Ok(None) => {}
-                                        Err(e) => {
-                                            tracing::error!(topic = name, error = %e, "time index lookup failed");
-                                            r.error_code = code(ResponseError::KafkaStorageError);
-                                        }
-                                    },
-                                    _ => r.error_code = code(ResponseError::InvalidRequest),
+                                let by_time = match lp.timestamp {
+                                    -2 => {
+                                        r.offset = log.log_start_offset();
+                                        None
+                                    }
+                                    -1 => {
+                                        r.offset = log.high_watermark();
+                                        None
+                                    }
+                                    // KIP-734, from ListOffsets v7.
+                                    -3 if version < 7 => {
+                                        r.error_code = code(ResponseError::UnsupportedVersion);
+                                        None
+                                    }
+                                    -3 => Some(offset_of_max_timestamp(&log)),
+                                    ts if ts >= 0 => Some(offset_for_timestamp(&log, ts)),
+                                    _ => {
+                                        r.error_code = code(ResponseError::InvalidRequest);
+                                        None
+                                    }
+                                };
+                                match by_time {
+                                    Some(Ok(Some((offset, found)))) => {
+                                        r.offset = offset;
+                                        r.timestamp = found;
+                                    }
+                                    Some(Err(e)) => {
+                                        tracing::error!(topic = name, error = %e, "time index lookup failed");
+                                        r.error_code = code(ResponseError::KafkaStorageError);
+                                    }
+                                    Some(Ok(None)) | None => {}
                                 }
                             }
                         }
@@ -874,7 +915,9 @@ impl Broker {
                 ) {
                     // num_partitions / replication_factor in the result are v5+
                     // fields; the versions served leave them at their defaults.
-                    Ok(_) => {}
+                    Ok(_) => {
+                        configs::warn_deprecated(name, t.configs.iter().map(|c| c.name.as_str()))
+                    }
                     Err((error_code, message)) => {
                         r.error_code = error_code;
                         r.error_message = Some(StrBytes::from_string(message));
@@ -1316,6 +1359,9 @@ impl Broker {
                     self.alter_topic(name, req.validate_only, |_| {
                         configs::replace_overrides(&self.config, &entries)
                     })
+                    .inspect(|()| {
+                        configs::warn_deprecated(name, entries.iter().map(|(k, _)| k.as_str()))
+                    })
                 } else {
                     Err(self.alter_other_resource(res.resource_type, name))
                 };
@@ -1368,6 +1414,9 @@ impl Broker {
                     ops.and_then(|ops| {
                         self.alter_topic(name, req.validate_only, |current| {
                             configs::alter_overrides(&self.config, current, &ops)
+                        })
+                        .inspect(|()| {
+                            configs::warn_deprecated(name, ops.iter().map(|(k, _, _)| k.as_str()))
                         })
                     })
                 } else {
@@ -1456,28 +1505,65 @@ fn describe_entry(
 /// exact record (off the produce and fetch paths: ListOffsets is rare). `None` when
 /// no committed record is that recent.
 fn offset_for_timestamp(log: &klog_storage::Log, ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
-    let hw = log.high_watermark();
-    let start = log.log_start_offset();
     let Some((base, max_ts)) = log.offset_for_timestamp(ts)? else {
         return Ok(None);
     };
+    committed_record(log, base, max_ts, |records| {
+        records.into_iter().find(|&(_, t)| t >= ts)
+    })
+}
+
+/// ListOffsets -3 (KIP-734): the committed record with the largest timestamp, the
+/// earliest one on ties, as (offset, timestamp). Storage finds the batch from the
+/// maximum each segment keeps; that batch is decoded for the exact record. `None`
+/// when no committed record has a timestamp.
+fn offset_of_max_timestamp(log: &klog_storage::Log) -> Result<Option<(i64, i64)>, ReadError> {
+    let Some((base, max_ts)) = log.max_timestamp_batch(log.high_watermark())? else {
+        return Ok(None);
+    };
+    committed_record(log, base, max_ts, |records| {
+        records
+            .into_iter()
+            .fold(None, |best: Option<(i64, i64)>, (offset, t)| match best {
+                Some((_, bt)) if bt >= t => best,
+                _ => Some((offset, t)),
+            })
+    })
+}
+
+/// Reads and decodes the batch at `base` and lets `pick` choose among its committed
+/// records (log start offset to below the high watermark), given as (offset,
+/// timestamp) in offset order. `None` when the batch is not below the high
+/// watermark or `pick` finds nothing. A batch that cannot be decoded (it passed its
+/// CRC check at append, so only a codec klog cannot read) answers with the batch's
+/// own offset and max timestamp.
+fn committed_record(
+    log: &klog_storage::Log,
+    base: i64,
+    max_ts: i64,
+    pick: impl FnOnce(Vec<(i64, i64)>) -> Option<(i64, i64)>,
+) -> Result<Option<(i64, i64)>, ReadError> {
+    let hw = log.high_watermark();
+    let start = log.log_start_offset();
     if base >= hw {
         return Ok(None);
     }
     let bytes = log.read_to_vec(base, 1, hw)?;
-    let exact = klog_codec::RecordBatch::parse(&bytes)
+    let records = klog_codec::RecordBatch::parse(&bytes)
         .ok()
         .and_then(|(batch, _)| batch.records().ok())
-        .and_then(|records| {
+        .map(|records| {
             records
                 .iter()
                 .filter_map(Result::ok)
-                .find(|r| r.offset >= start && r.offset < hw && r.timestamp >= ts)
+                .filter(|r| r.offset >= start && r.offset < hw)
                 .map(|r| (r.offset, r.timestamp))
+                .collect::<Vec<_>>()
         });
-    // A batch that cannot be decoded (it passed its CRC check at append, so only a
-    // codec klog cannot read) falls back to the batch's own offset and timestamp.
-    Ok(Some(exact.unwrap_or((base, max_ts))))
+    Ok(match records {
+        Some(records) => pick(records),
+        None => Some((base.max(start), max_ts)),
+    })
 }
 
 /// Waits until `partition`'s high watermark passes `offset` (an `acks=all`

@@ -60,6 +60,10 @@ pub struct TopicConfigDef {
     pub ty: ConfigType,
     /// One-line documentation (DescribeConfigs v3 `include_documentation`).
     pub doc: &'static str,
+    /// For a config Kafka 3.x deprecated but still accepts, and klog accepts without
+    /// effect: the value DescribeConfigs shows when the topic has no override
+    /// (Kafka 3.x's default). `None` for the configs klog applies.
+    pub deprecated_default: Option<&'static str>,
 }
 
 const fn def(
@@ -73,11 +77,29 @@ const fn def(
         broker_key,
         ty,
         doc,
+        deprecated_default: None,
     }
 }
 
-/// Every topic-level config klog understands, in name order. Any other name is
-/// refused with INVALID_CONFIG.
+/// A deprecated config accepted without effect, showing `default` (see
+/// [`TopicConfigDef::deprecated_default`]).
+const fn deprecated(
+    name: &'static str,
+    broker_key: &'static str,
+    ty: ConfigType,
+    default: &'static str,
+    doc: &'static str,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        deprecated_default: Some(default),
+        ..def(name, broker_key, ty, doc)
+    }
+}
+
+/// Every topic-level config klog understands, in name order: the ones it applies,
+/// and the deprecated ones Kafka 3.x still accepts, which klog accepts without
+/// effect (with a deprecation warning in the log, see [`warn_deprecated`]). Any
+/// other name is refused with INVALID_CONFIG.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def(
         "cleanup.policy",
@@ -116,6 +138,22 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "message.max.bytes",
         ConfigType::Int,
         "Largest record batch accepted (MESSAGE_TOO_LARGE above it).",
+    ),
+    deprecated(
+        "message.downconversion.enable",
+        "log.message.downconversion.enable",
+        ConfigType::Boolean,
+        "true",
+        "Deprecated (removed in Kafka 4, KIP-896); accepted without effect: klog never \
+         down-converts, it serves no Fetch version older than the v2 record format.",
+    ),
+    deprecated(
+        "message.format.version",
+        "log.message.format.version",
+        ConfigType::String,
+        "3.0-IV1",
+        "Deprecated since Kafka 3.0 (KIP-724); accepted without effect: batches are \
+         always stored in record format v2.",
     ),
     def(
         "message.timestamp.type",
@@ -160,6 +198,50 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "Roll a segment this long after its first append.",
     ),
 ];
+
+/// Logs a deprecation warning for each of `names` that is a deprecated config klog
+/// accepts without effect. The admin handlers call it with the names of the entries
+/// of a CreateTopics, AlterConfigs or IncrementalAlterConfigs resource they accept.
+pub fn warn_deprecated<'a>(topic: &str, names: impl IntoIterator<Item = &'a str>) {
+    for name in names {
+        if topic_config_def(name).is_some_and(|d| d.deprecated_default.is_some()) {
+            tracing::warn!(
+                topic,
+                config = name,
+                "deprecated topic config, accepted as Kafka 3.x does, with no effect"
+            );
+        }
+    }
+}
+
+/// Checks a `message.format.version` value as Kafka 3.x does: one of Kafka's
+/// versions from 0.8.0 to 3.9 (`2.8`, `0.10.2`, `3.0-IV1`).
+fn message_format_version(value: &str) -> Result<(), String> {
+    let bad = || format!("{value:?} is not a Kafka version (0.8.0 to 3.9)");
+    let (version, iv) = match value.trim().split_once("-IV") {
+        Some((v, iv)) => (v, Some(iv)),
+        None => (value.trim(), None),
+    };
+    if iv.is_some_and(|iv| iv.is_empty() || !iv.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(bad());
+    }
+    let parts: Vec<u32> = version
+        .split('.')
+        .map(|p| p.parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let known = match parts.as_slice() {
+        [0, minor, _] | [0, minor] => (8..=11).contains(minor),
+        [1, minor, ..] => *minor <= 1,
+        [2, minor, ..] => *minor <= 8,
+        [3, minor, ..] => *minor <= 9,
+        _ => false,
+    };
+    if known && parts.len() <= 3 {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
 
 /// The definition of a topic-level config, if klog knows the name.
 pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
@@ -345,6 +427,13 @@ impl TopicConfig {
             }
             "min.insync.replicas" => self.min_insync = int_at_least(value, 1)? as i32,
             "cleanup.policy" => self.cleanup = CleanupPolicy::parse(value)?,
+            // Deprecated, accepted without effect: only the value is checked.
+            "message.format.version" => message_format_version(value)?,
+            "message.downconversion.enable" => {
+                if !["true", "false"].contains(&value.trim().to_ascii_lowercase().as_str()) {
+                    return Err(format!("{value:?} is not true or false"));
+                }
+            }
             "compression.type" => {
                 if value != "producer" {
                     return Err(
@@ -375,7 +464,13 @@ impl TopicConfig {
             "segment.bytes" => c.segment_bytes.to_string(),
             "segment.index.bytes" => c.segment_index_bytes.to_string(),
             "segment.ms" => opt(c.segment_ms),
-            _ => return None,
+            // Deprecated configs have no effect, so nothing here holds them: without
+            // an override they show Kafka's default.
+            _ => {
+                return topic_config_def(name)?
+                    .deprecated_default
+                    .map(str::to_owned);
+            }
         })
     }
 
@@ -626,6 +721,11 @@ pub fn topic_entries(
             // A list keeps the order it was given in (Kafka reports it so).
             let value = match overrides.get(d.name) {
                 Some(v) if d.ty == ConfigType::List => list_items(v).join(","),
+                // As Kafka shows the parsed value.
+                Some(v) if d.deprecated_default.is_some() && d.ty == ConfigType::Boolean => {
+                    v.trim().to_ascii_lowercase()
+                }
+                Some(v) if d.deprecated_default.is_some() => v.trim().to_owned(),
                 _ => effective.value(d.name).unwrap_or_default(),
             };
             ConfigEntry {
@@ -903,6 +1003,57 @@ mod tests {
         ] {
             assert!(TopicConfig::strict(&b, &map(&[(k, v)])).is_err(), "{k}={v}");
         }
+    }
+
+    /// Kafka 3.x still accepts `message.format.version` (deprecated by KIP-724) and
+    /// `message.downconversion.enable` (removed by KIP-896): klog accepts them with
+    /// their values checked, applies nothing, and DescribeConfigs shows them.
+    #[test]
+    fn deprecated_configs_are_accepted_without_effect() {
+        let b = BrokerConfig::default();
+        let given = map(&[
+            ("message.format.version", "2.8-IV1"),
+            ("message.downconversion.enable", "FALSE"),
+        ]);
+        let c = TopicConfig::strict(&b, &given).expect("accepted");
+        assert_eq!(c, TopicConfig::defaults(&b), "no effect");
+        for v in ["0.10.2", "0.8.0", "1.1", "2.0", "3.0-IV1", "3.9"] {
+            assert!(message_format_version(v).is_ok(), "{v}");
+        }
+        for v in ["", "9.9", "4.0", "0.7.0", "2.9", "3.0-IV", "2.8.1.1", "x"] {
+            assert!(message_format_version(v).is_err(), "{v}");
+        }
+        assert!(
+            TopicConfig::strict(&b, &map(&[("message.downconversion.enable", "yes")])).is_err()
+        );
+        let entry = |entries: Vec<ConfigEntry>, name: &str| {
+            entries
+                .into_iter()
+                .find(|e| e.name == name)
+                .map(|e| (e.value, e.source))
+        };
+        assert_eq!(
+            entry(
+                topic_entries(&b, &BTreeMap::new()),
+                "message.format.version"
+            ),
+            Some(("3.0-IV1".to_owned(), ConfigSource::Default))
+        );
+        assert_eq!(
+            entry(topic_entries(&b, &given), "message.format.version"),
+            Some(("2.8-IV1".to_owned(), ConfigSource::Topic))
+        );
+        assert_eq!(
+            entry(topic_entries(&b, &given), "message.downconversion.enable"),
+            Some(("false".to_owned(), ConfigSource::Topic))
+        );
+        let (next, _) = alter_overrides(
+            &b,
+            &given,
+            &[("message.format.version".to_owned(), AlterOp::Delete, None)],
+        )
+        .expect("delete");
+        assert_eq!(next, map(&[("message.downconversion.enable", "FALSE")]));
     }
 
     #[test]

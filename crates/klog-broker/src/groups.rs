@@ -61,6 +61,10 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::broker::{Broker, StartError, now_ms};
 use crate::config::BrokerConfig;
 
+/// The error message transactional requests get: klog has no transactions.
+const TRANSACTIONS_UNSUPPORTED: &str = "klog does not support transactions (no transaction coordinator); \
+     use an idempotent producer without transactional.id";
+
 /// How long the timer task sleeps when the coordinator has no deadline at all.
 const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -274,7 +278,8 @@ impl Groups {
     // -------------------------------------------------------------------------------
     // FindCoordinator
 
-    /// FindCoordinator: this node coordinates every group (single node).
+    /// FindCoordinator: this node coordinates every group (single node); a
+    /// transaction coordinator (key type 1) does not exist.
     pub fn find_coordinator(
         &self,
         broker: &Broker,
@@ -284,12 +289,24 @@ impl Groups {
         let (host, port) = &broker.config().advertised;
         let mut r = FindCoordinatorResponse::default();
         if req.key_type != 0 {
-            // Transaction coordinators (key type 1) are not supported.
-            r.error_code = code(ResponseError::CoordinatorNotAvailable);
+            // There is no transaction coordinator (key type 1) until klog has
+            // transactions. COORDINATOR_NOT_AVAILABLE would be retried by every client
+            // until `max.block.ms`; TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as for
+            // InitProducerId, is fatal in the Java client, kafka-python and
+            // librdkafka alike, so a transactional producer fails at once.
+            r.error_code = if req.key_type == 1 {
+                code(ResponseError::TransactionalIdAuthorizationFailed)
+            } else {
+                code(ResponseError::InvalidRequest)
+            };
             r.node_id = BrokerId(-1);
             r.port = -1;
             if version >= 1 {
-                r.error_message = Some(str_bytes("transactions are not supported"));
+                r.error_message = Some(str_bytes(if req.key_type == 1 {
+                    TRANSACTIONS_UNSUPPORTED
+                } else {
+                    "unknown coordinator key type"
+                }));
             }
             return r;
         }
@@ -503,13 +520,39 @@ impl Groups {
 
     /// OffsetCommit: accepted offsets are appended to `__consumer_offsets` before the
     /// response; if that append fails they are reported COORDINATOR_NOT_AVAILABLE
-    /// (retriable).
+    /// (retriable). A partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION
+    /// and nothing is stored for it: as in Kafka, partitions are checked against the
+    /// topic metadata before the coordinator sees them, whatever the group's state.
     pub fn offset_commit(
         &self,
         broker: &Broker,
         req: &OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
+        // Every requested partition in request order, with whether it exists; the
+        // coordinator is given only those that do.
+        let mut requested: Vec<(&str, i32, bool)> = Vec::new();
+        let mut offsets = Vec::new();
+        for t in &req.topics {
+            let topic = t.name.0.as_str();
+            for p in &t.partitions {
+                let exists = broker.has_partition(topic, p.partition_index);
+                requested.push((topic, p.partition_index, exists));
+                if exists {
+                    offsets.push(CommitPartition {
+                        topic: topic.to_owned(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
+                    });
+                }
+            }
+        }
         let event = OffsetCommit {
             group_id: req.group_id.0.as_str().to_owned(),
             generation_id: req.generation_id_or_member_epoch,
@@ -523,36 +566,31 @@ impl Groups {
             } else {
                 -1
             },
-            offsets: req
-                .topics
-                .iter()
-                .flat_map(|t| {
-                    t.partitions.iter().map(|p| CommitPartition {
-                        topic: t.name.0.as_str().to_owned(),
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 6 {
-                            p.committed_leader_epoch
-                        } else {
-                            -1
-                        },
-                        metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
-                    })
-                })
-                .collect(),
+            offsets,
         };
-        let (results, persisted) = {
+        let (results, persisted) = if event.offsets.is_empty() {
+            // Nothing the coordinator may store: it is not asked at all.
+            (Vec::new(), true)
+        } else {
             let mut inner = self.lock();
             let results = inner.coordinator.commit_offsets(event, now_ms());
             let actions = inner.coordinator.take_actions();
             let persisted = self.perform(broker, &mut inner, actions);
             (results, persisted)
         };
+        // The coordinator answers each offset it was given, in order.
+        let mut results = results.into_iter();
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-        for (topic, partition, mut error) in results {
-            if error == 0 && !persisted {
-                error = code(ResponseError::CoordinatorNotAvailable);
-            }
+        for (topic, partition, exists) in requested {
+            let error = if !exists {
+                code(ResponseError::UnknownTopicOrPartition)
+            } else {
+                match results.next() {
+                    Some((_, _, 0)) if !persisted => code(ResponseError::CoordinatorNotAvailable),
+                    Some((_, _, error)) => error,
+                    None => code(ResponseError::UnknownServerError),
+                }
+            };
             let p = OffsetCommitResponsePartition::default()
                 .with_partition_index(partition)
                 .with_error_code(error);

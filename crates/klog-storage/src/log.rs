@@ -787,6 +787,31 @@ impl Log {
         Ok(None)
     }
 
+    /// The batch holding the largest timestamp of the log (ListOffsets with
+    /// timestamp -3, KIP-734), among the batches with an offset from the log start
+    /// offset to below `below` (the high watermark, for consumers): (base offset of
+    /// that batch, its max timestamp), the earliest batch on ties, `None` when no
+    /// batch has a timestamp. Segments wholly in range answer from the maximum they
+    /// keep; only a segment cut by the log start or by `below` has its batch headers
+    /// read. Records are not decoded: the exact record is the caller's to find.
+    pub fn max_timestamp_batch(&self, below: i64) -> Result<Option<(i64, i64)>, ReadError> {
+        let mut best: Option<(i64, i64)> = None;
+        for seg in self.segments.values() {
+            if seg.next_offset() <= self.log_start_offset {
+                continue;
+            }
+            if seg.base_offset() >= below {
+                break;
+            }
+            if let Some((ts, base)) = seg.max_timestamp_between(self.log_start_offset, below)?
+                && ts > best.map_or(-1, |(t, _)| t)
+            {
+                best = Some((ts, base));
+            }
+        }
+        Ok(best.map(|(ts, base)| (base, ts)))
+    }
+
     /// Removes every batch whose last offset is at or above `offset` (a follower
     /// truncating to its leader's log, KIP-101). Truncation happens at batch
     /// boundaries, so the new log end offset is at most `offset` (less when `offset`

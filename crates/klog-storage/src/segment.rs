@@ -610,6 +610,37 @@ impl Segment {
         Ok(None)
     }
 
+    /// The batch with the largest max timestamp among those holding an offset in
+    /// `from..below`, as (max timestamp, base offset); the earliest such batch on
+    /// ties. `None` when none of them has a timestamp (all -1). Reads batch headers
+    /// only; when the whole segment is in range its own maximum answers at once.
+    pub(crate) fn max_timestamp_between(
+        &self,
+        from: i64,
+        below: i64,
+    ) -> Result<Option<(i64, i64)>, ReadError> {
+        if self.max_timestamp < 0 || from >= below {
+            return Ok(None);
+        }
+        if from <= self.base_offset && below >= self.next_offset {
+            return Ok(Some((self.max_timestamp, self.offset_of_max_timestamp)));
+        }
+        let Some((mut pos, _)) = self.find_batch(from)? else {
+            return Ok(None);
+        };
+        let mut best: Option<(i64, i64)> = None;
+        while let Some(h) = self.read_header(pos)? {
+            if h.base_offset >= below {
+                break;
+            }
+            if h.max_timestamp > best.map_or(-1, |(ts, _)| ts) {
+                best = Some((h.max_timestamp, h.base_offset));
+            }
+            pos += header_size(&h);
+        }
+        Ok(best)
+    }
+
     /// The timestamp retention judges the segment by: its largest batch timestamp,
     /// or the file's modification time when no batch has one.
     pub(crate) fn largest_timestamp(&self) -> i64 {

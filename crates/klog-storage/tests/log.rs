@@ -413,14 +413,19 @@ fn idle_logs_close_and_reopen_unchanged() {
     assert!(!read.is_empty());
 }
 
-#[test]
-fn offset_for_timestamp_uses_batch_max_timestamps() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = LogConfig {
+/// Small segments and a dense time index, for the lookups by timestamp.
+fn timestamp_config() -> LogConfig {
+    LogConfig {
         segment_bytes: 700,
         index_interval_bytes: 50,
         ..LogConfig::default()
-    };
+    }
+}
+
+#[test]
+fn offset_for_timestamp_uses_batch_max_timestamps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = timestamp_config();
     let mut log = open(dir.path(), config.clone());
     // Timestamps 100, 110, ..., with one out-of-order batch.
     let mut ts = Vec::new();
@@ -444,6 +449,67 @@ fn offset_for_timestamp_uses_batch_max_timestamps() {
     log.close().expect("close");
     let log = Log::open(dir.path(), config, 0).expect("reopen with recovery");
     check(&log);
+}
+
+/// KIP-734 (ListOffsets -3): the batch with the largest timestamp, the earliest on
+/// ties, only among batches from the log start to below the given offset.
+#[test]
+fn max_timestamp_batch_finds_the_largest_timestamp_in_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = timestamp_config();
+    let mut log = open(dir.path(), config.clone());
+    assert_eq!(log.max_timestamp_batch(i64::MAX).expect("empty"), None);
+    // Rising timestamps with two equal peaks (batches 12 and 25) and a lower rise
+    // after them.
+    let mut batches = Vec::new();
+    for i in 0..40i64 {
+        let t = match i {
+            12 | 25 => 9_000,
+            i if i > 25 => 1_000 + i,
+            i => 100 + 10 * i,
+        };
+        let info = log.append(&mut batch(2, 60, t), 0, 0).expect("append");
+        batches.push((info.first_offset, t));
+    }
+    assert!(log.segments().len() > 3);
+    // The largest timestamp among batches starting below `below`, first on ties.
+    let want = |from: i64, below: i64| {
+        batches
+            .iter()
+            .filter(|(base, _)| *base + 1 >= from && *base < below)
+            .fold(None, |best: Option<(i64, i64)>, &(base, t)| match best {
+                Some((_, bt)) if bt >= t => best,
+                _ => Some((base, t)),
+            })
+    };
+    let check = |log: &Log, from: i64| {
+        for below in [0, 1, 10, 24, 25, 26, 50, 51, 52, 79, 80, i64::MAX] {
+            assert_eq!(
+                log.max_timestamp_batch(below).expect("lookup"),
+                want(from, below),
+                "below {below}"
+            );
+        }
+    };
+    check(&log, 0);
+    assert_eq!(
+        log.max_timestamp_batch(i64::MAX).expect("max"),
+        Some((24, 9_000))
+    );
+    let end = log.log_end_offset();
+    log.set_high_watermark(end);
+    // Once the log start passes the first peak, the second one is the answer.
+    log.delete_records_before(30).expect("delete records");
+    check(&log, 30);
+    assert_eq!(
+        log.max_timestamp_batch(i64::MAX).expect("max"),
+        Some((50, 9_000))
+    );
+    log.delete_records_before(52).expect("delete records");
+    check(&log, 52);
+    log.close().expect("close");
+    let log = Log::open(dir.path(), config, 0).expect("reopen with recovery");
+    check(&log, log.log_start_offset());
 }
 
 #[test]

@@ -57,7 +57,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
         max: 11,
         served_min: 4,
     },
-    row(ApiKey::ListOffsets, 1, 5),
+    // ListOffsets v6+ is flexible; v7 is where Kafka introduced timestamp -3 (the
+    // record with the largest timestamp, KIP-734). Advertising 7 makes kafka-python
+    // 3.0.12 take the broker for Kafka 3.0 (its inference table keys 3.0 on it).
+    row(ApiKey::ListOffsets, 1, 7),
     row(ApiKey::Metadata, 1, 8),
     // Consumer groups: OffsetCommit v8+, OffsetFetch v6+, FindCoordinator v3+,
     // JoinGroup v6+, Heartbeat v4+, LeaveGroup v4+, SyncGroup v4+, DescribeGroups

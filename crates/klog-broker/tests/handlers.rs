@@ -1,0 +1,245 @@
+//! Request handlers called directly on a broker opened in a temporary dir: what
+//! each answers where Kafka's answer is something real clients check (issue 16).
+//! The same behaviours are exercised through real clients over the wire in
+//! `tests/compat/test_client_checks.py`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use klog_broker::{Broker, BrokerConfig};
+use klog_codec::protocol::ResponseError;
+use klog_codec::protocol::StrBytes;
+use klog_codec::protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use klog_codec::protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use klog_codec::protocol::messages::{
+    FindCoordinatorRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
+};
+use klog_codec::protocol::produce::{ProduceData, ProducePartitionData, ProduceTopicData};
+use klog_codec::{BatchBuilder, Compression};
+
+fn broker(dir: &std::path::Path) -> Arc<Broker> {
+    let pairs: Vec<(String, String)> = [
+        ("log.dirs", dir.display().to_string()),
+        ("offsets.topic.num.partitions", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let (config, _) = BrokerConfig::from_pairs(pairs).expect("config");
+    Broker::open(config).expect("broker")
+}
+
+/// A broker in `dir` with the topic `name` of `partitions` partitions.
+fn broker_with_topic(dir: &std::path::Path, name: &str, partitions: i32) -> Arc<Broker> {
+    let b = broker(dir);
+    b.create_topic(name, partitions, 1, BTreeMap::new(), false)
+        .expect("create");
+    b
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+/// OffsetCommit (protocol guide; Kafka's KafkaApis.handleOffsetCommitRequest):
+/// partitions missing from the metadata get UNKNOWN_TOPIC_OR_PARTITION and are not
+/// stored, the others are committed as usual.
+#[test]
+fn offset_commit_refuses_partitions_that_do_not_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker_with_topic(dir.path(), "t", 2);
+    let part = |index, offset| {
+        OffsetCommitRequestPartition::default()
+            .with_partition_index(index)
+            .with_committed_offset(offset)
+    };
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![part(0, 5), part(2, 6), part(1, 7)]),
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name("missing"))
+                .with_partitions(vec![part(0, 8)]),
+        ]);
+    let resp = b.groups().offset_commit(&b, &req, 7);
+    let answers: Vec<(String, i32, i16)> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+        })
+        .collect();
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        answers,
+        vec![
+            ("t".to_owned(), 0, 0),
+            ("t".to_owned(), 2, unknown),
+            ("t".to_owned(), 1, 0),
+            ("missing".to_owned(), 0, unknown),
+        ]
+    );
+    let fetched = b.groups().offset_fetch(
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(None),
+        5,
+    );
+    let stored: Vec<(String, i32, i64)> = fetched
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.committed_offset))
+        })
+        .collect();
+    assert_eq!(stored, vec![("t".to_owned(), 0, 5), ("t".to_owned(), 1, 7)]);
+    assert!(
+        b.topic("missing").is_none(),
+        "a commit never creates a topic"
+    );
+}
+
+/// FindCoordinator (KIP-98 key types): groups (0) are coordinated by this node; a
+/// transaction coordinator (1) does not exist, answered with the non-retriable
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED and a message saying why, so clients fail
+/// at once; any other key type is INVALID_REQUEST, as from Kafka.
+#[test]
+fn find_coordinator_has_no_transaction_coordinator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let find = |key_type: i8| {
+        let req = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str("k"))
+            .with_key_type(key_type);
+        b.groups().find_coordinator(&b, &req, 2)
+    };
+    let group = find(0);
+    assert_eq!((group.error_code, group.node_id.0), (0, 1));
+    let txn = find(1);
+    assert_eq!(
+        (txn.error_code, txn.node_id.0),
+        (ResponseError::TransactionalIdAuthorizationFailed.code(), -1)
+    );
+    let message = txn.error_message.expect("message");
+    assert!(
+        message.contains("does not support transactions"),
+        "{message}"
+    );
+    assert_eq!(find(2).error_code, ResponseError::InvalidRequest.code());
+}
+
+/// ListOffsets with timestamp -3 (KIP-734): the record with the largest timestamp
+/// (the first of equal ones), from v7 only, the version Kafka introduced it in; an
+/// empty partition answers offset and timestamp -1.
+#[test]
+fn list_offsets_max_timestamp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker_with_topic(dir.path(), "t", 2);
+    let topic = b.topic("t").expect("topic");
+    let partition = topic.partitions.first().expect("partition 0");
+    // Batches of records with their own create times: 0-2, 3-4, 5-6.
+    for stamps in [&[10, 70, 30][..], &[50, 70], &[60, 20]] {
+        let mut builder = BatchBuilder::new(Vec::new(), Compression::Zstd);
+        for &ts in stamps {
+            builder
+                .push(ts, Some(b"k".as_slice()), Some(b"v".as_slice()), &[])
+                .expect("push");
+        }
+        let mut batch = builder.finish().expect("batch");
+        partition.append(&mut batch, 1_000).expect("append");
+    }
+    let req = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(topic_name("t"))
+            .with_partitions(
+                (0..2)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(-3)
+                    })
+                    .collect(),
+            ),
+    ]);
+    let answers = |version| {
+        b.list_offsets(&req, version).topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.offset, p.timestamp))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answers(7), vec![(0, 1, 70), (0, -1, -1)]);
+    let unsupported = ResponseError::UnsupportedVersion.code();
+    assert_eq!(
+        answers(5),
+        vec![(unsupported, -1, -1), (unsupported, -1, -1)]
+    );
+}
+
+/// Produce to a compacted topic (KIP-467): a batch with keyless records is refused
+/// whole with INVALID_RECORD; from v8 the response names each keyless record by
+/// its index in the batch and carries an error message; v7 has no such fields.
+#[tokio::test]
+async fn produce_names_the_records_that_caused_a_refusal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let mut compact = BTreeMap::new();
+    compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
+    b.create_topic("c", 1, 1, compact, false).expect("create");
+    let produce = |version| {
+        let mut builder = BatchBuilder::new(Vec::new(), Compression::Lz4);
+        for key in [Some(b"a".as_slice()), None, Some(b"c"), None] {
+            builder.push(1, key, Some(b"v"), &[]).expect("push");
+        }
+        let records = BytesMut::from(&builder.finish().expect("batch")[..]);
+        let data = ProduceData {
+            acks: 1,
+            timeout_ms: 1000,
+            topics: vec![ProduceTopicData {
+                name: "c".to_owned(),
+                partitions: vec![ProducePartitionData {
+                    index: 0,
+                    records: Some(records),
+                }],
+            }],
+            ..ProduceData::default()
+        };
+        b.produce(data, version)
+    };
+    let v8 = produce(8).await.expect("acks=1 answers");
+    let p = &v8.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1, 3]);
+    let message = p.record_errors[0]
+        .batch_index_error_message
+        .as_deref()
+        .expect("record message");
+    assert!(
+        message.contains("without key in topic partition c-0"),
+        "{message}"
+    );
+    let top = p.error_message.as_deref().expect("error message");
+    assert!(top.contains("2 record errors"), "{top}");
+    let v7 = produce(7).await.expect("acks=1 answers");
+    let p = &v7.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
+    assert!(p.record_errors.is_empty() && p.error_message.is_none());
+    assert_eq!(
+        b.topic("c").expect("topic").partitions[0].high_watermark(),
+        0
+    );
+}
