@@ -17,14 +17,31 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use klog_codec::RecordBatch;
 use klog_codec::protocol::ResponseError;
-use klog_replication::{Action, LeaderConfig, LeaderState, ProduceOutcome};
+use klog_replication::{Action, LeaderConfig, LeaderState, PartitionRegistration, ProduceOutcome};
 use klog_storage::{AppendError, Log, SharedLog};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
 
+/// What this broker is for the partition, as the metadata image says.
+enum Role {
+    /// It leads: appends go through the replication state.
+    Leader(LeaderState),
+    /// Another broker leads (or nobody: `leader` -1); appends are refused.
+    Follower {
+        /// The leader followed.
+        leader: i32,
+        /// Its leader epoch.
+        leader_epoch: i32,
+    },
+}
+
 struct State {
-    leader: LeaderState,
+    role: Role,
+    /// The replication settings, kept for the next time this broker leads.
+    config: LeaderConfig,
+    /// The partition's registration in the metadata image, once it has one.
+    registration: Option<PartitionRegistration>,
     producers: ProducerStateTable,
     /// Delayed `acks=all` produces waiting for the high watermark, by id.
     delayed: HashMap<u64, oneshot::Sender<ProduceOutcome>>,
@@ -211,7 +228,9 @@ impl Partition {
             index,
             log,
             state: Mutex::new(State {
-                leader,
+                role: Role::Leader(leader),
+                config,
+                registration: None,
                 producers,
                 delayed: HashMap::new(),
                 next_delayed_id: 0,
@@ -233,30 +252,112 @@ impl Partition {
 
     /// The current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
-        lock(&self.state).leader.leader_epoch()
+        match &lock(&self.state).role {
+            Role::Leader(l) => l.leader_epoch(),
+            Role::Follower { leader_epoch, .. } => *leader_epoch,
+        }
+    }
+
+    /// The leader: this broker's id while it leads, else the one followed (-1:
+    /// none).
+    pub fn leader(&self) -> i32 {
+        match &lock(&self.state).role {
+            Role::Leader(l) => l.node_id(),
+            Role::Follower { leader, .. } => *leader,
+        }
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        matches!(lock(&self.state).role, Role::Leader(_))
     }
 
     /// The in-sync replicas, in replica order.
     pub fn isr(&self) -> Vec<i32> {
-        lock(&self.state).leader.isr().to_vec()
+        let state = lock(&self.state);
+        match (&state.role, &state.registration) {
+            (Role::Leader(l), _) => l.isr().to_vec(),
+            (Role::Follower { .. }, Some(r)) => r.isr.clone(),
+            (Role::Follower { .. }, None) => Vec::new(),
+        }
     }
 
     /// The produce-time check of `acks=all`: the Kafka error code
-    /// (NOT_ENOUGH_REPLICAS) when the ISR is smaller than `min.insync.replicas`.
+    /// (NOT_ENOUGH_REPLICAS) when the ISR is smaller than `min.insync.replicas`,
+    /// NOT_LEADER_OR_FOLLOWER when this broker does not lead.
     pub fn check_acks_all(&self) -> Result<(), i16> {
-        lock(&self.state)
-            .leader
-            .check_acks_all()
-            .map_err(|e| e.code())
+        match &lock(&self.state).role {
+            Role::Leader(l) => l.check_acks_all().map_err(|e| e.code()),
+            Role::Follower { .. } => Err(ResponseError::NotLeaderOrFollower.code()),
+        }
     }
 
     /// New replication settings (a topic's `min.insync.replicas` changed).
     pub fn set_leader_config(&self, config: LeaderConfig, now_ms: i64) {
         let mut state = lock(&self.state);
-        if state.leader.config() == config {
+        if state.config == config {
             return;
         }
-        state.leader.set_config(config, now_ms);
+        state.config = config;
+        if let Role::Leader(l) = &mut state.role {
+            l.set_config(config, now_ms);
+        }
+        self.apply_actions(&mut state);
+    }
+
+    /// Takes the partition's registration from the metadata image as
+    /// `node_id`: leads when it names this broker (a new leader epoch makes a new
+    /// leader state, starting the epoch at the log's end), follows otherwise. A
+    /// change of leader epoch is the only change of role (CLUSTER.md); the same
+    /// epoch only updates the ISR. Stopping to lead ends every waiting `acks=all`
+    /// produce with NOT_LEADER_OR_FOLLOWER.
+    pub fn apply_registration(
+        &self,
+        node_id: i32,
+        registration: &PartitionRegistration,
+        now_ms: i64,
+    ) {
+        let mut state = lock(&self.state);
+        let same_epoch_leader =
+            matches!(&state.role, Role::Leader(l) if l.leader_epoch() == registration.leader_epoch);
+        if registration.leader == node_id && same_epoch_leader {
+            if let Role::Leader(l) = &mut state.role {
+                l.on_partition_state(registration, now_ms);
+            }
+        } else if registration.leader == node_id {
+            if let Role::Leader(old) = &mut state.role {
+                old.resign();
+            }
+            self.apply_actions(&mut state);
+            let leader = {
+                let mut log = lock(&self.log);
+                let leo = log.log_end_offset();
+                if let Err(e) = log.assign_leader_epoch(registration.leader_epoch, leo) {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "could not record the leader epoch");
+                }
+                LeaderState::new(
+                    node_id,
+                    registration,
+                    state.config,
+                    leo,
+                    log.high_watermark(),
+                    now_ms,
+                )
+            };
+            tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = registration.leader_epoch, "leading");
+            state.role = Role::Leader(leader);
+        } else {
+            if let Role::Leader(old) = &mut state.role {
+                old.resign();
+                tracing::info!(topic = %self.topic, partition = self.index, leader = registration.leader, leader_epoch = registration.leader_epoch, "no longer leading");
+            }
+            self.apply_actions(&mut state);
+            state.role = Role::Follower {
+                leader: registration.leader,
+                leader_epoch: registration.leader_epoch,
+            };
+        }
+        state.registration = Some(registration.clone());
         self.apply_actions(&mut state);
     }
 
@@ -266,10 +367,10 @@ impl Partition {
         let mut state = lock(&self.state);
         let id = state.next_delayed_id;
         state.next_delayed_id += 1;
-        match state
-            .leader
-            .register_delayed_produce(id, offset, deadline_ms)
-        {
+        let Role::Leader(leader) = &mut state.role else {
+            return CommitWait::Done(ProduceOutcome::NotLeader);
+        };
+        match leader.register_delayed_produce(id, offset, deadline_ms) {
             Some(outcome) => CommitWait::Done(outcome),
             None => {
                 let (tx, rx) = oneshot::channel();
@@ -291,7 +392,9 @@ impl Partition {
         if let Ok(o) = outcome.try_recv() {
             return o;
         }
-        state.leader.cancel_delayed_produce(id);
+        if let Role::Leader(l) = &mut state.role {
+            l.cancel_delayed_produce(id);
+        }
         state.delayed.remove(&id);
         ProduceOutcome::TimedOut
     }
@@ -310,7 +413,13 @@ impl Partition {
     /// locks are released).
     fn perform(topic: &str, index: i32, state: &mut State, log: &mut Log) -> bool {
         let mut moved = false;
-        while let Some(action) = state.leader.poll_action() {
+        loop {
+            let Role::Leader(leader) = &mut state.role else {
+                break;
+            };
+            let Some(action) = leader.poll_action() else {
+                break;
+            };
             match action {
                 Action::AdvanceHighWatermark { high_watermark } => {
                     log.set_high_watermark(high_watermark);
@@ -363,6 +472,10 @@ impl Partition {
         };
         let last_seq = last_sequence(&header);
         let mut state = lock(&self.state);
+        let epoch = match &state.role {
+            Role::Leader(l) => l.leader_epoch(),
+            Role::Follower { .. } => return Err(ResponseError::NotLeaderOrFollower.code()),
+        };
         match state.producers.check(&header, last_seq) {
             SequenceCheck::Append => {}
             SequenceCheck::Reject(code) => {
@@ -384,7 +497,6 @@ impl Partition {
                 });
             }
         }
-        let epoch = state.leader.leader_epoch();
         let mut log = lock(&self.log);
         let info = log.append(records, epoch, now_ms).map_err(|e| {
             if !e.is_invalid_input() {
@@ -402,7 +514,9 @@ impl Partition {
             log_start_offset: log.log_start_offset(),
             sync_to: log.flush_due().then_some(info.last_offset + 1),
         };
-        state.leader.on_append(log.log_end_offset(), now_ms);
+        if let Role::Leader(l) = &mut state.role {
+            l.on_append(log.log_end_offset(), now_ms);
+        }
         let moved = Self::perform(&self.topic, self.index, &mut state, &mut log);
         drop(log);
         drop(state);
@@ -550,6 +664,50 @@ mod tests {
             .append(&mut idempotent_batch(1, b"c"), 1)
             .expect("next in sequence");
         assert_eq!(next.base_offset, 1);
+    }
+
+    /// The image's registration decides the role: a follower refuses appends and
+    /// acks=all waits; a new leader epoch is recorded in the log's epoch cache and
+    /// stamped into the batches appended after it.
+    #[test]
+    fn registrations_change_the_role_only_with_the_leader_epoch() {
+        let (_dir, p) = partition(None);
+        p.append(&mut batch(b"a"), 1)
+            .expect("single-replica leader");
+        let mut reg = PartitionRegistration::new(vec![2, 1]);
+        reg.leader_epoch = 3;
+        p.apply_registration(1, &reg, 5);
+        assert!(!p.is_leader());
+        assert_eq!((p.leader(), p.leader_epoch()), (2, 3));
+        let not_leader = ResponseError::NotLeaderOrFollower.code();
+        assert_eq!(p.append(&mut batch(b"b"), 6), Err(not_leader));
+        assert_eq!(p.append(&mut idempotent_batch(0, b"b"), 6), Err(not_leader));
+        assert_eq!(p.check_acks_all(), Err(not_leader));
+        assert!(matches!(
+            p.wait_committed(1, 100),
+            CommitWait::Done(ProduceOutcome::NotLeader)
+        ));
+        reg.leader = 1;
+        reg.leader_epoch = 4;
+        reg.isr = vec![1];
+        p.apply_registration(1, &reg, 7);
+        assert!(p.is_leader());
+        assert_eq!(p.leader_epoch(), 4);
+        assert_eq!(p.isr(), vec![1]);
+        assert_eq!(p.log().latest_epoch(), Some(4));
+        let a = p.append(&mut batch(b"c"), 8).expect("leader again");
+        assert_eq!(a.base_offset, 1);
+        let read = p.log().read_to_vec(1, 1 << 20, 2).expect("read");
+        let (b, _) = RecordBatch::parse(&read).expect("batch");
+        assert_eq!(b.partition_leader_epoch(), 4);
+        // With follower 2 outside the ISR the high watermark follows the leader.
+        assert_eq!(p.high_watermark(), 2);
+        // Same epoch, a bigger ISR: no new leader state, the ISR follows.
+        reg.isr = vec![2, 1];
+        reg.partition_epoch += 1;
+        p.apply_registration(1, &reg, 9);
+        assert_eq!(p.isr(), vec![2, 1]);
+        assert_eq!(p.leader_epoch(), 4);
     }
 
     #[test]
