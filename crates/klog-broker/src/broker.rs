@@ -11,6 +11,7 @@ use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponse
 use klog_codec::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use klog_codec::protocol::messages::api_versions_response::ApiVersion;
 use klog_codec::protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use klog_codec::protocol::messages::create_topics_request::CreatableTopic;
 use klog_codec::protocol::messages::create_topics_response::CreatableTopicResult;
 use klog_codec::protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -48,6 +49,7 @@ use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes, versions};
 use klog_storage::{FileRegion, LogManager, ReadError, TopicPartition};
 use tokio::sync::Notify;
 
+use crate::assignment;
 use crate::config::BrokerConfig;
 use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
 use crate::partition::Partition;
@@ -877,13 +879,18 @@ impl Broker {
             .map(|t| {
                 let name = t.name.0.as_str();
                 let mut r = CreatableTopicResult::default().with_name(t.name.clone());
-                if !t.assignments.is_empty() {
-                    r.error_code = code(ResponseError::InvalidRequest);
-                    r.error_message = Some(StrBytes::from_static_str(
-                        "manual replica assignment is not supported",
-                    ));
-                    return r;
-                }
+                let (num_partitions, replication_factor) = if t.assignments.is_empty() {
+                    (t.num_partitions, t.replication_factor)
+                } else {
+                    match self.manual_assignment(t) {
+                        Ok(sizes) => sizes,
+                        Err((error_code, message)) => {
+                            r.error_code = error_code;
+                            r.error_message = Some(StrBytes::from_string(message));
+                            return r;
+                        }
+                    }
+                };
                 let mut overrides = BTreeMap::new();
                 for c in &t.configs {
                     match &c.value {
@@ -902,8 +909,8 @@ impl Broker {
                 }
                 match self.create_topic(
                     name,
-                    t.num_partitions,
-                    t.replication_factor,
+                    num_partitions,
+                    replication_factor,
                     overrides,
                     req.validate_only,
                 ) {
@@ -921,6 +928,34 @@ impl Broker {
             })
             .collect();
         CreateTopicsResponse::default().with_topics(topics)
+    }
+
+    /// The partition count and replication factor of a CreateTopics topic given
+    /// with `assignments`: those must come without `num_partitions` and
+    /// `replication_factor` (both -1, else INVALID_REQUEST, as Kafka) and name only
+    /// brokers that exist, this one on a single node
+    /// (INVALID_REPLICA_ASSIGNMENT otherwise; see [`assignment`]).
+    fn manual_assignment(&self, t: &CreatableTopic) -> Result<(i32, i16), (i16, String)> {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err((
+                code(ResponseError::InvalidRequest),
+                "both num_partitions or replication_factor and assignments were set; \
+                 only one can be used"
+                    .to_owned(),
+            ));
+        }
+        let given: Vec<(i32, Vec<i32>)> = t
+            .assignments
+            .iter()
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        assignment::check_topic_assignment(&given, &[self.config.node_id])
+            .map_err(|e| (code(ResponseError::InvalidReplicaAssignment), e))
     }
 
     /// Grows a topic to `count` partitions (never shrinks: INVALID_PARTITIONS). New
@@ -965,14 +1000,20 @@ impl Broker {
                     ),
                 ));
             }
-            let node = self.config.node_id;
-            if let Some(bad) = assignments.iter().find(|a| a.as_slice() != [node]) {
-                return Err((
-                    code(ResponseError::InvalidReplicaAssignment),
-                    format!(
-                        "assignment {bad:?}: the only broker is {node}, with one replica per partition"
-                    ),
-                ));
+            // Every topic has one replica on one node (create_topic refuses more).
+            let factor = 1;
+            for a in assignments {
+                assignment::check_replicas(a, &[self.config.node_id])
+                    .and_then(|()| {
+                        if a.len() == factor {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "replicas {a:?}: the topic's replication factor is {factor}"
+                            ))
+                        }
+                    })
+                    .map_err(|e| (code(ResponseError::InvalidReplicaAssignment), e))?;
             }
         }
         if validate_only {

@@ -25,6 +25,7 @@
 //! `acks=all` waits on it.
 
 pub mod alloc;
+pub mod assignment;
 pub mod broker;
 pub mod config;
 pub mod configs;

@@ -10,6 +10,9 @@ use bytes::BytesMut;
 use klog_broker::{Broker, BrokerConfig};
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::StrBytes;
+use klog_codec::protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic,
+};
 use klog_codec::protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
@@ -17,8 +20,8 @@ use klog_codec::protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use klog_codec::protocol::messages::{
-    FindCoordinatorRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    BrokerId, CreateTopicsRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use klog_codec::protocol::produce::{ProduceData, ProducePartitionData, ProduceTopicData};
 use klog_codec::{BatchBuilder, Compression};
@@ -242,4 +245,52 @@ async fn produce_names_the_records_that_caused_a_refusal() {
         b.topic("c").expect("topic").partitions[0].high_watermark(),
         0
     );
+}
+
+/// CreateTopics with `assignments` (Kafka's CreateTopicsRequest): the partitions
+/// come from the assignment, which must name existing brokers
+/// (INVALID_REPLICA_ASSIGNMENT) and come without a partition count or replication
+/// factor (INVALID_REQUEST).
+#[test]
+fn create_topics_with_manual_assignment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let topic = |name: &str, partitions: i32, assigned: &[&[i32]]| {
+        CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1)
+            .with_assignments(
+                assigned
+                    .iter()
+                    .zip(0..)
+                    .map(|(brokers, index)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(index)
+                            .with_broker_ids(brokers.iter().map(|&id| BrokerId(id)).collect())
+                    })
+                    .collect(),
+            )
+    };
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        topic("ok", -1, &[&[1], &[1], &[1]]),
+        topic("unknown-broker", -1, &[&[1], &[2]]),
+        topic("with-count", 2, &[&[1], &[1]]),
+    ]);
+    let errors: Vec<i16> = b
+        .create_topics(&req)
+        .topics
+        .iter()
+        .map(|t| t.error_code)
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            0,
+            ResponseError::InvalidReplicaAssignment.code(),
+            ResponseError::InvalidRequest.code()
+        ]
+    );
+    assert_eq!(b.topic("ok").expect("created").partitions.len(), 3);
+    assert!(b.topic("unknown-broker").is_none() && b.topic("with-count").is_none());
 }
