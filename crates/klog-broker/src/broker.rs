@@ -478,6 +478,15 @@ impl Broker {
 
     /// ApiVersions: the version table. An unsupported version gets
     /// UNSUPPORTED_VERSION, encoded by the caller in the v0 layout.
+    ///
+    /// Feature levels (KIP-584, v3 tagged fields): none are reported, because klog
+    /// has none it could truthfully report at the versions it serves.
+    /// `metadata.version` comes with the controller's metadata log. A
+    /// `transaction.version` range of 0..0 would say the classic transaction
+    /// protocol works (level 0 is Kafka's pre-KIP-890 transactions, not "no
+    /// transactions"), and a supported minimum of 0 is not allowed in ApiVersions v3
+    /// anyway (KAFKA-17011: Kafka 3.9 lists such features from v4 only). There is no
+    /// finalized-features state, so the epoch is -1, "unknown" in KIP-584.
     pub fn api_versions(&self, error_code: i16) -> ApiVersionsResponse {
         let api_keys = versions::SUPPORTED_APIS
             .iter()
@@ -491,6 +500,9 @@ impl Broker {
         ApiVersionsResponse::default()
             .with_error_code(error_code)
             .with_api_keys(api_keys)
+            .with_supported_features(Vec::new())
+            .with_finalized_features_epoch(-1)
+            .with_finalized_features(Vec::new())
     }
 
     // ----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use klog_broker::{Broker, BrokerConfig};
 use klog_codec::protocol::ResponseError;
-use klog_codec::protocol::StrBytes;
 use klog_codec::protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic,
 };
@@ -24,6 +23,7 @@ use klog_codec::protocol::messages::{
     OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use klog_codec::protocol::produce::{ProduceData, ProducePartitionData, ProduceTopicData};
+use klog_codec::protocol::StrBytes;
 use klog_codec::{BatchBuilder, Compression};
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
@@ -293,4 +293,16 @@ fn create_topics_with_manual_assignment() {
     );
     assert_eq!(b.topic("ok").expect("created").partitions.len(), 3);
     assert!(b.topic("unknown-broker").is_none() && b.topic("with-count").is_none());
+}
+
+/// ApiVersions v3 feature levels (KIP-584): klog reports no supported or finalized
+/// feature and the "unknown" finalized epoch -1 (see `Broker::api_versions` for
+/// why).
+#[test]
+fn api_versions_reports_no_feature_levels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let resp = b.api_versions(0);
+    assert!(resp.supported_features.is_empty() && resp.finalized_features.is_empty());
+    assert_eq!(resp.finalized_features_epoch, -1);
 }
