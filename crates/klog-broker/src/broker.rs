@@ -53,6 +53,7 @@ use crate::assignment;
 use crate::config::BrokerConfig;
 use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
 use crate::partition::Partition;
+use crate::policy::{CreateTopicPolicy, NewTopic};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::rules::Refusal;
 use crate::topics::{self, TopicMeta};
@@ -163,6 +164,7 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdAllocator>,
     cluster_id: String,
     groups: crate::groups::Groups,
+    create_topic_policy: Option<Box<dyn CreateTopicPolicy>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -187,6 +189,22 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartError +
 impl Broker {
     /// Opens (or creates) the log dirs, recovers every partition and loads topics.
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
+        Self::open_inner(config, None)
+    }
+
+    /// As [`Broker::open`], with a policy every topic a client creates must pass
+    /// (see [`crate::policy`]).
+    pub fn open_with_policy(
+        config: BrokerConfig,
+        policy: impl CreateTopicPolicy,
+    ) -> Result<Arc<Self>, StartError> {
+        Self::open_inner(config, Some(Box::new(policy)))
+    }
+
+    fn open_inner(
+        config: BrokerConfig,
+        create_topic_policy: Option<Box<dyn CreateTopicPolicy>>,
+    ) -> Result<Arc<Self>, StartError> {
         let first = config
             .log_dirs
             .first()
@@ -218,6 +236,7 @@ impl Broker {
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
             groups,
+            create_topic_policy,
         };
         let mut known = std::collections::BTreeSet::new();
         for meta in metas {
@@ -385,6 +404,18 @@ impl Broker {
         }
         TopicConfig::strict(&self.config, &overrides)
             .map_err(|(k, e)| (code(ResponseError::InvalidConfig), format!("{k}: {e}")))?;
+        if let Some(policy) = &self.create_topic_policy
+            && name != klog_coordinator::OFFSETS_TOPIC
+        {
+            policy
+                .validate(&NewTopic {
+                    name,
+                    partitions,
+                    replication_factor,
+                    configs: &overrides,
+                })
+                .map_err(|e| (code(ResponseError::PolicyViolation), e))?;
+        }
         let _guard = lock(&self.admin);
         if self.topic(name).is_some() {
             return Err((

@@ -31,6 +31,7 @@ pub mod config;
 pub mod configs;
 pub mod groups;
 pub mod partition;
+pub mod policy;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod rules;
