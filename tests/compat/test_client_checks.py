@@ -253,3 +253,87 @@ def test_kafka_python_fails_only_the_keyless_records_of_a_compacted_topic(broker
         assert type(errors[i]) is KPKafkaError, errors[i]
         assert "part of a batch which had one more more invalid records" in str(errors[i])
     p.close()
+
+
+# ---------------------------------------------------------------------------------
+# CreateTopics with a manual replica assignment: accepted when it names brokers
+# that exist (on one node: every partition on this broker)
+
+
+def test_create_topics_with_manual_assignment(broker, admin):
+    from confluent_kafka.admin import AdminClient, NewTopic as CKNewTopic
+    from kafka.errors import InvalidReplicationAssignmentError, InvalidRequestError
+
+    admin.create_topics([NewTopic("asg-kp", replica_assignments={0: [1], 1: [1], 2: [1]})])
+    meta = admin.describe_topics(["asg-kp"])[0]
+    assert sorted((p["partition_index"], p["leader_id"], p["replica_nodes"])
+                  for p in meta["partitions"]) == [
+                      (0, 1, [1]), (1, 1, [1]), (2, 1, [1])]
+    assert all((broker.data_dir / f"asg-kp-{i}").is_dir() for i in range(3))
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    assert p.send("asg-kp", b"v", partition=2).get(timeout=20).offset == 0
+    p.close()
+
+    ck = AdminClient({"bootstrap.servers": broker.bootstrap})
+    # librdkafka wants the count given too; it sends -1 with the assignment.
+    ck.create_topics([CKNewTopic("asg-rd", 2, replica_assignment=[[1], [1]])]
+                     )["asg-rd"].result(timeout=30)
+    assert len(ck.list_topics("asg-rd", timeout=10).topics["asg-rd"].partitions) == 2
+
+    # Brokers that do not exist, a broker twice, partitions not 0..n-1.
+    for bad in ({0: [7]}, {0: [1], 1: [1, 2]}, {0: [1, 1]}, {0: [1], 2: [1]}):
+        with pytest.raises(InvalidReplicationAssignmentError):
+            admin.create_topics([NewTopic("asg-bad", replica_assignments=bad)])
+    with pytest.raises(KafkaException) as raised:
+        ck.create_topics([CKNewTopic("asg-bad", 2, replica_assignment=[[1], [3]])]
+                         )["asg-bad"].result(timeout=30)
+    assert raised.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    # An assignment together with a partition count is INVALID_REQUEST, as in Kafka.
+    with pytest.raises(InvalidRequestError):
+        admin.create_topics([NewTopic("asg-bad", 2, -1, replica_assignments={0: [1], 1: [1]})])
+    assert "asg-bad" not in admin.list_topics()
+    assert not list(broker.data_dir.glob("asg-bad-*"))
+
+
+# ---------------------------------------------------------------------------------
+# Feature levels in ApiVersions v3 (KIP-584): klog has none it can truthfully report
+# (metadata.version comes with the controller; transaction.version 0 would claim the
+# classic transaction protocol, and a supported minimum of 0 is not allowed below
+# ApiVersions v4, KAFKA-17011), so SupportedFeatures and FinalizedFeatures are
+# absent and the finalized epoch is the "unknown" -1.
+
+
+def uvarint(buf, at):
+    value = shift = 0
+    while True:
+        b = buf[at]
+        at += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, at
+        shift += 7
+
+
+def test_api_versions_v3_carries_no_feature_levels(broker, admin):
+    import socket
+    import struct
+
+    body = b"\x05klog" + b"\x041.0" + b"\x00"
+    payload = struct.pack(">hhih", 18, 3, 77, 1) + b"x" + b"\x00" + body
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(payload)) + payload)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        resp = s.recv(size, socket.MSG_WAITALL)
+    # Response header v0 (correlation id), then the flexible v3 body.
+    corr, error = struct.unpack(">ih", resp[:6])
+    assert (corr, error) == (77, 0)
+    n, at = uvarint(resp, 6)
+    for _ in range(n - 1):
+        at += 6  # api key, min, max
+        tagged, at = uvarint(resp, at)
+        assert tagged == 0
+    at += 4  # throttle_time_ms
+    tagged, at = uvarint(resp, at)
+    assert tagged == 0, "SupportedFeatures (0), FinalizedFeaturesEpoch (1) or FinalizedFeatures (2) sent"
+    assert at == len(resp)
+    assert admin.describe_features() == {}

@@ -11,6 +11,7 @@ use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponse
 use klog_codec::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use klog_codec::protocol::messages::api_versions_response::ApiVersion;
 use klog_codec::protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use klog_codec::protocol::messages::create_topics_request::CreatableTopic;
 use klog_codec::protocol::messages::create_topics_response::CreatableTopicResult;
 use klog_codec::protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -48,9 +49,11 @@ use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes, versions};
 use klog_storage::{FileRegion, LogManager, ReadError, TopicPartition};
 use tokio::sync::Notify;
 
+use crate::assignment;
 use crate::config::BrokerConfig;
 use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
 use crate::partition::{CommitWait, Partition};
+use crate::policy::{CreateTopicPolicy, NewTopic};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::rules::Refusal;
 use crate::topics::{self, TopicMeta};
@@ -163,6 +166,7 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdAllocator>,
     cluster_id: String,
     groups: crate::groups::Groups,
+    create_topic_policy: Option<Box<dyn CreateTopicPolicy>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -187,6 +191,22 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartError +
 impl Broker {
     /// Opens (or creates) the log dirs, recovers every partition and loads topics.
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
+        Self::open_inner(config, None)
+    }
+
+    /// As [`Broker::open`], with a policy every topic a client creates must pass
+    /// (see [`crate::policy`]).
+    pub fn open_with_policy(
+        config: BrokerConfig,
+        policy: impl CreateTopicPolicy,
+    ) -> Result<Arc<Self>, StartError> {
+        Self::open_inner(config, Some(Box::new(policy)))
+    }
+
+    fn open_inner(
+        config: BrokerConfig,
+        create_topic_policy: Option<Box<dyn CreateTopicPolicy>>,
+    ) -> Result<Arc<Self>, StartError> {
         let first = config
             .log_dirs
             .first()
@@ -218,6 +238,7 @@ impl Broker {
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
             groups,
+            create_topic_policy,
         };
         let mut known = std::collections::BTreeSet::new();
         for meta in metas {
@@ -389,6 +410,18 @@ impl Broker {
         }
         TopicConfig::strict(&self.config, &overrides)
             .map_err(|(k, e)| (code(ResponseError::InvalidConfig), format!("{k}: {e}")))?;
+        if let Some(policy) = &self.create_topic_policy
+            && name != klog_coordinator::OFFSETS_TOPIC
+        {
+            policy
+                .validate(&NewTopic {
+                    name,
+                    partitions,
+                    replication_factor,
+                    configs: &overrides,
+                })
+                .map_err(|e| (code(ResponseError::PolicyViolation), e))?;
+        }
         let _guard = lock(&self.admin);
         if self.topic(name).is_some() {
             return Err((
@@ -482,6 +515,15 @@ impl Broker {
 
     /// ApiVersions: the version table. An unsupported version gets
     /// UNSUPPORTED_VERSION, encoded by the caller in the v0 layout.
+    ///
+    /// Feature levels (KIP-584, v3 tagged fields): none are reported, because klog
+    /// has none it could truthfully report at the versions it serves.
+    /// `metadata.version` comes with the controller's metadata log. A
+    /// `transaction.version` range of 0..0 would say the classic transaction
+    /// protocol works (level 0 is Kafka's pre-KIP-890 transactions, not "no
+    /// transactions"), and a supported minimum of 0 is not allowed in ApiVersions v3
+    /// anyway (KAFKA-17011: Kafka 3.9 lists such features from v4 only). There is no
+    /// finalized-features state, so the epoch is -1, "unknown" in KIP-584.
     pub fn api_versions(&self, error_code: i16) -> ApiVersionsResponse {
         let api_keys = versions::SUPPORTED_APIS
             .iter()
@@ -495,6 +537,9 @@ impl Broker {
         ApiVersionsResponse::default()
             .with_error_code(error_code)
             .with_api_keys(api_keys)
+            .with_supported_features(Vec::new())
+            .with_finalized_features_epoch(-1)
+            .with_finalized_features(Vec::new())
     }
 
     // ----------------------------------------------------------------------------
@@ -883,13 +928,18 @@ impl Broker {
             .map(|t| {
                 let name = t.name.0.as_str();
                 let mut r = CreatableTopicResult::default().with_name(t.name.clone());
-                if !t.assignments.is_empty() {
-                    r.error_code = code(ResponseError::InvalidRequest);
-                    r.error_message = Some(StrBytes::from_static_str(
-                        "manual replica assignment is not supported",
-                    ));
-                    return r;
-                }
+                let (num_partitions, replication_factor) = if t.assignments.is_empty() {
+                    (t.num_partitions, t.replication_factor)
+                } else {
+                    match self.manual_assignment(t) {
+                        Ok(sizes) => sizes,
+                        Err((error_code, message)) => {
+                            r.error_code = error_code;
+                            r.error_message = Some(StrBytes::from_string(message));
+                            return r;
+                        }
+                    }
+                };
                 let mut overrides = BTreeMap::new();
                 for c in &t.configs {
                     match &c.value {
@@ -908,8 +958,8 @@ impl Broker {
                 }
                 match self.create_topic(
                     name,
-                    t.num_partitions,
-                    t.replication_factor,
+                    num_partitions,
+                    replication_factor,
                     overrides,
                     req.validate_only,
                 ) {
@@ -927,6 +977,34 @@ impl Broker {
             })
             .collect();
         CreateTopicsResponse::default().with_topics(topics)
+    }
+
+    /// The partition count and replication factor of a CreateTopics topic given
+    /// with `assignments`: those must come without `num_partitions` and
+    /// `replication_factor` (both -1, else INVALID_REQUEST, as Kafka) and name only
+    /// brokers that exist, this one on a single node
+    /// (INVALID_REPLICA_ASSIGNMENT otherwise; see [`assignment`]).
+    fn manual_assignment(&self, t: &CreatableTopic) -> Result<(i32, i16), (i16, String)> {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err((
+                code(ResponseError::InvalidRequest),
+                "both num_partitions or replication_factor and assignments were set; \
+                 only one can be used"
+                    .to_owned(),
+            ));
+        }
+        let given: Vec<(i32, Vec<i32>)> = t
+            .assignments
+            .iter()
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        assignment::check_topic_assignment(&given, &[self.config.node_id])
+            .map_err(|e| (code(ResponseError::InvalidReplicaAssignment), e))
     }
 
     /// Grows a topic to `count` partitions (never shrinks: INVALID_PARTITIONS). New
@@ -971,14 +1049,20 @@ impl Broker {
                     ),
                 ));
             }
-            let node = self.config.node_id;
-            if let Some(bad) = assignments.iter().find(|a| a.as_slice() != [node]) {
-                return Err((
-                    code(ResponseError::InvalidReplicaAssignment),
-                    format!(
-                        "assignment {bad:?}: the only broker is {node}, with one replica per partition"
-                    ),
-                ));
+            // Every topic has one replica on one node (create_topic refuses more).
+            let factor = 1;
+            for a in assignments {
+                assignment::check_replicas(a, &[self.config.node_id])
+                    .and_then(|()| {
+                        if a.len() == factor {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "replicas {a:?}: the topic's replication factor is {factor}"
+                            ))
+                        }
+                    })
+                    .map_err(|e| (code(ResponseError::InvalidReplicaAssignment), e))?;
             }
         }
         if validate_only {

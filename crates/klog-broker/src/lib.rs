@@ -25,11 +25,13 @@
 //! `acks=all` waits on it.
 
 pub mod alloc;
+pub mod assignment;
 pub mod broker;
 pub mod config;
 pub mod configs;
 pub mod groups;
 pub mod partition;
+pub mod policy;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod rules;

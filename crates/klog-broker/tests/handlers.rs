@@ -7,23 +7,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use klog_broker::policy::{CreateTopicPolicy, NewTopic};
 use klog_broker::{Broker, BrokerConfig};
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::StrBytes;
+use klog_codec::protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic,
+};
 use klog_codec::protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
+use klog_codec::protocol::messages::metadata_request::MetadataRequestTopic;
 use klog_codec::protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use klog_codec::protocol::messages::{
-    FindCoordinatorRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    BrokerId, CreateTopicsRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use klog_codec::protocol::produce::{ProduceData, ProducePartitionData, ProduceTopicData};
 use klog_codec::{BatchBuilder, Compression};
 
-fn broker(dir: &std::path::Path) -> Arc<Broker> {
+/// A single-node configuration with its data in `dir`.
+fn config(dir: &std::path::Path) -> BrokerConfig {
     let pairs: Vec<(String, String)> = [
         ("log.dirs", dir.display().to_string()),
         ("offsets.topic.num.partitions", "1".to_owned()),
@@ -31,8 +37,11 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let (config, _) = BrokerConfig::from_pairs(pairs).expect("config");
-    Broker::open(config).expect("broker")
+    BrokerConfig::from_pairs(pairs).expect("config").0
+}
+
+fn broker(dir: &std::path::Path) -> Arc<Broker> {
+    Broker::open(config(dir)).expect("broker")
 }
 
 /// A broker in `dir` with the topic `name` of `partitions` partitions.
@@ -242,4 +251,109 @@ async fn produce_names_the_records_that_caused_a_refusal() {
         b.topic("c").expect("topic").partitions[0].high_watermark(),
         0
     );
+}
+
+/// CreateTopics with `assignments` (Kafka's CreateTopicsRequest): the partitions
+/// come from the assignment, which must name existing brokers
+/// (INVALID_REPLICA_ASSIGNMENT) and come without a partition count or replication
+/// factor (INVALID_REQUEST).
+#[test]
+fn create_topics_with_manual_assignment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let topic = |name: &str, partitions: i32, assigned: &[&[i32]]| {
+        CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1)
+            .with_assignments(
+                assigned
+                    .iter()
+                    .zip(0..)
+                    .map(|(brokers, index)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(index)
+                            .with_broker_ids(brokers.iter().map(|&id| BrokerId(id)).collect())
+                    })
+                    .collect(),
+            )
+    };
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        topic("ok", -1, &[&[1], &[1], &[1]]),
+        topic("unknown-broker", -1, &[&[1], &[2]]),
+        topic("with-count", 2, &[&[1], &[1]]),
+    ]);
+    let errors: Vec<i16> = b
+        .create_topics(&req)
+        .topics
+        .iter()
+        .map(|t| t.error_code)
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            0,
+            ResponseError::InvalidReplicaAssignment.code(),
+            ResponseError::InvalidRequest.code()
+        ]
+    );
+    assert_eq!(b.topic("ok").expect("created").partitions.len(), 3);
+    assert!(b.topic("unknown-broker").is_none() && b.topic("with-count").is_none());
+}
+
+/// ApiVersions v3 feature levels (KIP-584): klog reports no supported or finalized
+/// feature and the "unknown" finalized epoch -1 (see `Broker::api_versions` for
+/// why).
+#[test]
+fn api_versions_reports_no_feature_levels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let resp = b.api_versions(0);
+    assert!(resp.supported_features.is_empty() && resp.finalized_features.is_empty());
+    assert_eq!(resp.finalized_features_epoch, -1);
+}
+
+/// KIP-108's create topic policy: every topic a client creates passes it first,
+/// by CreateTopics (validate-only too) or auto-creation; a refusal is
+/// POLICY_VIOLATION with the policy's message. The broker's own
+/// `__consumer_offsets` is not shown to it.
+#[test]
+fn create_topic_policy_refuses_with_policy_violation() {
+    struct TeamPrefix;
+    impl CreateTopicPolicy for TeamPrefix {
+        fn validate(&self, topic: &NewTopic<'_>) -> Result<(), String> {
+            match topic.name.split_once('.') {
+                Some(("billing", _)) if topic.partitions <= 4 => Ok(()),
+                Some(("billing", _)) => Err("at most 4 partitions".to_owned()),
+                _ => Err(format!("{}: topics are named billing.<name>", topic.name)),
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Broker::open_with_policy(config(dir.path()), TeamPrefix).expect("broker");
+    assert!(b.topic("__consumer_offsets").is_some());
+    let violation = ResponseError::PolicyViolation.code();
+    let create = |name: &str, partitions, validate_only| {
+        b.create_topic(name, partitions, 1, BTreeMap::new(), validate_only)
+            .map(|_| ())
+    };
+    assert_eq!(create("billing.invoices", 4, false), Ok(()));
+    let refused = create("orders", 1, true).expect_err("validate_only is checked too");
+    assert_eq!(refused.0, violation);
+    assert!(refused.1.contains("billing.<name>"), "{}", refused.1);
+    assert_eq!(
+        create("billing.big", 8, false).map_err(|e| e.0),
+        Err(violation)
+    );
+    // Auto-creation (Metadata for an unknown topic) goes through it as well.
+    let meta = b.metadata(
+        &MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
+            ]))
+            .with_allow_auto_topic_creation(true),
+        8,
+    );
+    assert_eq!(meta.topics[0].error_code, violation);
+    assert!(b.topic("orders").is_none() && b.topic("billing.big").is_none());
 }
