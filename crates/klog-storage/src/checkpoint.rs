@@ -22,9 +22,10 @@ use crate::error::OpenError;
 /// Version written in the first line.
 const VERSION: &str = "0";
 
-/// Replaces `path` with `contents`: write a temporary file, fsync it, rename it over
-/// the old one and fsync the folder, so a crash leaves either the old or the new file.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+/// Replaces `path` with `contents`: write a temporary file (`<name>.tmp`), fsync it,
+/// rename it over the old one and fsync the folder, so a crash leaves either the old
+/// or the new file, never a mix.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
     {
         let mut f = File::create(&tmp)?;
@@ -45,7 +46,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Fsyncs a directory, making created, renamed and deleted entries durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

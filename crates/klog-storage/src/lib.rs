@@ -45,10 +45,11 @@ pub mod log;
 pub mod manager;
 mod segment;
 
+pub use checkpoint::{sync_dir, write_atomic};
 pub use config::{InvalidTopicPartition, LogConfig, TimestampType, TopicPartition};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::{AppendError, Corruption, OpenError, ReadError, RecoveryError, StorageError};
 pub use log::{
     AppendInfo, FileRegion, Log, ReadResult, RecoveryCut, RecoveryReport, SegmentInfo, SyncJob,
 };
-pub use manager::{LogManager, MetaProperties, SharedLog};
+pub use manager::{LogManager, METADATA_LOG_DIR, MetaProperties, SharedLog};

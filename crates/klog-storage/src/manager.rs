@@ -31,6 +31,11 @@ pub const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 /// Suffix of a partition folder being deleted.
 const DELETE_SUFFIX: &str = "-delete";
 
+/// The folder of the cluster metadata log (the Raft log of the controller quorum) in
+/// the first log dir, as Kafka names it. It is owned by the quorum, not by a
+/// [`LogManager`]: opening log dirs skips it.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+
 /// The contents of `meta.properties` (Java properties format, as Kafka writes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaProperties {
@@ -199,6 +204,9 @@ impl LogManager {
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
+                if name == METADATA_LOG_DIR {
+                    continue;
+                }
                 if name.ends_with(DELETE_SUFFIX) {
                     // A deletion interrupted by a crash: finish it.
                     fs::remove_dir_all(&path).map_err(OpenError::io(&path))?;

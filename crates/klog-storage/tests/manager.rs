@@ -241,6 +241,19 @@ fn open_skips_strangers_and_finishes_interrupted_deletes() {
 }
 
 #[test]
+fn open_leaves_the_metadata_log_folder_to_the_quorum() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = vec![root.path().join("d")];
+    let meta = dirs[0].join(klog_storage::METADATA_LOG_DIR);
+    fs::create_dir_all(&meta).expect("mkdir");
+    fs::write(meta.join("quorum-state"), b"{}").expect("write");
+    let m = LogManager::open(&dirs, cfg, 0).expect("open");
+    assert!(m.partitions().is_empty());
+    // Not opened as a partition: no segment was created in it.
+    assert!(!meta.join("00000000000000000000.log").exists());
+}
+
+#[test]
 fn timed_flush_and_retention_run_over_every_log() {
     let root = tempfile::tempdir().expect("tempdir");
     let dirs = dirs(root.path());
