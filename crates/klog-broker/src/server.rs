@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -26,9 +27,9 @@ use klog_codec::protocol::{
     encode_response, parse_request_header,
 };
 use klog_storage::FileRegion;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::TcpListener;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -55,30 +56,17 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracing::debug!(%peer, "connection accepted");
-                    let broker = broker.clone();
-                    let stop = stop_rx.clone();
-                    connections.spawn(async move {
-                        if let Err(e) = serve_connection(broker, stream, stop).await {
-                            tracing::debug!(%peer, error = %e, "connection closed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = &mut shutdown => break,
+    accept_until(&listener, &mut connections, shutdown, |stream, peer| {
+        tracing::debug!(%peer, "connection accepted");
+        let broker = broker.clone();
+        let stop = stop_rx.clone();
+        async move {
+            if let Err(e) = serve_connection(broker, stream, stop).await {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
         }
-    }
+    })
+    .await;
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
     let _ = stop_tx.send(true);
@@ -93,6 +81,36 @@ pub async fn run(
     let _ = maintenance.await;
     let _ = group_timer.await;
     Ok(())
+}
+
+/// Accepts connections on `listener` until `shutdown` completes, running `serve`'s
+/// future for each in `connections` and reaping the finished ones. A failed accept
+/// (out of file descriptors and the like) is logged and retried after a short pause.
+pub(crate) async fn accept_until<F, Fut>(
+    listener: &TcpListener,
+    connections: &mut JoinSet<()>,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve(stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
 }
 
 async fn maintenance(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
@@ -139,8 +157,8 @@ const KEEP_READ_BUFFER: usize = 4 * 1024 * 1024;
 /// The frame shares `buf`'s allocation; once the request is handled and the frame
 /// dropped, the next frame reuses it, so the steady state allocates nothing and
 /// touches no fresh pages.
-async fn read_frame(
-    reader: &mut OwnedReadHalf,
+pub(crate) async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
     buf: &mut BytesMut,
     max: usize,
 ) -> io::Result<Option<BytesMut>> {
