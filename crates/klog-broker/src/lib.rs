@@ -34,6 +34,7 @@ pub mod partition;
 pub mod policy;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod quorum;
 pub mod rules;
 pub mod server;
 pub mod topics;
