@@ -11,13 +11,15 @@
 //! request, repeatable to a few instructions whatever else the machine does.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use klog_broker::{Broker, BrokerConfig};
+use klog_broker::BrokerConfig;
+use klog_broker::node::Node;
 use klog_codec::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use klog_codec::protocol::messages::{ProduceRequest, TopicName};
 use klog_codec::protocol::{Encodable, Request, StrBytes, decode_request, parse_request_header};
 use klog_codec::{BatchBuilder, Compression};
+use klog_coordinator::metadata::CreateTopic;
 
-/// Sends `requests` Produce v7 requests (plus one first, which creates the topic),
+/// Sends `requests` Produce v7 requests (plus one first, to warm up),
 /// each one batch of about `batch_bytes` of `record_size`-byte records, with `acks`.
 pub fn produce_path(
     requests: usize,
@@ -32,7 +34,22 @@ pub fn produce_path(
         ("log.segment.bytes".to_owned(), (1u64 << 30).to_string()),
     ];
     let (config, _) = BrokerConfig::from_pairs(pairs)?;
-    let broker = Broker::open(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let node = rt.block_on(Node::start(config))?;
+    let topic = CreateTopic {
+        name: "produce-path".to_owned(),
+        num_partitions: 1,
+        replication_factor: 1,
+        ..CreateTopic::default()
+    };
+    let created = rt.block_on(node.broker().create_internal(vec![topic], true));
+    anyhow::ensure!(
+        created.iter().all(|(_, c)| *c == 0),
+        "topic not created: {created:?}"
+    );
+    let broker = node.broker().clone();
     let value = vec![b'x'; record_size];
     let mut builder = BatchBuilder::new(Vec::new(), Compression::None);
     let mut i = 0u64;
@@ -62,9 +79,6 @@ pub fn produce_path(
     frame.put_slice(b"bench");
     req.encode(&mut frame, 7)?;
     let frame = frame.freeze();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     for n in 0..=requests {
         let (header, at) = parse_request_header(&frame)?;
         let Ok(Request::Produce(r)) = decode_request(&header, frame.slice(at..)) else {
@@ -80,7 +94,7 @@ pub fn produce_path(
             .map(|p| p.error_code);
         anyhow::ensure!(code == Some(0), "request {n} answered {code:?}");
     }
-    broker.shutdown()?;
+    rt.block_on(node.shutdown())?;
     println!(
         "produce-path requests={requests} acks={acks} record_size={record_size} batch_bytes={} ok",
         records.len()

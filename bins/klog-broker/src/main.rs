@@ -1,6 +1,7 @@
-//! `klog-broker`: starts a single-node Kafka-compatible broker.
+//! `klog-broker`: starts a klog node: a Kafka-compatible broker and, by default,
+//! a controller of the metadata quorum (`process.roles=broker,controller`).
 //!
-//! With no arguments it stores data in `./klog-data` and listens on
+//! With no arguments it is a one-node cluster: data in `./klog-data`, listening on
 //! 127.0.0.1:9092. `--config server.properties` reads Kafka's configuration names;
 //! `--set key=value` overrides any key. SIGTERM or SIGINT stops it cleanly: no new
 //! connections, in-flight requests finish, logs are flushed and marked clean.
@@ -9,9 +10,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use klog_broker::BrokerConfig;
 use klog_broker::alloc::BrokerAllocator;
 use klog_broker::config::parse_properties;
-use klog_broker::{Broker, BrokerConfig};
+use klog_broker::node::Node;
 
 #[global_allocator]
 static ALLOC: BrokerAllocator = BrokerAllocator;
@@ -32,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -60,16 +62,38 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     let listen = config.listener;
-    let broker = Broker::open(config).context("opening the log dirs")?;
+    let serves_clients = config.cluster.roles.broker;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
-        tracing::info!(address = %listener.local_addr()?, "klog-broker listening");
-        klog_broker::server::run(broker.clone(), listener, shutdown_signal()).await?;
+        // Bind first, so that a port in use fails the start before anything else.
+        let listener = if serves_clients {
+            Some(
+                tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?,
+            )
+        } else {
+            None
+        };
+        let node = Node::start(config).await.context("starting the node")?;
+        match listener {
+            Some(listener) => {
+                tracing::info!(address = %listener.local_addr()?, "klog-broker listening");
+                // SIGTERM: a controlled shutdown while still serving (leaderships
+                // move to other brokers first), then stop accepting.
+                let stopping = async {
+                    shutdown_signal().await;
+                    node.controlled_shutdown().await;
+                };
+                klog_broker::server::run(node.broker().clone(), listener, stopping).await?;
+            }
+            None => {
+                tracing::info!("controller-only node running");
+                shutdown_signal().await;
+            }
+        }
+        node.shutdown().await.context("flushing logs at shutdown")?;
         anyhow::Ok(())
     })?;
-    broker.shutdown().context("flushing logs at shutdown")?;
     tracing::info!("clean shutdown complete");
     Ok(())
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use klog_broker::{Broker, BrokerConfig};
+use klog_broker::BrokerConfig;
+use klog_broker::node::Node;
 use klog_codec::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use klog_codec::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use klog_codec::protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
@@ -23,6 +24,7 @@ use klog_codec::protocol::{
     Encodable, Request, StrBytes, decode_request, encode_response, parse_request_header,
 };
 use klog_codec::{BatchBuilder, Compression};
+use klog_coordinator::metadata::CreateTopic;
 
 const TOPIC: &str = "bench";
 
@@ -39,7 +41,8 @@ fn batch(record_size: usize, batch_bytes: usize) -> Vec<u8> {
     b.finish().expect("finish")
 }
 
-fn broker(dir: &std::path::Path, extra: &[(&str, &str)]) -> Arc<Broker> {
+/// A one-node cluster in `dir` with the topic [`TOPIC`] (one partition).
+fn node(rt: &tokio::runtime::Runtime, dir: &std::path::Path, extra: &[(&str, &str)]) -> Arc<Node> {
     let mut pairs = vec![
         ("log.dirs".to_owned(), dir.display().to_string()),
         ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
@@ -47,7 +50,18 @@ fn broker(dir: &std::path::Path, extra: &[(&str, &str)]) -> Arc<Broker> {
     ];
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let (config, _) = BrokerConfig::from_pairs(pairs).expect("config");
-    Broker::open(config).expect("broker")
+    rt.block_on(async {
+        let node = Node::start(config).await.expect("node");
+        let topic = CreateTopic {
+            name: TOPIC.to_owned(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..CreateTopic::default()
+        };
+        let created = node.broker().create_internal(vec![topic], true).await;
+        assert_eq!(created, vec![(TOPIC.to_owned(), 0)]);
+        node
+    })
 }
 
 fn request_frame<R: Encodable>(api_key: i16, version: i16, body: &R) -> Bytes {
@@ -91,7 +105,8 @@ fn bench_produce(c: &mut Criterion) {
         ("1KiB_records_16KiB_batch", 1024, 16 << 10),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let b = broker(dir.path(), &[]);
+        let n = node(&rt, dir.path(), &[]);
+        let b = n.broker().clone();
         let records = batch(record_size, batch_bytes);
         // The broker sees the frame without its size prefix.
         let frame = request_frame(0, 7, &produce_request(&records)).slice(4..);
@@ -106,7 +121,7 @@ fn bench_produce(c: &mut Criterion) {
                 encode_response(&header, &resp).expect("encode")
             })
         });
-        b.shutdown().expect("shutdown");
+        rt.block_on(n.shutdown()).expect("shutdown");
     }
     group.finish();
 }
@@ -140,12 +155,13 @@ fn bench_fetch(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(records.len() as u64));
     for mode in ["sendfile", "buffered"] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let b = broker(dir.path(), &[("klog.fetch.mode", mode)]);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
+        let n = node(&rt, dir.path(), &[("klog.fetch.mode", mode)]);
+        let b = n.broker().clone();
         for _ in 0..BATCHES {
             let frame = request_frame(0, 7, &produce_request(&records)).slice(4..);
             let (header, at) = parse_request_header(&frame).expect("header");
@@ -181,7 +197,7 @@ fn bench_fetch(c: &mut Criterion) {
         drop(sock);
         let _ = stop_tx.send(());
         rt.block_on(server).expect("join").expect("server");
-        b.shutdown().expect("shutdown");
+        rt.block_on(n.shutdown()).expect("shutdown");
     }
     group.finish();
 }

@@ -3,20 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponseWriter};
-use klog_codec::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use klog_codec::protocol::messages::api_versions_response::ApiVersion;
-use klog_codec::protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use klog_codec::protocol::messages::create_topics_request::CreatableTopic;
-use klog_codec::protocol::messages::create_topics_response::CreatableTopicResult;
 use klog_codec::protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
-use klog_codec::protocol::messages::delete_topics_response::DeletableTopicResult;
 use klog_codec::protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use klog_codec::protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -24,7 +19,6 @@ use klog_codec::protocol::messages::describe_configs_response::{
 use klog_codec::protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use klog_codec::protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterResourceResponse;
 use klog_codec::protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -35,28 +29,32 @@ use klog_codec::protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use klog_codec::protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsResponse, BrokerId,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, FetchRequest,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceResponse, ProducerId, TopicName,
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, ProduceResponse, ProducerId, TopicName,
 };
 use klog_codec::protocol::produce::ProduceData;
 use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes, versions};
-use klog_storage::{FileRegion, LogManager, ReadError, TopicPartition};
+use klog_storage::{FileRegion, LogManager, ReadError};
 use tokio::sync::Notify;
 
-use crate::assignment;
+use crate::admin::Admin;
 use crate::config::BrokerConfig;
-use crate::configs::{self, AlterOp, ConfigEntry, TopicConfig};
+use crate::configs::{self, ConfigEntry};
+use crate::controller::{ControllerReply, ControllerRequest};
+use crate::controller_api::AdminHandler;
+use crate::forward::ControllerClient;
+use crate::lifecycle::Lifecycle;
+use crate::metadata::MetadataStore;
 use crate::partition::{CommitWait, Partition};
-use crate::policy::{CreateTopicPolicy, NewTopic};
-use crate::producer_ids::ProducerIdAllocator;
+use crate::replicas::{ReplicaEvent, ReplicaManager, Topic};
 use crate::rules::Refusal;
-use crate::topics::{self, TopicMeta};
+use crate::topics::{self};
+use klog_codec::protocol::messages::CreateTopicsResponse;
+use klog_codec::protocol::parse_request_header;
+use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 use klog_replication::ProduceOutcome;
 
 /// Milliseconds since the Unix epoch: the broker's clock, read only here.
@@ -69,17 +67,6 @@ pub fn now_ms() -> i64 {
 
 fn code(e: ResponseError) -> i16 {
     e.code()
-}
-
-/// A topic with its partitions.
-#[derive(Debug)]
-pub struct Topic {
-    /// Persistent description.
-    pub meta: TopicMeta,
-    /// Partitions, by index.
-    pub partitions: Vec<Arc<Partition>>,
-    /// The effective configuration (broker defaults and the topic's overrides).
-    pub config: TopicConfig,
 }
 
 /// Why the broker could not start.
@@ -97,6 +84,9 @@ pub enum StartError {
     /// Opening the partition logs failed.
     #[error("opening logs: {0}")]
     Logs(#[from] klog_storage::OpenError),
+    /// The metadata quorum could not start.
+    #[error("metadata quorum: {0}")]
+    Quorum(String),
 }
 
 /// A Produce request whose batches are appended and whose response waits for
@@ -156,17 +146,21 @@ pub enum Reply {
     Fetch(Vec<FetchPart<FileRegion>>),
 }
 
-/// The broker: configuration, logs and topic metadata, shared by all connections.
+/// The broker: configuration, the hosted partitions and the metadata image,
+/// shared by all connections.
 pub struct Broker {
     config: BrokerConfig,
-    logs: LogManager,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// Serialises topic creation and deletion (and writes of the topics file).
-    admin: Mutex<()>,
-    producer_ids: Mutex<ProducerIdAllocator>,
+    replicas: ReplicaManager,
+    store: Arc<MetadataStore>,
+    client: Arc<ControllerClient>,
+    /// The admin handlers, on a controller node (they run where the controller is
+    /// active; elsewhere admin requests are forwarded).
+    admin: Option<Arc<Admin>>,
+    lifecycle: Arc<Lifecycle>,
+    /// Producer ids left from the last block the controller handed out: (next, end).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     cluster_id: String,
     groups: crate::groups::Groups,
-    create_topic_policy: Option<Box<dyn CreateTopicPolicy>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -177,130 +171,48 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
-    move |source| StartError::Io {
-        path: path.to_owned(),
-        source,
+/// The cluster id every node of a cluster derives alike: from the node id on a
+/// single node (as before the quorum), from the voters otherwise.
+pub fn cluster_id(config: &BrokerConfig) -> String {
+    if config.cluster.voters.is_empty() {
+        return format!("klog-{}", config.node_id);
     }
+    let voters: String = config
+        .cluster
+        .voters
+        .iter()
+        .map(|v| format!("{}@{}:{},", v.id, v.host, v.port))
+        .collect();
+    format!("klog-{:08x}", crc32c::crc32c(voters.as_bytes()))
 }
 
 impl Broker {
-    /// Opens (or creates) the log dirs, recovers every partition and loads topics.
-    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
-        Self::open_inner(config, None)
-    }
-
-    /// As [`Broker::open`], with a policy every topic a client creates must pass
-    /// (see [`crate::policy`]).
-    pub fn open_with_policy(
+    /// The broker of a node (see [`crate::node::Node::start`], which builds it).
+    pub fn new(
         config: BrokerConfig,
-        policy: impl CreateTopicPolicy,
+        replicas: ReplicaManager,
+        store: Arc<MetadataStore>,
+        client: Arc<ControllerClient>,
+        admin: Option<Arc<Admin>>,
+        lifecycle: Arc<Lifecycle>,
     ) -> Result<Arc<Self>, StartError> {
-        Self::open_inner(config, Some(Box::new(policy)))
-    }
-
-    fn open_inner(
-        config: BrokerConfig,
-        create_topic_policy: Option<Box<dyn CreateTopicPolicy>>,
-    ) -> Result<Arc<Self>, StartError> {
-        let first = config
-            .log_dirs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| PathBuf::from("."));
-        for dir in &config.log_dirs {
-            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        }
-        let metas = topics::load(&first).map_err(io_err(&first))?;
-        let by_name: BTreeMap<String, TopicMeta> =
-            metas.iter().map(|m| (m.name.clone(), m.clone())).collect();
-        let now = now_ms();
-        let logs = LogManager::open(
-            &config.log_dirs,
-            |tp: &TopicPartition| match by_name.get(&tp.topic) {
-                Some(meta) => TopicConfig::lenient(&config, &meta.overrides).storage_log_config(),
-                None => config.log.clone(),
-            },
-            now,
-        )?;
-        let producer_ids = ProducerIdAllocator::open(&first).map_err(io_err(&first))?;
-        let cluster_id = format!("klog-{}", config.node_id);
         let groups = crate::groups::Groups::new(&config);
-        let broker = Self {
+        Ok(Arc::new(Self {
+            cluster_id: cluster_id(&config),
             config,
-            logs,
-            topics: RwLock::new(BTreeMap::new()),
-            admin: Mutex::new(()),
-            producer_ids: Mutex::new(producer_ids),
-            cluster_id,
+            replicas,
+            store,
+            client,
+            admin,
+            lifecycle,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups,
-            create_topic_policy,
-        };
-        let mut known = std::collections::BTreeSet::new();
-        for meta in metas {
-            let topic = broker.open_topic(meta, now)?;
-            for p in &topic.partitions {
-                known.insert(TopicPartition::new(p.topic.clone(), p.index));
-            }
-            broker
-                .topics
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(topic.meta.name.clone(), topic);
-        }
-        for tp in broker.logs.partitions() {
-            if !known.contains(&tp) {
-                tracing::warn!(partition = %tp, "log folder belongs to no known topic; left untouched");
-            }
-        }
-        broker.groups.start(&broker)?;
-        Ok(Arc::new(broker))
+        }))
     }
 
     /// Consumer groups: the group coordinator and its persistence.
     pub fn groups(&self) -> &crate::groups::Groups {
         &self.groups
-    }
-
-    fn open_topic(&self, meta: TopicMeta, now: i64) -> Result<Arc<Topic>, StartError> {
-        let config = TopicConfig::lenient(&self.config, &meta.overrides);
-        self.open_partitions(meta, config, Vec::new(), now)
-    }
-
-    /// Builds a topic from `existing` partitions plus new ones up to
-    /// `meta.partitions`, creating (or reopening) their logs.
-    fn open_partitions(
-        &self,
-        meta: TopicMeta,
-        config: TopicConfig,
-        existing: Vec<Arc<Partition>>,
-        now: i64,
-    ) -> Result<Arc<Topic>, StartError> {
-        let log_config = config.storage_log_config();
-        let mut partitions = existing;
-        for index in partitions.len() as i32..meta.partitions {
-            let tp = TopicPartition::new(meta.name.clone(), index);
-            let log = match self.logs.get(&tp) {
-                Some(log) => log,
-                None => self.logs.create(tp, log_config.clone(), now)?,
-            };
-            partitions.push(Arc::new(Partition::new(
-                meta.name.clone(),
-                index,
-                log,
-                self.config.node_id,
-                config.leader_config(&self.config),
-            )));
-        }
-        Ok(Arc::new(Topic {
-            meta,
-            partitions,
-            config,
-        }))
     }
 
     /// The configuration the broker runs with.
@@ -310,204 +222,239 @@ impl Broker {
 
     /// The partition logs.
     pub fn logs(&self) -> &LogManager {
-        &self.logs
+        self.replicas.logs()
     }
 
-    /// A topic by name.
+    /// The hosted partitions.
+    pub fn replicas(&self) -> &ReplicaManager {
+        &self.replicas
+    }
+
+    /// The metadata image this broker serves from.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.store.image()
+    }
+
+    /// The way to the active controller.
+    pub fn controller(&self) -> &ControllerClient {
+        &self.client
+    }
+
+    /// A hosted topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.replicas.topic(name)
     }
 
     fn topic_list(&self) -> Vec<Arc<Topic>> {
-        self.topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
+        self.replicas.topic_list()
+    }
+
+    /// Reacts to what the replica manager did: deleted topics lose their group
+    /// offsets; `__consumer_offsets` partitions led here are loaded.
+    pub fn replica_events(self: &Arc<Self>, events: Vec<ReplicaEvent>) {
+        for e in events {
+            match e {
+                ReplicaEvent::TopicDeleted(name) => self.groups.topic_deleted(self, &name),
+                ReplicaEvent::BecameLeader(topic, index)
+                    if topic == klog_coordinator::OFFSETS_TOPIC =>
+                {
+                    self.groups.load_partition(self, index);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Creates topics that do not exist with the broker defaults (Metadata with
+    /// `allow_auto_topic_creation`, `auto.create.topics.enable`), through the
+    /// active controller, and waits until they are in this broker's image.
+    /// Returns the error code of each topic that could not be created.
+    pub async fn auto_create(&self, names: &[String]) -> Vec<(String, i16)> {
+        if names.is_empty() || !self.config.auto_create_topics {
+            return Vec::new();
+        }
+        let topics: Vec<CreateTopic> = names
+            .iter()
+            .map(|n| CreateTopic {
+                name: n.clone(),
+                num_partitions: -1,
+                replication_factor: -1,
+                ..CreateTopic::default()
+            })
+            .collect();
+        self.create_internal(topics, false)
+            .await
+            .into_iter()
+            .filter(|(_, c)| *c != 0 && *c != code(ResponseError::TopicAlreadyExists))
             .collect()
     }
 
-    fn store_topics(&self) -> std::io::Result<()> {
-        self.store_topics_with(None)
-    }
-
-    /// Writes the topics file as the map stands, with `replacement` in place of the
-    /// topic of the same name.
-    fn store_topics_with(&self, replacement: Option<&TopicMeta>) -> std::io::Result<()> {
-        let first = self.config.log_dirs.first().cloned().unwrap_or_default();
-        let list = self.topic_list();
-        let metas = list.iter().map(|t| match replacement {
-            Some(r) if r.name == t.meta.name => r,
-            _ => &t.meta,
-        });
-        topics::store(&first, metas)
-    }
-
-    /// Replaces a topic's entry (new overrides and/or more partitions): persists it
-    /// first, so that nothing changes if the file cannot be written, then swaps it in
-    /// and hands the new log config to every partition log. The caller holds `admin`.
-    fn replace_topic(&self, topic: Arc<Topic>) -> Result<(), (i16, String)> {
-        if let Err(e) = self.store_topics_with(Some(&topic.meta)) {
-            tracing::error!(error = %e, "could not persist topic metadata");
-            return Err((code(ResponseError::KafkaStorageError), e.to_string()));
-        }
-        let log_config = topic.config.storage_log_config();
-        let leader_config = topic.config.leader_config(&self.config);
-        let now = now_ms();
-        for p in &topic.partitions {
-            p.log().set_config(log_config.clone());
-            p.set_leader_config(leader_config, now);
-        }
-        self.topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(topic.meta.name.clone(), topic);
-        Ok(())
-    }
-
-    /// Creates a topic. Returns the Kafka error code and message on refusal.
-    pub fn create_topic(
+    /// Creates topics through the active controller (here or forwarded);
+    /// `internal` topics skip the create-topic policy. Returns each error code.
+    pub async fn create_internal(
         &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Option<Arc<Topic>>, (i16, String)> {
-        if !topics::is_valid_topic_name(name) {
-            return Err((
-                code(ResponseError::InvalidTopicException),
-                format!("invalid topic name {name:?}"),
-            ));
+        topics: Vec<CreateTopic>,
+        internal: bool,
+    ) -> Vec<(String, i16)> {
+        if let Some(admin) = self.admin.as_ref().filter(|a| a.is_active()) {
+            return admin
+                .create(topics, false, internal)
+                .await
+                .into_iter()
+                .map(|(n, c, _)| (n, c))
+                .collect();
         }
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        if partitions <= 0 {
-            return Err((
-                code(ResponseError::InvalidPartitions),
-                format!("number of partitions must be positive, got {partitions}"),
-            ));
+        let new: Vec<klog_client::NewTopic> = topics
+            .iter()
+            .map(|t| klog_client::NewTopic {
+                name: t.name.clone(),
+                partitions: t.num_partitions,
+                replication_factor: t.replication_factor,
+                configs: t.configs.clone().into_iter().collect(),
+            })
+            .collect();
+        let req = klog_client::admin::create_topics_request(&new, 30_000);
+        match self.forward_request(&req, 4).await {
+            Ok(r) => r
+                .topics
+                .into_iter()
+                .map(|t| (t.name.0.to_string(), t.error_code))
+                .collect(),
+            Err(c) => topics.iter().map(|t| (t.name.clone(), c)).collect(),
         }
-        let replication_factor = if replication_factor == -1 {
-            self.config.default_replication_factor
-        } else {
-            replication_factor
-        };
-        if replication_factor != 1 {
-            return Err((
-                code(ResponseError::InvalidReplicationFactor),
-                format!(
-                    "replication factor {replication_factor} is larger than the 1 available broker"
-                ),
-            ));
-        }
-        TopicConfig::strict(&self.config, &overrides)
-            .map_err(|(k, e)| (code(ResponseError::InvalidConfig), format!("{k}: {e}")))?;
-        if let Some(policy) = &self.create_topic_policy
-            && name != klog_coordinator::OFFSETS_TOPIC
-        {
-            policy
-                .validate(&NewTopic {
-                    name,
-                    partitions,
-                    replication_factor,
-                    configs: &overrides,
-                })
-                .map_err(|e| (code(ResponseError::PolicyViolation), e))?;
-        }
-        let _guard = lock(&self.admin);
-        if self.topic(name).is_some() {
-            return Err((
-                code(ResponseError::TopicAlreadyExists),
-                format!("topic {name:?} already exists"),
-            ));
-        }
-        if validate_only {
-            return Ok(None);
-        }
-        let meta = TopicMeta {
-            name: name.to_owned(),
-            partitions,
-            overrides,
-        };
-        let topic = self
-            .open_topic(meta, now_ms())
-            .map_err(|e| (code(ResponseError::KafkaStorageError), e.to_string()))?;
-        self.topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), topic.clone());
-        if let Err(e) = self.store_topics() {
-            tracing::error!(error = %e, "could not persist topic metadata");
-            return Err((code(ResponseError::KafkaStorageError), e.to_string()));
-        }
-        tracing::info!(topic = name, partitions, "created topic");
-        Ok(Some(topic))
     }
 
-    /// Deletes a topic and its partition folders.
-    pub fn delete_topic(&self, name: &str) -> Result<(), i16> {
-        let guard = lock(&self.admin);
-        let topic = self
-            .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name)
-            .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
-        if let Err(e) = self.store_topics() {
-            tracing::error!(error = %e, "could not persist topic metadata");
+    /// Sends `req` at `version` to the active controller in an Envelope, as a
+    /// client's request would be forwarded; returns its response, once this
+    /// broker's image has the records, or the error code a client would get.
+    async fn forward_request<R>(&self, req: &R, version: i16) -> Result<R::Response, i16>
+    where
+        R: klog_codec::protocol::client::Request,
+    {
+        let mut frame = BytesMut::new();
+        klog_codec::protocol::client::encode_request(&mut frame, 0, None, version, req)
+            .map_err(|_| code(ResponseError::UnknownServerError))?;
+        // Without the size prefix, as a client's request frame is forwarded.
+        let request_frame = frame.freeze().slice(4..);
+        let resp = self
+            .client
+            .forward(request_frame, "")
+            .await
+            .map_err(|e| e.code())?;
+        klog_codec::protocol::client::decode_response::<R>(resp, version)
+            .map(|(_, r)| r)
+            .map_err(|_| code(ResponseError::UnknownServerError))
+    }
+
+    /// CreateTopics, run by the active controller (here, or forwarded to it).
+    pub async fn create_topics(&self, req: &CreateTopicsRequest) -> CreateTopicsResponse {
+        if let Some(admin) = self.admin.as_ref().filter(|a| a.is_active()) {
+            return admin.create_topics(req).await;
         }
-        for p in &topic.partitions {
-            let tp = TopicPartition::new(name.to_owned(), p.index);
-            if let Err(e) = self.logs.delete(&tp) {
-                tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
+        match self.forward_request(req, 4).await {
+            Ok(r) => r,
+            Err(c) => CreateTopicsResponse::default().with_topics(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        klog_codec::protocol::messages::create_topics_response::CreatableTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_error_code(c)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// An admin request that changes metadata (see [`crate::admin::is_forwarded`]): run
+    /// here when this node is the active controller, else forwarded whole to it.
+    /// `frame` is the request as read, without its size prefix.
+    pub async fn admin_request(
+        &self,
+        header: &RequestHeader,
+        frame: Bytes,
+        peer: &str,
+    ) -> Option<Bytes> {
+        if let Some(admin) = self.admin.as_ref().filter(|a| a.is_active()) {
+            let (_, at) = parse_request_header(&frame).ok()?;
+            return admin
+                .handle_forwarded(header.clone(), frame.slice(at..))
+                .await;
+        }
+        match self.client.forward(frame, peer).await {
+            Ok(data) => {
+                let mut out = BytesMut::with_capacity(data.len() + 4);
+                out.extend_from_slice(&(data.len() as i32).to_be_bytes());
+                out.extend_from_slice(&data);
+                Some(out.freeze())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, api_key = header.api_key, "no controller for an admin request");
+                None
             }
         }
-        drop(guard);
-        self.groups.topic_deleted(self, name);
-        tracing::info!(topic = name, "deleted topic");
-        Ok(())
     }
 
-    /// The topic, created with broker defaults if it does not exist and
-    /// `auto.create.topics.enable` (and the request) allow it.
-    fn topic_or_create(&self, name: &str, allow: bool) -> Result<Arc<Topic>, i16> {
-        if let Some(t) = self.topic(name) {
-            return Ok(t);
+    /// The topics of a Produce request that do not exist in the cluster (with
+    /// `auto.create.topics.enable`, for [`Broker::auto_create`]).
+    pub fn produce_topics_to_create(&self, req: &ProduceData) -> Vec<String> {
+        if !self.config.auto_create_topics {
+            return Vec::new();
         }
-        if !(allow && self.config.auto_create_topics) {
-            return Err(code(ResponseError::UnknownTopicOrPartition));
+        let mut missing = Vec::new();
+        for t in &req.topics {
+            if self.replicas.topic(&t.name).is_none()
+                && topics::is_valid_topic_name(&t.name)
+                && self.store.image().topic(&t.name).is_none()
+            {
+                missing.push(t.name.clone());
+            }
         }
-        match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => Err(code(ResponseError::UnknownTopicOrPartition)),
-            // Lost a race with another creator: use theirs.
-            Err((c, _)) if c == code(ResponseError::TopicAlreadyExists) => self
-                .topic(name)
-                .ok_or(code(ResponseError::UnknownTopicOrPartition)),
-            Err((c, _)) => Err(c),
-        }
+        missing
     }
 
-    /// Whether `topic` exists and has a partition `index` (nothing is created).
+    /// The unfenced brokers with the address clients reach them at (their
+    /// `inter.broker.listener.name` listener): id, host, port, rack.
+    fn live_brokers(&self, image: &MetadataImage) -> Vec<(i32, String, u16, Option<String>)> {
+        let listener = &self.config.cluster.inter_broker_listener_name;
+        image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter_map(|b| {
+                let e = b
+                    .registration
+                    .endpoints
+                    .iter()
+                    .find(|e| &e.name == listener)
+                    .or(b.registration.endpoints.first())?;
+                Some((
+                    b.registration.id,
+                    e.host.clone(),
+                    e.port,
+                    b.registration.rack.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Whether `topic` has a partition `index` in the cluster (nothing is created).
     pub fn has_partition(&self, topic: &str, index: i32) -> bool {
-        self.partition(topic, index, false).is_ok()
+        self.store.image().partition(topic, index).is_some()
     }
 
-    fn partition(&self, topic: &str, index: i32, create: bool) -> Result<Arc<Partition>, i16> {
-        let t = self.topic_or_create(topic, create)?;
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| t.partitions.get(i))
-            .cloned()
-            .ok_or(code(ResponseError::UnknownTopicOrPartition))
+    /// The hosted partition `topic`-`index` if this broker leads it:
+    /// NOT_LEADER_OR_FOLLOWER when another broker does (or none), and
+    /// UNKNOWN_TOPIC_OR_PARTITION when the cluster has no such partition.
+    fn leader_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, i16> {
+        match self.replicas.partition(topic, index) {
+            Some(p) if p.is_leader() => Ok(p),
+            Some(_) => Err(code(ResponseError::NotLeaderOrFollower)),
+            None if self.has_partition(topic, index) => {
+                Err(code(ResponseError::NotLeaderOrFollower))
+            }
+            None => Err(code(ResponseError::UnknownTopicOrPartition)),
+        }
     }
 
     // ----------------------------------------------------------------------------
@@ -545,76 +492,74 @@ impl Broker {
     // ----------------------------------------------------------------------------
     // Metadata
 
-    /// Metadata: brokers (this node), controller (this node) and topics.
-    pub fn metadata(&self, req: &MetadataRequest, version: i16) -> MetadataResponse {
-        let (host, port) = &self.config.advertised;
-        let node = self.config.node_id;
-        let brokers = vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(node))
-                .with_host(StrBytes::from_string(host.clone()))
-                .with_port(i32::from(*port)),
-        ];
+    /// Metadata, from the image: the unfenced brokers, the active controller, and
+    /// each topic's partitions with their real leaders, leader epochs, replicas,
+    /// ISR and offline replicas. Topics asked for that do not exist are created
+    /// first when the request and `auto.create.topics.enable` allow it.
+    pub async fn metadata(&self, req: &MetadataRequest, version: i16) -> MetadataResponse {
         let allow_create = version < 4 || req.allow_auto_topic_creation;
-        let topics: Vec<MetadataResponseTopic> = match &req.topics {
-            None => self
-                .topic_list()
+        let mut refused = Vec::new();
+        if let Some(list) = &req.topics
+            && allow_create
+        {
+            let image = self.store.image();
+            let missing: Vec<String> = list
                 .iter()
-                .map(|t| self.topic_metadata(&t.meta.name, Ok(t.clone()), version))
+                .filter_map(|t| t.name.as_ref())
+                .map(|n| n.0.as_str())
+                .filter(|n| topics::is_valid_topic_name(n) && image.topic(n).is_none())
+                .map(str::to_owned)
+                .collect();
+            refused = self.auto_create(&missing).await;
+        }
+        let image = self.store.image();
+        let brokers = self
+            .live_brokers(&image)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                let mut m = MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port));
+                if version >= 1 {
+                    m.rack = rack.map(StrBytes::from_string);
+                }
+                m
+            })
+            .collect();
+        let topics: Vec<MetadataResponseTopic> = match &req.topics {
+            None => image
+                .topics
+                .keys()
+                .map(|name| topic_metadata(&image, name, version))
                 .collect(),
             Some(list) => list
                 .iter()
                 .filter_map(|t| t.name.as_ref())
                 .map(|name| {
                     let name = name.0.as_str();
-                    let found = if topics::is_valid_topic_name(name) {
-                        self.topic_or_create(name, allow_create)
+                    if let Some((_, c)) = refused.iter().find(|(n, _)| n == name) {
+                        MetadataResponseTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+                            .with_error_code(*c)
+                    } else if topics::is_valid_topic_name(name) {
+                        topic_metadata(&image, name, version)
                     } else {
-                        Err(code(ResponseError::InvalidTopicException))
-                    };
-                    self.topic_metadata(name, found, version)
+                        MetadataResponseTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+                            .with_error_code(code(ResponseError::InvalidTopicException))
+                    }
                 })
                 .collect(),
         };
         let mut resp = MetadataResponse::default()
             .with_brokers(brokers)
-            .with_controller_id(BrokerId(node))
+            .with_controller_id(BrokerId(self.client.controller_id().unwrap_or(-1)))
             .with_topics(topics);
         if version >= 2 {
             resp.cluster_id = Some(StrBytes::from_string(self.cluster_id.clone()));
         }
         resp
-    }
-
-    fn topic_metadata(
-        &self,
-        name: &str,
-        topic: Result<Arc<Topic>, i16>,
-        version: i16,
-    ) -> MetadataResponseTopic {
-        let base = MetadataResponseTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
-            .with_is_internal(name == klog_coordinator::OFFSETS_TOPIC);
-        match topic {
-            Err(error_code) => base.with_error_code(error_code),
-            Ok(t) => base.with_partitions(
-                t.partitions
-                    .iter()
-                    .map(|p| {
-                        let isr: Vec<BrokerId> = p.isr().into_iter().map(BrokerId).collect();
-                        let mut m = MetadataResponsePartition::default()
-                            .with_partition_index(p.index)
-                            .with_leader_id(BrokerId(self.config.node_id))
-                            .with_replica_nodes(vec![BrokerId(self.config.node_id)])
-                            .with_isr_nodes(isr);
-                        if version >= 7 {
-                            m.leader_epoch = p.leader_epoch();
-                        }
-                        m
-                    })
-                    .collect(),
-            ),
-        }
     }
 
     // ----------------------------------------------------------------------------
@@ -711,12 +656,17 @@ impl Broker {
         if !topics::is_valid_topic_name(topic) {
             return Err(code(ResponseError::InvalidTopicException).into());
         }
-        let t = self.topic_or_create(topic, true)?;
-        let partition = usize::try_from(index)
-            .ok()
-            .and_then(|i| t.partitions.get(i))
-            .cloned()
-            .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
+        // Hosted here: the partition refuses appends unless it leads.
+        let hosted = self
+            .topic(topic)
+            .and_then(|t| t.partition(index).cloned().map(|p| (t, p)));
+        let Some((t, partition)) = hosted else {
+            return Err(self
+                .leader_partition(topic, index)
+                .err()
+                .unwrap_or(code(ResponseError::NotLeaderOrFollower))
+                .into());
+        };
         if acks == -1 {
             partition.check_acks_all()?;
         }
@@ -756,7 +706,7 @@ impl Broker {
                 .flat_map(|t| {
                     t.partitions
                         .iter()
-                        .filter_map(|p| self.partition(t.topic.0.as_str(), p.partition, false).ok())
+                        .filter_map(|p| self.leader_partition(t.topic.0.as_str(), p.partition).ok())
                 })
                 .collect();
             for p in &partitions {
@@ -795,7 +745,7 @@ impl Broker {
                     log_start_offset: -1,
                     read_committed,
                 };
-                let partition = match self.partition(name, fp.partition, false) {
+                let partition = match self.leader_partition(name, fp.partition) {
                     Ok(p) => p,
                     Err(e) => {
                         ph.error_code = e;
@@ -865,7 +815,7 @@ impl Broker {
                             .with_timestamp(-1)
                             .with_offset(-1)
                             .with_leader_epoch(-1);
-                        match self.partition(name, lp.partition_index, false) {
+                        match self.leader_partition(name, lp.partition_index) {
                             Err(e) => r.error_code = e,
                             Ok(p) => {
                                 if version >= 4 {
@@ -920,201 +870,6 @@ impl Broker {
     // ----------------------------------------------------------------------------
     // Admin
 
-    /// CreateTopics.
-    pub fn create_topics(&self, req: &CreateTopicsRequest) -> CreateTopicsResponse {
-        let topics = req
-            .topics
-            .iter()
-            .map(|t| {
-                let name = t.name.0.as_str();
-                let mut r = CreatableTopicResult::default().with_name(t.name.clone());
-                let (num_partitions, replication_factor) = if t.assignments.is_empty() {
-                    (t.num_partitions, t.replication_factor)
-                } else {
-                    match self.manual_assignment(t) {
-                        Ok(sizes) => sizes,
-                        Err((error_code, message)) => {
-                            r.error_code = error_code;
-                            r.error_message = Some(StrBytes::from_string(message));
-                            return r;
-                        }
-                    }
-                };
-                let mut overrides = BTreeMap::new();
-                for c in &t.configs {
-                    match &c.value {
-                        Some(v) => {
-                            overrides.insert(c.name.as_str().to_owned(), v.as_str().to_owned());
-                        }
-                        None => {
-                            r.error_code = code(ResponseError::InvalidConfig);
-                            r.error_message = Some(StrBytes::from_string(format!(
-                                "{}: null value",
-                                c.name.as_str()
-                            )));
-                            return r;
-                        }
-                    }
-                }
-                match self.create_topic(
-                    name,
-                    num_partitions,
-                    replication_factor,
-                    overrides,
-                    req.validate_only,
-                ) {
-                    // num_partitions / replication_factor in the result are v5+
-                    // fields; the versions served leave them at their defaults.
-                    Ok(_) => {
-                        configs::warn_deprecated(name, t.configs.iter().map(|c| c.name.as_str()))
-                    }
-                    Err((error_code, message)) => {
-                        r.error_code = error_code;
-                        r.error_message = Some(StrBytes::from_string(message));
-                    }
-                }
-                r
-            })
-            .collect();
-        CreateTopicsResponse::default().with_topics(topics)
-    }
-
-    /// The partition count and replication factor of a CreateTopics topic given
-    /// with `assignments`: those must come without `num_partitions` and
-    /// `replication_factor` (both -1, else INVALID_REQUEST, as Kafka) and name only
-    /// brokers that exist, this one on a single node
-    /// (INVALID_REPLICA_ASSIGNMENT otherwise; see [`assignment`]).
-    fn manual_assignment(&self, t: &CreatableTopic) -> Result<(i32, i16), (i16, String)> {
-        if t.num_partitions != -1 || t.replication_factor != -1 {
-            return Err((
-                code(ResponseError::InvalidRequest),
-                "both num_partitions or replication_factor and assignments were set; \
-                 only one can be used"
-                    .to_owned(),
-            ));
-        }
-        let given: Vec<(i32, Vec<i32>)> = t
-            .assignments
-            .iter()
-            .map(|a| {
-                (
-                    a.partition_index,
-                    a.broker_ids.iter().map(|b| b.0).collect(),
-                )
-            })
-            .collect();
-        assignment::check_topic_assignment(&given, &[self.config.node_id])
-            .map_err(|e| (code(ResponseError::InvalidReplicaAssignment), e))
-    }
-
-    /// Grows a topic to `count` partitions (never shrinks: INVALID_PARTITIONS). New
-    /// partition folders are created and the topics file is rewritten before the new
-    /// partitions become visible in Metadata.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        assignments: Option<&[Vec<i32>]>,
-        validate_only: bool,
-    ) -> Result<(), (i16, String)> {
-        let _guard = lock(&self.admin);
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                code(ResponseError::UnknownTopicOrPartition),
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
-        let current = topic.meta.partitions;
-        if count <= current {
-            return Err((
-                code(ResponseError::InvalidPartitions),
-                format!("topic {name:?} has {current} partitions; the count can only grow"),
-            ));
-        }
-        if name == klog_coordinator::OFFSETS_TOPIC {
-            // Groups are mapped to its partitions by count: changing it would lose them.
-            return Err((
-                code(ResponseError::InvalidRequest),
-                format!("the partition count of {name} cannot change"),
-            ));
-        }
-        if let Some(assignments) = assignments {
-            let added = count - current;
-            if assignments.len() != added as usize {
-                return Err((
-                    code(ResponseError::InvalidReplicaAssignment),
-                    format!(
-                        "{added} partitions added but {} assignments given",
-                        assignments.len()
-                    ),
-                ));
-            }
-            // Every topic has one replica on one node (create_topic refuses more).
-            let factor = 1;
-            for a in assignments {
-                assignment::check_replicas(a, &[self.config.node_id])
-                    .and_then(|()| {
-                        if a.len() == factor {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "replicas {a:?}: the topic's replication factor is {factor}"
-                            ))
-                        }
-                    })
-                    .map_err(|e| (code(ResponseError::InvalidReplicaAssignment), e))?;
-            }
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let meta = TopicMeta {
-            partitions: count,
-            ..topic.meta.clone()
-        };
-        let grown = self
-            .open_partitions(
-                meta,
-                topic.config.clone(),
-                topic.partitions.clone(),
-                now_ms(),
-            )
-            .map_err(|e| (code(ResponseError::KafkaStorageError), e.to_string()))?;
-        self.replace_topic(grown)?;
-        tracing::info!(topic = name, from = current, to = count, "added partitions");
-        Ok(())
-    }
-
-    /// CreatePartitions.
-    pub fn create_partitions_request(
-        &self,
-        req: &CreatePartitionsRequest,
-    ) -> CreatePartitionsResponse {
-        let results = req
-            .topics
-            .iter()
-            .map(|t| {
-                let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
-                    a.iter()
-                        .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
-                        .collect()
-                });
-                let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-                if let Err((error_code, message)) = self.create_partitions(
-                    t.name.0.as_str(),
-                    t.count,
-                    assignments.as_deref(),
-                    req.validate_only,
-                ) {
-                    r.error_code = error_code;
-                    r.error_message = Some(StrBytes::from_string(message));
-                }
-                r
-            })
-            .collect();
-        CreatePartitionsResponse::default().with_results(results)
-    }
-
     /// DeleteRecords: moves each partition's log start offset up to the offset given
     /// (-1: the high watermark), deleting the segments wholly below it. An offset
     /// above the high watermark is OFFSET_OUT_OF_RANGE. The new log start offsets are
@@ -1133,7 +888,7 @@ impl Broker {
                         let mut r = DeleteRecordsPartitionResult::default()
                             .with_partition_index(dp.partition_index)
                             .with_low_watermark(-1);
-                        match self.partition(name, dp.partition_index, false) {
+                        match self.leader_partition(name, dp.partition_index) {
                             Err(e) => r.error_code = e,
                             Ok(p) => {
                                 let mut log = p.log();
@@ -1174,7 +929,7 @@ impl Broker {
                     .with_partitions(partitions)
             })
             .collect();
-        if changed && let Err(e) = self.logs.checkpoint() {
+        if changed && let Err(e) = self.logs().checkpoint() {
             tracing::error!(error = %e, "writing checkpoints after DeleteRecords failed");
         }
         DeleteRecordsResponse::default().with_topics(topics)
@@ -1189,7 +944,6 @@ impl Broker {
         req: &DescribeClusterRequest,
         version: i16,
     ) -> DescribeClusterResponse {
-        let (host, port) = &self.config.advertised;
         let mut resp = DescribeClusterResponse::default();
         if version >= 1 {
             resp.endpoint_type = req.endpoint_type;
@@ -1198,14 +952,21 @@ impl Broker {
                 return resp;
             }
         }
-        resp.with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
-            .with_controller_id(BrokerId(self.config.node_id))
-            .with_brokers(vec![
+        let image = self.store.image();
+        let brokers = self
+            .live_brokers(&image)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
                 DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(self.config.node_id))
-                    .with_host(StrBytes::from_string(host.clone()))
-                    .with_port(i32::from(*port)),
-            ])
+                    .with_broker_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port))
+                    .with_rack(rack.map(StrBytes::from_string))
+            })
+            .collect();
+        resp.with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
+            .with_controller_id(BrokerId(self.client.controller_id().unwrap_or(-1)))
+            .with_brokers(brokers)
     }
 
     /// DescribeLogDirs: every configured log dir with the size in bytes of each
@@ -1226,7 +987,7 @@ impl Broker {
             .map(|d| (d.clone(), BTreeMap::new()))
             .collect();
         for t in self.topic_list() {
-            for p in &t.partitions {
+            for p in t.partitions.values() {
                 if !wanted(&t.meta.name, p.index) {
                     continue;
                 }
@@ -1265,25 +1026,9 @@ impl Broker {
         DescribeLogDirsResponse::default().with_results(results)
     }
 
-    /// DeleteTopics.
-    pub fn delete_topics(&self, req: &DeleteTopicsRequest) -> DeleteTopicsResponse {
-        let responses = req
-            .topic_names
-            .iter()
-            .map(|name| {
-                let r = DeletableTopicResult::default().with_name(Some(name.clone()));
-                match self.delete_topic(name.0.as_str()) {
-                    Ok(()) => r,
-                    Err(error_code) => r.with_error_code(error_code),
-                }
-            })
-            .collect();
-        DeleteTopicsResponse::default().with_responses(responses)
-    }
-
     /// InitProducerId: a fresh producer id at epoch 0 for idempotent producers.
     /// Transactions are not supported.
-    pub fn init_producer_id(&self, req: &InitProducerIdRequest) -> InitProducerIdResponse {
+    pub async fn init_producer_id(&self, req: &InitProducerIdRequest) -> InitProducerIdResponse {
         let r = InitProducerIdResponse::default()
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
@@ -1297,13 +1042,33 @@ impl Broker {
                 return r.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
             }
         }
-        match lock(&self.producer_ids).allocate() {
+        match self.next_producer_id().await {
             Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
-            Err(e) => {
-                tracing::error!(error = %e, "could not allocate a producer id");
-                r.with_error_code(code(ResponseError::KafkaStorageError))
+            Err(error_code) => r.with_error_code(error_code),
+        }
+    }
+
+    /// The next producer id, from the block the controller last handed this
+    /// broker (`AllocateProducerIds`: blocks recorded in the metadata log, so no
+    /// two brokers ever give out the same id). COORDINATOR_LOAD_IN_PROGRESS, a
+    /// retriable error, while no controller answers.
+    async fn next_producer_id(&self) -> Result<i64, i16> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let request = ControllerRequest::AllocateProducerIds {
+                broker: self.config.node_id,
+                epoch: self.lifecycle.epoch(),
+            };
+            match self.client.submit(request).await.map(|a| a.reply) {
+                Ok(Ok(ControllerReply::ProducerIds(start, len))) => *block = (start, start + len),
+                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                    return Err(code(ResponseError::CoordinatorLoadInProgress));
+                }
             }
         }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
     }
 
     /// DescribeConfigs for topics (resource type 2) and this broker (type 4): every
@@ -1314,6 +1079,7 @@ impl Broker {
         req: &DescribeConfigsRequest,
         version: i16,
     ) -> DescribeConfigsResponse {
+        let image = self.store.image();
         let results = req
             .resources
             .iter()
@@ -1323,8 +1089,15 @@ impl Broker {
                     .with_resource_type(res.resource_type)
                     .with_resource_name(res.resource_name.clone());
                 let entries = match res.resource_type {
-                    RESOURCE_TOPIC => match self.topic(name) {
-                        Some(t) => configs::topic_entries(&self.config, &t.meta.overrides),
+                    RESOURCE_TOPIC => match image.topic(name) {
+                        Some(_) => configs::topic_entries(
+                            &self.config,
+                            &image
+                                .configs
+                                .get(&ConfigResource::Topic(name.to_owned()))
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
                         None => {
                             r.error_code = code(ResponseError::UnknownTopicOrPartition);
                             Vec::new()
@@ -1367,174 +1140,22 @@ impl Broker {
         name.is_empty() || name == self.config.node_id.to_string()
     }
 
-    /// Checks a non-topic resource of AlterConfigs / IncrementalAlterConfigs: broker
-    /// configs are static in klog, other resource types do not exist.
-    fn alter_other_resource(&self, resource_type: i8, name: &str) -> (i16, String) {
-        match resource_type {
-            RESOURCE_BROKER if self.is_this_broker(name) => (
-                code(ResponseError::InvalidRequest),
-                "broker configs are static in klog: set them in server.properties or with --set"
-                    .to_owned(),
-            ),
-            RESOURCE_BROKER => (
-                code(ResponseError::InvalidRequest),
-                format!("this is broker {}, not {name}", self.config.node_id),
-            ),
-            _ => (
-                code(ResponseError::InvalidRequest),
-                format!("resource type {resource_type} has no alterable configs"),
-            ),
-        }
-    }
-
-    /// Changes one topic's overrides with `alter` (given the current ones), as one
-    /// atomic step: validated whole, persisted, then applied to the open logs.
-    fn alter_topic(
-        &self,
-        name: &str,
-        validate_only: bool,
-        alter: impl FnOnce(
-            &BTreeMap<String, String>,
-        )
-            -> Result<(BTreeMap<String, String>, TopicConfig), configs::AlterError>,
-    ) -> Result<(), (i16, String)> {
-        let _guard = lock(&self.admin);
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                code(ResponseError::UnknownTopicOrPartition),
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
-        let (overrides, config) = alter(&topic.meta.overrides).map_err(|e| (e.code, e.message))?;
-        if validate_only {
-            return Ok(());
-        }
-        let meta = TopicMeta {
-            overrides,
-            ..topic.meta.clone()
-        };
-        self.replace_topic(Arc::new(Topic {
-            meta,
-            partitions: topic.partitions.clone(),
-            config,
-        }))?;
-        tracing::info!(topic = name, "topic configs changed");
-        Ok(())
-    }
-
-    /// AlterConfigs: replaces a topic's overrides with the entries given.
-    pub fn alter_configs(&self, req: &AlterConfigsRequest) -> AlterConfigsResponse {
-        let responses = req
-            .resources
-            .iter()
-            .map(|res| {
-                let name = res.resource_name.as_str();
-                let result = if res.resource_type == RESOURCE_TOPIC {
-                    let entries: Vec<(String, Option<String>)> = res
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.name.as_str().to_owned(),
-                                c.value.as_ref().map(|v| v.as_str().to_owned()),
-                            )
-                        })
-                        .collect();
-                    self.alter_topic(name, req.validate_only, |_| {
-                        configs::replace_overrides(&self.config, &entries)
-                    })
-                    .inspect(|()| {
-                        configs::warn_deprecated(name, entries.iter().map(|(k, _)| k.as_str()))
-                    })
-                } else {
-                    Err(self.alter_other_resource(res.resource_type, name))
-                };
-                let mut r = AlterConfigsResourceResponse::default()
-                    .with_resource_type(res.resource_type)
-                    .with_resource_name(res.resource_name.clone());
-                if let Err((error_code, message)) = result {
-                    r.error_code = error_code;
-                    r.error_message = Some(StrBytes::from_string(message));
-                }
-                r
-            })
-            .collect();
-        AlterConfigsResponse::default().with_responses(responses)
-    }
-
-    /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's
-    /// overrides (KIP-339).
-    pub fn incremental_alter_configs(
-        &self,
-        req: &IncrementalAlterConfigsRequest,
-    ) -> IncrementalAlterConfigsResponse {
-        let responses = req
-            .resources
-            .iter()
-            .map(|res| {
-                let name = res.resource_name.as_str();
-                let result = if res.resource_type == RESOURCE_TOPIC {
-                    let ops: Result<Vec<configs::AlterEntry>, (i16, String)> = res
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            let op = AlterOp::from_code(c.config_operation).ok_or_else(|| {
-                                (
-                                    code(ResponseError::InvalidRequest),
-                                    format!(
-                                        "{}: unknown operation {}",
-                                        c.name.as_str(),
-                                        c.config_operation
-                                    ),
-                                )
-                            })?;
-                            Ok((
-                                c.name.as_str().to_owned(),
-                                op,
-                                c.value.as_ref().map(|v| v.as_str().to_owned()),
-                            ))
-                        })
-                        .collect();
-                    ops.and_then(|ops| {
-                        self.alter_topic(name, req.validate_only, |current| {
-                            configs::alter_overrides(&self.config, current, &ops)
-                        })
-                        .inspect(|()| {
-                            configs::warn_deprecated(name, ops.iter().map(|(k, _, _)| k.as_str()))
-                        })
-                    })
-                } else {
-                    Err(self.alter_other_resource(res.resource_type, name))
-                };
-                let mut r = IncrementalAlterResourceResponse::default()
-                    .with_resource_type(res.resource_type)
-                    .with_resource_name(res.resource_name.clone());
-                if let Err((error_code, message)) = result {
-                    r.error_code = error_code;
-                    r.error_message = Some(StrBytes::from_string(message));
-                }
-                r
-            })
-            .collect();
-        IncrementalAlterConfigsResponse::default().with_responses(responses)
-    }
-
     /// Runs retention, time-based flushes and checkpoints once (the background
     /// tasks call this on their intervals).
     pub fn maintenance(&self, retention: bool, checkpoint: bool) {
         let now = now_ms();
-        self.logs.flush_due(now);
+        self.logs().flush_due(now);
         if retention {
-            self.logs.run_retention(now);
+            self.logs().run_retention(now);
         }
-        if checkpoint && let Err(e) = self.logs.checkpoint() {
+        if checkpoint && let Err(e) = self.logs().checkpoint() {
             tracing::error!(error = %e, "writing checkpoints failed");
         }
     }
 
     /// Flushes every log, writes checkpoints and the clean-shutdown marker.
     pub fn shutdown(&self) -> std::io::Result<()> {
-        self.logs.shutdown()
+        self.logs().shutdown()
     }
 
     /// ApiKeys klog answers, for logging unknown ones.
@@ -1668,4 +1289,49 @@ async fn wait_committed(partition: &Partition, offset: i64, deadline: Instant) -
             }
         }
     }
+}
+
+/// One topic of a Metadata response, from the image: UNKNOWN_TOPIC_OR_PARTITION
+/// if it does not exist; a partition without a leader gets LEADER_NOT_AVAILABLE,
+/// and replicas on fenced brokers are listed as offline (v5+).
+fn topic_metadata(image: &MetadataImage, name: &str, version: i16) -> MetadataResponseTopic {
+    let base = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+        .with_is_internal(name == klog_coordinator::OFFSETS_TOPIC);
+    let Some(t) = image.topic(name) else {
+        return base.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+    };
+    let mut base = base;
+    if version >= 10 {
+        base.topic_id = crate::forward::uuid_of(t.id);
+    }
+    base.with_partitions(
+        t.partitions
+            .iter()
+            .map(|(index, p)| {
+                let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
+                let mut m = MetadataResponsePartition::default()
+                    .with_partition_index(*index)
+                    .with_leader_id(BrokerId(p.leader))
+                    .with_replica_nodes(ids(&p.replicas))
+                    .with_isr_nodes(ids(&p.isr));
+                if p.leader == klog_replication::NO_LEADER {
+                    m.error_code = code(ResponseError::LeaderNotAvailable);
+                }
+                if version >= 7 {
+                    m.leader_epoch = p.leader_epoch;
+                }
+                if version >= 5 {
+                    let offline: Vec<i32> = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                        .collect();
+                    m.offline_replicas = ids(&offline);
+                }
+                m
+            })
+            .collect(),
+    )
 }

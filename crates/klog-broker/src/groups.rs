@@ -58,7 +58,7 @@ use klog_coordinator::{
 };
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::broker::{Broker, StartError, now_ms};
+use crate::broker::{Broker, now_ms};
 use crate::config::BrokerConfig;
 
 /// The error message transactional requests get: klog has no transactions.
@@ -137,86 +137,136 @@ impl Groups {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates `__consumer_offsets` if missing and replays it into the coordinator.
-    pub fn start(&self, broker: &Broker) -> Result<(), StartError> {
-        let wanted = broker.config().offsets_topic_partitions;
-        let topic = match broker.topic(OFFSETS_TOPIC) {
-            Some(t) => t,
-            None => {
-                let overrides = [
-                    ("retention.ms".to_owned(), "-1".to_owned()),
-                    ("segment.bytes".to_owned(), OFFSETS_SEGMENT_BYTES.to_owned()),
-                ]
-                .into_iter()
-                .collect();
-                match broker.create_topic(OFFSETS_TOPIC, wanted, 1, overrides, false) {
-                    Ok(Some(t)) => t,
-                    Ok(None) | Err(_) => {
-                        return Err(StartError::Io {
-                            path: broker
-                                .config()
-                                .log_dirs
-                                .first()
-                                .cloned()
-                                .unwrap_or_default(),
-                            source: std::io::Error::other(format!("cannot create {OFFSETS_TOPIC}")),
-                        });
-                    }
-                }
-            }
+    /// At start: `__consumer_offsets`, if it exists, decides how groups map to its
+    /// partitions; those this broker leads are loaded as the replica manager
+    /// reports them ([`Groups::load_partition`]). On a single node the topic is
+    /// created at once, as before the quorum; a cluster creates it on the first
+    /// FindCoordinator, when its brokers have registered.
+    pub async fn start(&self, broker: &Broker) {
+        if broker.image().topic(OFFSETS_TOPIC).is_none() && broker.config().cluster.is_single_node()
+        {
+            self.create_offsets_topic(broker).await;
+        }
+        self.adopt_partition_count(broker);
+    }
+
+    /// Keeps the coordinator's group-to-partition mapping that of the existing
+    /// topic, whatever `offsets.topic.num.partitions` says now (the mapping must
+    /// match the records already written).
+    fn adopt_partition_count(&self, broker: &Broker) {
+        let Some(count) = broker
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32)
+        else {
+            return;
         };
         let mut inner = self.lock();
-        if topic.meta.partitions != wanted {
-            // The mapping must match the records already written: keep the topic's.
+        if inner.coordinator.config().offsets_topic_partitions != count {
             tracing::warn!(
-                existing = topic.meta.partitions,
-                configured = wanted,
+                existing = count,
+                configured = broker.config().offsets_topic_partitions,
                 "{OFFSETS_TOPIC} exists with a different partition count; using the existing one"
             );
             let mut config = inner.coordinator.config().clone();
-            config.offsets_topic_partitions = topic.meta.partitions;
+            config.offsets_topic_partitions = count;
             inner.coordinator = GroupCoordinator::new(config);
         }
-        let mut loaded = 0usize;
-        for p in &topic.partitions {
-            let log = p.log();
-            let mut offset = log.log_start_offset();
-            let end = log.log_end_offset();
-            while offset < end {
-                let bytes = log
-                    .read_to_vec(offset, 1 << 20, end)
-                    .map_err(|e| StartError::Io {
-                        path: log.dir().to_owned(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
-                let mut next = offset;
-                for batch in klog_codec::RecordBatches::new(&bytes) {
-                    match batch {
-                        Ok((_, b)) => next = b.next_offset(),
-                        Err(_) => break,
-                    }
-                }
-                let replayed = klog_coordinator::schema::for_each_record(&bytes, |at, k, v| {
-                    if let Err(e) = inner.coordinator.load_record(k, v) {
-                        tracing::warn!(partition = p.index, offset = at, error = %e, "skipping unreadable group record");
-                    }
-                    loaded += 1;
-                    Ok(())
-                });
-                if let Err(e) = replayed {
-                    tracing::error!(partition = p.index, error = %e, "stopped replaying a damaged partition");
-                    break;
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
+    }
+
+    /// Creates `__consumer_offsets` through the controller, with
+    /// `offsets.topic.replication.factor` replicas capped at the active brokers
+    /// (warned about), so that one broker still works with zero config.
+    async fn create_offsets_topic(&self, broker: &Broker) {
+        let image = broker.image();
+        let active = image.active_brokers().len().max(1);
+        let wanted = broker.config().cluster.offsets_topic_replication_factor;
+        let rf = (wanted as usize).min(active) as i16;
+        if (rf as usize) < wanted as usize {
+            tracing::warn!(
+                wanted,
+                replication_factor = rf,
+                brokers = active,
+                "creating {OFFSETS_TOPIC} with fewer replicas than offsets.topic.replication.factor: not enough brokers"
+            );
+        }
+        let topic = klog_coordinator::metadata::CreateTopic {
+            name: OFFSETS_TOPIC.to_owned(),
+            num_partitions: broker.config().offsets_topic_partitions,
+            replication_factor: rf,
+            assignments: Vec::new(),
+            configs: [
+                ("retention.ms".to_owned(), "-1".to_owned()),
+                ("segment.bytes".to_owned(), OFFSETS_SEGMENT_BYTES.to_owned()),
+                ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        for (name, error) in broker.create_internal(vec![topic], true).await {
+            if error != 0 && error != code(ResponseError::TopicAlreadyExists) {
+                tracing::warn!(
+                    topic = name,
+                    error,
+                    "could not create the offsets topic yet"
+                );
             }
         }
+    }
+
+    /// Replays one `__consumer_offsets` partition this broker now leads into the
+    /// coordinator.
+    pub fn load_partition(&self, broker: &Broker, index: i32) {
+        self.adopt_partition_count(broker);
+        let Some(p) = broker
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(index).cloned())
+        else {
+            return;
+        };
+        let mut inner = self.lock();
+        let mut loaded = 0usize;
+        let log = p.log();
+        let mut offset = log.log_start_offset();
+        let end = log.log_end_offset();
+        while offset < end {
+            let bytes = match log.read_to_vec(offset, 1 << 20, end) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(partition = index, error = %e, "cannot read an offsets partition");
+                    break;
+                }
+            };
+            let mut next = offset;
+            for batch in klog_codec::RecordBatches::new(&bytes) {
+                match batch {
+                    Ok((_, b)) => next = b.next_offset(),
+                    Err(_) => break,
+                }
+            }
+            let replayed = klog_coordinator::schema::for_each_record(&bytes, |at, k, v| {
+                if let Err(e) = inner.coordinator.load_record(k, v) {
+                    tracing::warn!(partition = index, offset = at, error = %e, "skipping unreadable group record");
+                }
+                loaded += 1;
+                Ok(())
+            });
+            if let Err(e) = replayed {
+                tracing::error!(partition = index, error = %e, "stopped replaying a damaged partition");
+                break;
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        drop(log);
         inner.coordinator.finish_loading(now_ms());
-        let groups = inner.coordinator.list_groups().len();
-        tracing::info!(records = loaded, groups, "loaded consumer groups");
-        Ok(())
+        tracing::debug!(
+            partition = index,
+            records = loaded,
+            "loaded consumer groups"
+        );
     }
 
     /// Performs actions in order; returns whether every append succeeded.
@@ -278,15 +328,16 @@ impl Groups {
     // -------------------------------------------------------------------------------
     // FindCoordinator
 
-    /// FindCoordinator: this node coordinates every group (single node); a
-    /// transaction coordinator (key type 1) does not exist.
-    pub fn find_coordinator(
+    /// FindCoordinator: the leader of the group's `__consumer_offsets` partition
+    /// (created on the first call if missing); COORDINATOR_NOT_AVAILABLE, which
+    /// clients retry, while it has none. A transaction coordinator (key type 1)
+    /// does not exist.
+    pub async fn find_coordinator(
         &self,
         broker: &Broker,
         req: &FindCoordinatorRequest,
         version: i16,
     ) -> FindCoordinatorResponse {
-        let (host, port) = &broker.config().advertised;
         let mut r = FindCoordinatorResponse::default();
         if req.key_type != 0 {
             // There is no transaction coordinator (key type 1) until klog has
@@ -310,9 +361,38 @@ impl Groups {
             }
             return r;
         }
-        r.node_id = BrokerId(broker.config().node_id);
-        r.host = str_bytes(host.clone());
-        r.port = i32::from(*port);
+        if broker.image().topic(OFFSETS_TOPIC).is_none() {
+            self.create_offsets_topic(broker).await;
+            self.adopt_partition_count(broker);
+        }
+        let key = req.key.as_str();
+        let partition = self.lock_quiet().coordinator.partition_for(key);
+        let image = broker.image();
+        let leader = image.partition(OFFSETS_TOPIC, partition).map(|p| p.leader);
+        let listener = &broker.config().cluster.inter_broker_listener_name;
+        let endpoint = leader
+            .and_then(|l| image.brokers.get(&l))
+            .filter(|b| !b.fenced)
+            .and_then(|b| {
+                b.registration
+                    .endpoints
+                    .iter()
+                    .find(|e| &e.name == listener)
+                    .or(b.registration.endpoints.first())
+                    .map(|e| (b.registration.id, e.host.clone(), e.port))
+            });
+        match endpoint {
+            Some((id, host, port)) => {
+                r.node_id = BrokerId(id);
+                r.host = str_bytes(host);
+                r.port = i32::from(port);
+            }
+            None => {
+                r.error_code = code(ResponseError::CoordinatorNotAvailable);
+                r.node_id = BrokerId(-1);
+                r.port = -1;
+            }
+        }
         r
     }
 
@@ -807,11 +887,10 @@ fn append(
     records: &[klog_coordinator::OffsetsRecord],
 ) -> bool {
     let now = now_ms();
-    let Some(p) = broker.topic(OFFSETS_TOPIC).and_then(|t| {
-        usize::try_from(partition)
-            .ok()
-            .and_then(|i| t.partitions.get(i).cloned())
-    }) else {
+    let Some(p) = broker
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partition(partition).cloned())
+    else {
         tracing::error!(partition, group, "{OFFSETS_TOPIC} partition missing");
         return false;
     };

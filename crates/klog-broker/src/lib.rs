@@ -24,17 +24,24 @@
 //! the leader epoch, the high watermark is derived from the in-sync replicas, and
 //! `acks=all` waits on it.
 
+pub mod admin;
 pub mod alloc;
-pub mod assignment;
 pub mod broker;
 pub mod config;
 pub mod configs;
+pub mod controller;
+pub mod controller_api;
+pub mod forward;
 pub mod groups;
+pub mod lifecycle;
+pub mod metadata;
+pub mod node;
 pub mod partition;
 pub mod policy;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod quorum;
+pub mod replicas;
 pub mod rules;
 pub mod server;
 pub mod topics;

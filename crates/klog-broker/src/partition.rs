@@ -363,6 +363,28 @@ impl Partition {
         self.apply_actions(&mut state);
     }
 
+    /// The registration last taken from the metadata image, if any.
+    pub fn registration(&self) -> Option<PartitionRegistration> {
+        lock(&self.state).registration.clone()
+    }
+
+    /// Stops serving (the partition is deleted or moved away): a leader resigns,
+    /// ending every waiting `acks=all` produce with NOT_LEADER_OR_FOLLOWER, and
+    /// appends are refused from now on.
+    pub fn resign(&self) {
+        let mut state = lock(&self.state);
+        let Role::Leader(l) = &mut state.role else {
+            return;
+        };
+        l.resign();
+        let leader_epoch = l.leader_epoch();
+        self.apply_actions(&mut state);
+        state.role = Role::Follower {
+            leader: -1,
+            leader_epoch,
+        };
+    }
+
     /// Waits for the high watermark to pass `offset` (an `acks=all` produce whose
     /// records end there), until `deadline_ms`.
     pub fn wait_committed(&self, offset: i64, deadline_ms: i64) -> CommitWait {

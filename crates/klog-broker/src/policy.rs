@@ -1,5 +1,5 @@
 //! Topic creation policy: a check a program that composes its own broker installs
-//! with [`crate::Broker::open_with_policy`], as Kafka's `create.topic.policy.class.name`
+//! with [`crate::node::Node::start_with_policy`], as Kafka's `create.topic.policy.class.name`
 //! does (KIP-108). Every topic a client creates, with CreateTopics (validate-only
 //! requests too) or by auto-creation, is shown to it first; a refusal is
 //! POLICY_VIOLATION with the policy's message. Internal topics the broker creates

@@ -243,8 +243,24 @@ async fn serve_connection(
             let (header, body_at) = parse_request_header(&frame)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let frame_len = frame.len();
-            frame.advance(body_at);
-            let queued = handle(&broker, &header, frame, &stop, peer).await?;
+            let queued = if crate::admin::is_forwarded(header.api_key) {
+                // Admin requests go to the active controller as the client sent
+                // them (KIP-590): the whole frame, header included.
+                let whole = frame.split().freeze();
+                let peer_host = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+                match broker.admin_request(&header, whole, &peer_host).await {
+                    Some(reply) => Queued::Ready(Reply::Frame(reply)),
+                    None => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "admin request refused",
+                        ));
+                    }
+                }
+            } else {
+                frame.advance(body_at);
+                handle(&broker, &header, frame, &stop, peer).await?
+            };
             if tx.send(queued).await.is_err() {
                 return Ok(());
             }
@@ -332,16 +348,21 @@ async fn handle(
     };
     let reply = match request {
         Request::ApiVersions(_) => frame(header, &broker.api_versions(0)),
-        Request::Metadata(r) => frame(header, &broker.metadata(&r, header.api_version)),
+        Request::Metadata(r) => frame(header, &broker.metadata(&r, header.api_version).await),
         Request::Produce(r) => {
+            // A topic not hosted here may not exist: auto-create it first, as a
+            // single node always did (the usual path, every topic hosted, costs one
+            // lookup per topic).
+            let missing = broker.produce_topics_to_create(&r);
+            if !missing.is_empty() {
+                broker.auto_create(&missing).await;
+            }
             let pending = broker.start_produce(r, header.api_version);
             return Ok(Queued::Produce(header.clone(), pending));
         }
         Request::Fetch(r) => Ok(Reply::Fetch(broker.fetch(header, &r, stop).await)),
         Request::ListOffsets(r) => frame(header, &broker.list_offsets(&r, header.api_version)),
-        Request::CreateTopics(r) => frame(header, &broker.create_topics(&r)),
-        Request::DeleteTopics(r) => frame(header, &broker.delete_topics(&r)),
-        Request::InitProducerId(r) => frame(header, &broker.init_producer_id(&r)),
+        Request::InitProducerId(r) => frame(header, &broker.init_producer_id(&r).await),
         Request::DescribeConfigs(r) => {
             frame(header, &broker.describe_configs(&r, header.api_version))
         }
@@ -350,15 +371,14 @@ async fn handle(
             frame(header, &broker.describe_cluster(&r, header.api_version))
         }
         Request::DescribeLogDirs(r) => frame(header, &broker.describe_log_dirs(&r)),
-        Request::AlterConfigs(r) => frame(header, &broker.alter_configs(&r)),
-        Request::CreatePartitions(r) => frame(header, &broker.create_partitions_request(&r)),
-        Request::IncrementalAlterConfigs(r) => frame(header, &broker.incremental_alter_configs(&r)),
+
         // Consumer groups (crate::groups).
         Request::FindCoordinator(r) => frame(
             header,
             &broker
                 .groups()
-                .find_coordinator(broker, &r, header.api_version),
+                .find_coordinator(broker, &r, header.api_version)
+                .await,
         ),
         Request::JoinGroup(r) => {
             let resp = broker

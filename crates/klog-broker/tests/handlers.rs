@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use klog_broker::node::Node;
 use klog_broker::policy::{CreateTopicPolicy, NewTopic};
 use klog_broker::{Broker, BrokerConfig};
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::StrBytes;
 use klog_codec::protocol::messages::create_topics_request::{
-    CreatableReplicaAssignment, CreatableTopic,
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
 use klog_codec::protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
@@ -40,16 +41,51 @@ fn config(dir: &std::path::Path) -> BrokerConfig {
     BrokerConfig::from_pairs(pairs).expect("config").0
 }
 
-fn broker(dir: &std::path::Path) -> Arc<Broker> {
-    Broker::open(config(dir)).expect("broker")
+/// A one-node cluster in `dir`.
+async fn node(dir: &std::path::Path) -> Arc<Node> {
+    Node::start(config(dir)).await.expect("node")
 }
 
-/// A broker in `dir` with the topic `name` of `partitions` partitions.
-fn broker_with_topic(dir: &std::path::Path, name: &str, partitions: i32) -> Arc<Broker> {
-    let b = broker(dir);
-    b.create_topic(name, partitions, 1, BTreeMap::new(), false)
+/// Creates a topic through CreateTopics; the error code and message on refusal.
+async fn create(
+    b: &Broker,
+    name: &str,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let req = CreateTopicsRequest::default()
+        .with_validate_only(validate_only)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(topic_name(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(
+                    configs
+                        .into_iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k))
+                                .with_value(Some(StrBytes::from_string(v)))
+                        })
+                        .collect(),
+                ),
+        ]);
+    let r = &b.create_topics(&req).await.topics[0];
+    match r.error_code {
+        0 => Ok(()),
+        c => Err((c, r.error_message.as_deref().unwrap_or("").to_owned())),
+    }
+}
+
+/// A one-node cluster in `dir` with the topic `name` of `partitions` partitions.
+async fn node_with_topic(dir: &std::path::Path, name: &str, partitions: i32) -> Arc<Node> {
+    let n = node(dir).await;
+    create(n.broker(), name, partitions, BTreeMap::new(), false)
+        .await
         .expect("create");
-    b
+    n
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -59,10 +95,11 @@ fn topic_name(name: &str) -> TopicName {
 /// OffsetCommit (protocol guide; Kafka's KafkaApis.handleOffsetCommitRequest):
 /// partitions missing from the metadata get UNKNOWN_TOPIC_OR_PARTITION and are not
 /// stored, the others are committed as usual.
-#[test]
-fn offset_commit_refuses_partitions_that_do_not_exist() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_commit_refuses_partitions_that_do_not_exist() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = broker_with_topic(dir.path(), "t", 2);
+    let n = node_with_topic(dir.path(), "t", 2).await;
+    let b = n.broker();
     let part = |index, offset| {
         OffsetCommitRequestPartition::default()
             .with_partition_index(index)
@@ -79,7 +116,7 @@ fn offset_commit_refuses_partitions_that_do_not_exist() {
                 .with_name(topic_name("missing"))
                 .with_partitions(vec![part(0, 8)]),
         ]);
-    let resp = b.groups().offset_commit(&b, &req, 7);
+    let resp = b.groups().offset_commit(b, &req, 7);
     let answers: Vec<(String, i32, i16)> = resp
         .topics
         .iter()
@@ -125,19 +162,20 @@ fn offset_commit_refuses_partitions_that_do_not_exist() {
 /// transaction coordinator (1) does not exist, answered with the non-retriable
 /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED and a message saying why, so clients fail
 /// at once; any other key type is INVALID_REQUEST, as from Kafka.
-#[test]
-fn find_coordinator_has_no_transaction_coordinator() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_coordinator_has_no_transaction_coordinator() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = broker(dir.path());
+    let n = node(dir.path()).await;
+    let b = n.broker();
     let find = |key_type: i8| {
         let req = FindCoordinatorRequest::default()
             .with_key(StrBytes::from_static_str("k"))
             .with_key_type(key_type);
-        b.groups().find_coordinator(&b, &req, 2)
+        async move { b.groups().find_coordinator(b, &req, 2).await }
     };
-    let group = find(0);
+    let group = find(0).await;
     assert_eq!((group.error_code, group.node_id.0), (0, 1));
-    let txn = find(1);
+    let txn = find(1).await;
     assert_eq!(
         (txn.error_code, txn.node_id.0),
         (ResponseError::TransactionalIdAuthorizationFailed.code(), -1)
@@ -147,18 +185,22 @@ fn find_coordinator_has_no_transaction_coordinator() {
         message.contains("does not support transactions"),
         "{message}"
     );
-    assert_eq!(find(2).error_code, ResponseError::InvalidRequest.code());
+    assert_eq!(
+        find(2).await.error_code,
+        ResponseError::InvalidRequest.code()
+    );
 }
 
 /// ListOffsets with timestamp -3 (KIP-734): the record with the largest timestamp
 /// (the first of equal ones), from v7 only, the version Kafka introduced it in; an
 /// empty partition answers offset and timestamp -1.
-#[test]
-fn list_offsets_max_timestamp() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_max_timestamp() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = broker_with_topic(dir.path(), "t", 2);
+    let n = node_with_topic(dir.path(), "t", 2).await;
+    let b = n.broker();
     let topic = b.topic("t").expect("topic");
-    let partition = topic.partitions.first().expect("partition 0");
+    let partition = topic.partition(0).expect("partition 0");
     // Batches of records with their own create times: 0-2, 3-4, 5-6.
     for stamps in [&[10, 70, 30][..], &[50, 70], &[60, 20]] {
         let mut builder = BatchBuilder::new(Vec::new(), Compression::Zstd);
@@ -204,10 +246,11 @@ fn list_offsets_max_timestamp() {
 #[tokio::test]
 async fn produce_names_the_records_that_caused_a_refusal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = broker(dir.path());
+    let n = node(dir.path()).await;
+    let b = n.broker();
     let mut compact = BTreeMap::new();
     compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
-    b.create_topic("c", 1, 1, compact, false).expect("create");
+    create(b, "c", 1, compact, false).await.expect("create");
     let produce = |version| {
         let mut builder = BatchBuilder::new(Vec::new(), Compression::Lz4);
         for key in [Some(b"a".as_slice()), None, Some(b"c"), None] {
@@ -248,7 +291,11 @@ async fn produce_names_the_records_that_caused_a_refusal() {
     assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
     assert!(p.record_errors.is_empty() && p.error_message.is_none());
     assert_eq!(
-        b.topic("c").expect("topic").partitions[0].high_watermark(),
+        b.topic("c")
+            .expect("topic")
+            .partition(0)
+            .expect("partition")
+            .high_watermark(),
         0
     );
 }
@@ -257,10 +304,11 @@ async fn produce_names_the_records_that_caused_a_refusal() {
 /// come from the assignment, which must name existing brokers
 /// (INVALID_REPLICA_ASSIGNMENT) and come without a partition count or replication
 /// factor (INVALID_REQUEST).
-#[test]
-fn create_topics_with_manual_assignment() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topics_with_manual_assignment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = broker(dir.path());
+    let n = node(dir.path()).await;
+    let b = n.broker();
     let topic = |name: &str, partitions: i32, assigned: &[&[i32]]| {
         CreatableTopic::default()
             .with_name(topic_name(name))
@@ -285,6 +333,7 @@ fn create_topics_with_manual_assignment() {
     ]);
     let errors: Vec<i16> = b
         .create_topics(&req)
+        .await
         .topics
         .iter()
         .map(|t| t.error_code)
@@ -304,11 +353,11 @@ fn create_topics_with_manual_assignment() {
 /// ApiVersions v3 feature levels (KIP-584): klog reports no supported or finalized
 /// feature and the "unknown" finalized epoch -1 (see `Broker::api_versions` for
 /// why).
-#[test]
-fn api_versions_reports_no_feature_levels() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versions_reports_no_feature_levels() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = broker(dir.path());
-    let resp = b.api_versions(0);
+    let n = node(dir.path()).await;
+    let resp = n.broker().api_versions(0);
     assert!(resp.supported_features.is_empty() && resp.finalized_features.is_empty());
     assert_eq!(resp.finalized_features_epoch, -1);
 }
@@ -317,8 +366,8 @@ fn api_versions_reports_no_feature_levels() {
 /// by CreateTopics (validate-only too) or auto-creation; a refusal is
 /// POLICY_VIOLATION with the policy's message. The broker's own
 /// `__consumer_offsets` is not shown to it.
-#[test]
-fn create_topic_policy_refuses_with_policy_violation() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topic_policy_refuses_with_policy_violation() {
     struct TeamPrefix;
     impl CreateTopicPolicy for TeamPrefix {
         fn validate(&self, topic: &NewTopic<'_>) -> Result<(), String> {
@@ -330,30 +379,38 @@ fn create_topic_policy_refuses_with_policy_violation() {
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = Broker::open_with_policy(config(dir.path()), TeamPrefix).expect("broker");
+    let n = Node::start_with_policy(config(dir.path()), Some(Box::new(TeamPrefix)))
+        .await
+        .expect("node");
+    let b = n.broker();
     assert!(b.topic("__consumer_offsets").is_some());
     let violation = ResponseError::PolicyViolation.code();
-    let create = |name: &str, partitions, validate_only| {
-        b.create_topic(name, partitions, 1, BTreeMap::new(), validate_only)
-            .map(|_| ())
-    };
-    assert_eq!(create("billing.invoices", 4, false), Ok(()));
-    let refused = create("orders", 1, true).expect_err("validate_only is checked too");
+    assert_eq!(
+        create(b, "billing.invoices", 4, BTreeMap::new(), false).await,
+        Ok(())
+    );
+    let refused = create(b, "orders", 1, BTreeMap::new(), true)
+        .await
+        .expect_err("validate_only is checked too");
     assert_eq!(refused.0, violation);
     assert!(refused.1.contains("billing.<name>"), "{}", refused.1);
     assert_eq!(
-        create("billing.big", 8, false).map_err(|e| e.0),
+        create(b, "billing.big", 8, BTreeMap::new(), false)
+            .await
+            .map_err(|e| e.0),
         Err(violation)
     );
     // Auto-creation (Metadata for an unknown topic) goes through it as well.
-    let meta = b.metadata(
-        &MetadataRequest::default()
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
-            ]))
-            .with_allow_auto_topic_creation(true),
-        8,
-    );
+    let meta = b
+        .metadata(
+            &MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
+                ]))
+                .with_allow_auto_topic_creation(true),
+            8,
+        )
+        .await;
     assert_eq!(meta.topics[0].error_code, violation);
     assert!(b.topic("orders").is_none() && b.topic("billing.big").is_none());
 }

@@ -67,6 +67,34 @@ pub struct NewTopic {
     pub configs: Vec<(String, String)>,
 }
 
+/// The CreateTopics request for `topics`, as [`Admin::create_topics`] sends it
+/// (for programs that forward it themselves).
+pub fn create_topics_request(topics: &[NewTopic], timeout_ms: i32) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.name.clone())))
+                        .with_num_partitions(t.partitions)
+                        .with_replication_factor(t.replication_factor)
+                        .with_configs(
+                            t.configs
+                                .iter()
+                                .map(|(k, v)| {
+                                    CreatableTopicConfig::default()
+                                        .with_name(StrBytes::from_string(k.clone()))
+                                        .with_value(Some(StrBytes::from_string(v.clone())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
 impl NewTopic {
     /// A topic with `partitions` partitions and replication factor 1.
     pub fn new(name: impl Into<String>, partitions: i32) -> Self {
@@ -543,29 +571,7 @@ impl Admin {
         topics: &[NewTopic],
     ) -> Result<Vec<Result<(), AdminError>>, AdminError> {
         let timeout_ms = self.timeout.as_millis().min(i32::MAX as u128) as i32;
-        let request = CreateTopicsRequest::default()
-            .with_timeout_ms(timeout_ms)
-            .with_topics(
-                topics
-                    .iter()
-                    .map(|t| {
-                        CreatableTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(t.name.clone())))
-                            .with_num_partitions(t.partitions)
-                            .with_replication_factor(t.replication_factor)
-                            .with_configs(
-                                t.configs
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        CreatableTopicConfig::default()
-                                            .with_name(StrBytes::from_string(k.clone()))
-                                            .with_value(Some(StrBytes::from_string(v.clone())))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
+        let request = create_topics_request(topics, timeout_ms);
         let response = self
             .send_to_controller(request, |r| {
                 r.topics

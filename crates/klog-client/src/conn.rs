@@ -14,6 +14,10 @@
 //! the connection and fails every pending request with a retriable
 //! [`ConnectionError`]; callers open a new connection.
 //!
+//! Public for programs that speak to brokers below the producer, consumer and
+//! admin clients (klog's brokers use it between themselves): [`Connection::send`]
+//! takes any request of `klog_codec::protocol::client::Request`.
+//!
 //! On connect the client sends ApiVersions (v3, or lower if the broker answers
 //! UNSUPPORTED_VERSION in the v0 layout) and afterwards uses, per API,
 //! `min(client max, broker max)`.
@@ -78,6 +82,16 @@ pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::OffsetFetch => 1..=5,
         ApiKey::ListGroups => 0..=2,
         ApiKey::DescribeGroups => 0..=4,
+        // Between klog's own brokers and controllers (issue 13, 14): both ends are
+        // klog, so any version that carries the fields works.
+        ApiKey::BrokerRegistration => 0..=3,
+        ApiKey::BrokerHeartbeat => 0..=1,
+        ApiKey::AlterPartition => 2..=2,
+        ApiKey::AllocateProducerIds => 0..=0,
+        ApiKey::Envelope => 0..=0,
+        ApiKey::DescribeQuorum => 0..=1,
+        ApiKey::ElectLeaders => 0..=2,
+        ApiKey::OffsetForLeaderEpoch => 2..=4,
         _ => return None,
     })
 }
@@ -130,7 +144,7 @@ impl Shared {
 }
 
 /// A connection to one broker; see the [module docs](self).
-pub(crate) struct Connection {
+pub struct Connection {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Outgoing>,
     next_correlation_id: AtomicI32,
@@ -150,7 +164,7 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Connects to `addr`, starts the reader and writer tasks and negotiates versions.
-    pub(crate) async fn connect(
+    pub async fn connect(
         addr: &str,
         client_id: Option<StrBytes>,
         connect_timeout: Duration,
@@ -229,18 +243,18 @@ impl Connection {
     }
 
     /// The broker address.
-    pub(crate) fn addr(&self) -> &str {
+    pub fn addr(&self) -> &str {
         &self.shared.addr
     }
 
     /// Whether the connection has failed or been closed.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
 
     /// The version to use for `key`: `min(client max, broker max)`, if that is at
     /// least both minimums.
-    pub(crate) fn version(&self, key: ApiKey) -> Result<i16, ConnectionError> {
+    pub fn version(&self, key: ApiKey) -> Result<i16, ConnectionError> {
         let ours = client_versions(key);
         let unsupported = || ConnectionError::UnsupportedVersion {
             addr: self.shared.addr.clone(),
@@ -295,7 +309,7 @@ impl Connection {
     ///
     /// The request is queued for the socket before this returns, so requests sent
     /// one after the other go out (and are answered) in that order.
-    pub(crate) fn send<R>(
+    pub fn send<R>(
         &self,
         request: &R,
     ) -> Result<

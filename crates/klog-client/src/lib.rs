@@ -43,7 +43,7 @@
 
 pub mod admin;
 mod cluster;
-mod conn;
+pub mod conn;
 pub mod consumer;
 pub mod consumer_protocol;
 pub mod error;

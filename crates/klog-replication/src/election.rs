@@ -7,8 +7,10 @@
 //!   unfenced. If the ISR has none, the first unfenced member of the ELR (eligible
 //!   leader replicas: members removed from the ISR while it was below
 //!   `min.insync.replicas`, so they hold every committed record). If neither has one,
-//!   the partition is offline (leader [`NO_LEADER`]) unless unclean election is
-//!   allowed, which takes the first unfenced replica.
+//!   the last leader it had, if it is unfenced (KIP-966: as before the ELR, when
+//!   every replica was down, the last leader holds the most records). Failing
+//!   that, the partition is offline (leader [`NO_LEADER`]) unless unclean
+//!   election is allowed, which takes the first unfenced replica.
 //! - Every change of leader raises `leader_epoch` and `partition_epoch` by one; a
 //!   change of the ISR or ELR alone raises `partition_epoch`.
 //! - The ELR: when the ISR shrinks below `min.insync.replicas`, the members it lost
@@ -40,6 +42,15 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Raised on every change of this registration.
     pub partition_epoch: i32,
+    /// The leader it had before it went offline ([`NO_LEADER`] while it has one,
+    /// or never had one).
+    #[cfg_attr(feature = "serde", serde(default = "no_leader"))]
+    pub last_known_leader: i32,
+}
+
+#[cfg(feature = "serde")]
+fn no_leader() -> i32 {
+    NO_LEADER
 }
 
 /// How a leader was chosen.
@@ -50,6 +61,8 @@ pub enum ElectionKind {
     Isr,
     /// From the ELR, the ISR having no unfenced member (KIP-966).
     Elr,
+    /// The last leader, the ISR and ELR having no unfenced member (KIP-966).
+    LastKnownLeader,
     /// Outside the ISR and ELR (`unclean.leader.election.enable`): committed records
     /// may be lost.
     Unclean,
@@ -103,6 +116,7 @@ impl PartitionRegistration {
             leader,
             leader_epoch: 0,
             partition_epoch: 0,
+            last_known_leader: NO_LEADER,
         }
     }
 
@@ -135,6 +149,12 @@ impl PartitionRegistration {
         }
         if let Some(l) = first(&self.elr) {
             return (l, ElectionKind::Elr);
+        }
+        if self.last_known_leader != NO_LEADER
+            && self.replicas.contains(&self.last_known_leader)
+            && unfenced(self.last_known_leader)
+        {
+            return (self.last_known_leader, ElectionKind::LastKnownLeader);
         }
         if unclean && let Some(l) = self.replicas.iter().copied().find(|&r| unfenced(r)) {
             return (l, ElectionKind::Unclean);
@@ -172,12 +192,17 @@ impl PartitionRegistration {
                 self.isr = vec![leader];
                 self.elr.retain(|&r| r != leader);
             }
-            ElectionKind::Unclean => {
+            ElectionKind::Unclean | ElectionKind::LastKnownLeader => {
                 self.isr = vec![leader];
                 self.elr.clear();
             }
             ElectionKind::Isr | ElectionKind::Offline => {}
         }
+        self.last_known_leader = match (leader, self.leader) {
+            (NO_LEADER, NO_LEADER) => self.last_known_leader,
+            (NO_LEADER, old) => old,
+            _ => NO_LEADER,
+        };
         self.leader = leader;
         self.leader_epoch += 1;
         self.partition_epoch += 1;

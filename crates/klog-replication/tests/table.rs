@@ -144,6 +144,7 @@ fn registration(a: &Args) -> PartitionRegistration {
         leader: a.i_or("leader", i64::from(replicas.first().copied().unwrap_or(-1))) as i32,
         leader_epoch: a.i_or("le", 0) as i32,
         partition_epoch: a.i_or("pe", 0) as i32,
+        last_known_leader: klog_replication::NO_LEADER,
         replicas,
     }
 }
@@ -240,6 +241,7 @@ fn run(s: &mut State, name: &str, a: &Args) -> Vec<String> {
                 leader: l.node_id(),
                 leader_epoch: l.leader_epoch(),
                 partition_epoch: a.i("pe") as i32,
+                last_known_leader: klog_replication::NO_LEADER,
             };
             if a.opt("replicas").is_some() {
                 reg.replicas = a.ints("replicas");

@@ -32,7 +32,9 @@ pub use kafka_protocol::protocol::{Encodable, StrBytes};
 
 pub use frame::{FrameError, check_frame_size};
 pub use header::{HeaderError, RequestHeader, parse_request_header};
-pub use request::{Request, RequestError, decode_request, decode_request_mut, encode_response};
+pub use request::{
+    Request, RequestError, decode_message, decode_request, decode_request_mut, encode_response,
+};
 pub use versions::{ApiSupport, SUPPORTED_APIS};
 
 /// The Kafka error code for a [`ResponseError`], as carried in responses.

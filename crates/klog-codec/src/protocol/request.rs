@@ -107,6 +107,16 @@ pub enum RequestError {
     },
 }
 
+/// Decodes a request body of any message type at the header's version, for APIs
+/// outside [`Request`] (klog's controller listener serves its own set). Decoder
+/// panics on hostile input become [`RequestError::Malformed`].
+pub fn decode_message<T: Decodable>(
+    header: &RequestHeader,
+    body: Bytes,
+) -> Result<T, RequestError> {
+    decode_body(header, body)
+}
+
 fn decode_body<T: Decodable>(header: &RequestHeader, mut body: Bytes) -> Result<T, RequestError> {
     let version = header.api_version;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

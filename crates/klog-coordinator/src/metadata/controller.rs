@@ -314,6 +314,13 @@ impl Controller {
         self.next_rebalance_check = now + self.config.leader_imbalance_check_interval_ms;
     }
 
+    /// Forgets a broker's session: the runtime knows its previous incarnation is
+    /// gone (the broker is the controller's own process, just restarted), so a
+    /// new registration need not wait for the session to run out.
+    pub fn forget_session(&mut self, broker: i32) {
+        self.sessions.remove(&broker);
+    }
+
     fn next_topic_id(&mut self) -> TopicId {
         // splitmix64, twice: 128 bits that differ for every topic.
         let mut half = || {
@@ -407,7 +414,12 @@ impl Controller {
     ) -> Result<Outcome<i64>, i16> {
         if let Some(old) = image.brokers.get(&req.id) {
             let alive = self.sessions.get(&req.id).is_some_and(|s| s.deadline > now);
-            if old.registration.incarnation != req.incarnation && alive && !old.fenced {
+            let restarted_cleanly = req.previous_epoch == old.registration.epoch;
+            if old.registration.incarnation != req.incarnation
+                && alive
+                && !old.fenced
+                && !restarted_cleanly
+            {
                 return Err(code(ResponseError::DuplicateBrokerRegistration));
             }
         }
@@ -493,10 +505,26 @@ impl Controller {
             });
             self.move_away_from(&mut changes, req.id);
         }
+        // A broker in controlled shutdown that leads nothing any more is fenced,
+        // so that it may stop (and its next incarnation register at once).
+        let leads = changes
+            .image()
+            .partitions()
+            .any(|(_, _, p)| p.leader == req.id);
+        let fence_now = changes
+            .image()
+            .brokers
+            .get(&req.id)
+            .is_some_and(|b| b.shutting_down && !b.fenced && !leads);
+        if fence_now {
+            changes.push(MetadataRecord::FenceBroker {
+                id: req.id,
+                epoch: req.epoch,
+            });
+        }
         let after = changes.image();
         let state = after.brokers.get(&req.id);
         let shutting_down = state.is_some_and(|b| b.shutting_down);
-        let leads = after.partitions().any(|(_, _, p)| p.leader == req.id);
         let reply = HeartbeatReply {
             is_caught_up,
             is_fenced: state.is_none_or(|b| b.fenced),
@@ -1006,6 +1034,7 @@ fn new_partition(image: &MetadataImage, replicas: Vec<i32>) -> PartitionRegistra
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
+        last_known_leader: NO_LEADER,
     }
 }
 

@@ -185,6 +185,7 @@ impl MetadataImage {
                 isr,
                 elr,
                 replicas,
+                last_known_leader,
             } => {
                 let t = self.topic_by_id_mut(*topic_id)?;
                 let name = t.name.clone();
@@ -204,6 +205,9 @@ impl MetadataImage {
                 }
                 if let Some(r) = replicas {
                     p.replicas = r.clone();
+                }
+                if let Some(l) = last_known_leader {
+                    p.last_known_leader = *l;
                 }
                 p.partition_epoch += 1;
                 delta.partitions.push((name, *partition));

@@ -179,6 +179,9 @@ pub enum MetadataRecord {
         /// New replicas.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<Vec<i32>>,
+        /// A new last known leader (KIP-966).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_known_leader: Option<i32>,
     },
     /// A topic and its partitions are deleted.
     RemoveTopic {
@@ -246,5 +249,7 @@ pub fn partition_change(
         isr: changed(&old.isr, &new.isr),
         elr: changed(&old.elr, &new.elr),
         replicas: changed(&old.replicas, &new.replicas),
+        last_known_leader: (old.last_known_leader != new.last_known_leader)
+            .then_some(new.last_known_leader),
     })
 }

@@ -1,0 +1,641 @@
+//! The admin APIs that change cluster metadata, run on the active controller's
+//! node: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs,
+//! IncrementalAlterConfigs, ElectLeaders.
+//!
+//! Each one turns the Kafka request into [`ControllerRequest`]s for this node's
+//! controller runtime and its answers into the Kafka response, which goes out
+//! once the records are committed and applied here. Any other broker forwards the
+//! client's request to this node whole, in an Envelope ([`crate::forward`]), and
+//! these same handlers answer it ([`AdminHandler`]): the rules live in one place.
+//! Topic configs are checked against the broker defaults here
+//! ([`crate::configs::TopicConfig::strict`]); a [`CreateTopicPolicy`] installed on the node sees
+//! every topic a client creates (KIP-108).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use klog_codec::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use klog_codec::protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use klog_codec::protocol::messages::create_topics_response::CreatableTopicResult;
+use klog_codec::protocol::messages::delete_topics_response::DeletableTopicResult;
+use klog_codec::protocol::messages::elect_leaders_response::{
+    PartitionResult, ReplicaElectionResult,
+};
+use klog_codec::protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterResourceResponse;
+use klog_codec::protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+};
+use klog_codec::protocol::{
+    RequestHeader, ResponseError, StrBytes, decode_message, encode_response,
+};
+use klog_coordinator::OFFSETS_TOPIC;
+use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
+
+use crate::config::BrokerConfig;
+use crate::configs::{self, AlterOp};
+use crate::controller::{ControllerHandle, ControllerReply, ControllerRequest};
+use crate::controller_api::AdminHandler;
+use crate::metadata::MetadataStore;
+use crate::policy::{CreateTopicPolicy, NewTopic};
+
+/// `resource_type` of a topic in the config APIs.
+pub const RESOURCE_TOPIC: i8 = 2;
+/// `resource_type` of a broker in the config APIs.
+pub const RESOURCE_BROKER: i8 = 4;
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// A config change's error code and message for its response (0 and none when it
+/// went through).
+fn outcome(result: Result<(), (i16, String)>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err((code, message)) => (code, Some(StrBytes::from_string(message))),
+    }
+}
+
+/// The APIs a broker forwards to the active controller.
+pub fn is_forwarded(api_key: i16) -> bool {
+    matches!(
+        ApiKey::try_from(api_key),
+        Ok(ApiKey::CreateTopics
+            | ApiKey::DeleteTopics
+            | ApiKey::CreatePartitions
+            | ApiKey::AlterConfigs
+            | ApiKey::IncrementalAlterConfigs
+            | ApiKey::ElectLeaders)
+    )
+}
+
+/// The admin handlers of the active controller's node.
+pub struct Admin {
+    config: BrokerConfig,
+    store: Arc<MetadataStore>,
+    controller: ControllerHandle,
+    policy: Option<Box<dyn CreateTopicPolicy>>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A topic to create, checked and with defaults applied, or a refusal.
+type Prepared = Result<CreateTopic, (i16, String)>;
+
+impl Admin {
+    /// Admin handlers with this node's controller runtime.
+    pub fn new(
+        config: BrokerConfig,
+        store: Arc<MetadataStore>,
+        controller: ControllerHandle,
+        policy: Option<Box<dyn CreateTopicPolicy>>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            controller,
+            policy,
+        }
+    }
+
+    /// Whether this node is the active controller now (else forward).
+    pub fn is_active(&self) -> bool {
+        self.controller.is_active()
+    }
+
+    async fn submit(&self, request: ControllerRequest) -> Result<ControllerReply, (i16, String)> {
+        match self.controller.submit(request).await {
+            Ok(answer) => {
+                // Wait until this node's image has the records (the controller's
+                // write returns once they are applied here; this is only a guard).
+                self.store
+                    .wait_for(answer.offset, std::time::Duration::from_secs(30))
+                    .await;
+                answer.reply
+            }
+            Err(e) => Err((code(ResponseError::NotController), e.to_string())),
+        }
+    }
+
+    /// Checks one CreateTopics topic on this side (configs, the policy) and turns it
+    /// into the controller's form.
+    fn prepare(&self, t: &CreateTopic, internal: bool) -> Prepared {
+        configs::TopicConfig::strict(&self.config, &t.configs)
+            .map_err(|(k, e)| (code(ResponseError::InvalidConfig), format!("{k}: {e}")))?;
+        if let Some(policy) = &self.policy
+            && !internal
+        {
+            let (partitions, replication_factor) = if t.assignments.is_empty() {
+                (
+                    if t.num_partitions == -1 {
+                        self.config.num_partitions
+                    } else {
+                        t.num_partitions
+                    },
+                    if t.replication_factor == -1 {
+                        self.config.default_replication_factor
+                    } else {
+                        t.replication_factor
+                    },
+                )
+            } else {
+                (
+                    t.assignments.len() as i32,
+                    t.assignments.first().map_or(0, |(_, r)| r.len() as i16),
+                )
+            };
+            policy
+                .validate(&NewTopic {
+                    name: &t.name,
+                    partitions,
+                    replication_factor,
+                    configs: &t.configs,
+                })
+                .map_err(|e| (code(ResponseError::PolicyViolation), e))?;
+        }
+        Ok(t.clone())
+    }
+
+    /// Creates topics through the controller; returns each one's error code and
+    /// message (`None` when created).
+    pub async fn create(
+        &self,
+        topics: Vec<CreateTopic>,
+        validate_only: bool,
+        internal: bool,
+    ) -> Vec<(String, i16, Option<String>)> {
+        let mut out: Vec<(String, i16, Option<String>)> = Vec::with_capacity(topics.len());
+        let mut send = Vec::new();
+        for t in &topics {
+            match self.prepare(t, internal) {
+                Ok(t) => send.push(t),
+                Err((c, m)) => out.push((t.name.clone(), c, Some(m))),
+            }
+        }
+        if !send.is_empty() {
+            match self
+                .submit(ControllerRequest::CreateTopics {
+                    topics: send.clone(),
+                    validate_only,
+                })
+                .await
+            {
+                Ok(ControllerReply::CreateTopics(results)) => {
+                    for r in results {
+                        if r.error == 0 && !validate_only {
+                            tracing::info!(
+                                topic = r.name,
+                                partitions = r.num_partitions,
+                                replication_factor = r.replication_factor,
+                                "created topic"
+                            );
+                        }
+                        out.push((r.name, r.error, r.message));
+                    }
+                }
+                Ok(_) => {}
+                Err((c, m)) => {
+                    out.extend(send.iter().map(|t| (t.name.clone(), c, Some(m.clone()))))
+                }
+            }
+        }
+        // In request order.
+        topics
+            .iter()
+            .map(|t| {
+                out.iter()
+                    .find(|(n, _, _)| *n == t.name)
+                    .cloned()
+                    .unwrap_or((
+                        t.name.clone(),
+                        code(ResponseError::UnknownServerError),
+                        None,
+                    ))
+            })
+            .collect()
+    }
+
+    /// CreateTopics.
+    pub async fn create_topics(&self, req: &CreateTopicsRequest) -> CreateTopicsResponse {
+        let mut refused: BTreeMap<String, (i16, String)> = BTreeMap::new();
+        let mut topics = Vec::new();
+        for t in &req.topics {
+            let name = t.name.0.as_str().to_owned();
+            let mut configs_given = BTreeMap::new();
+            for c in &t.configs {
+                match &c.value {
+                    Some(v) => {
+                        configs_given.insert(c.name.as_str().to_owned(), v.as_str().to_owned());
+                    }
+                    None => {
+                        refused.insert(
+                            name.clone(),
+                            (
+                                code(ResponseError::InvalidConfig),
+                                format!("{}: null value", c.name.as_str()),
+                            ),
+                        );
+                    }
+                }
+            }
+            if !refused.contains_key(&name) {
+                configs::warn_deprecated(&name, configs_given.keys().map(String::as_str));
+            }
+            topics.push(CreateTopic {
+                name,
+                num_partitions: t.num_partitions,
+                replication_factor: t.replication_factor,
+                assignments: t
+                    .assignments
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.partition_index,
+                            a.broker_ids.iter().map(|b| b.0).collect(),
+                        )
+                    })
+                    .collect(),
+                configs: configs_given,
+            });
+        }
+        let results = self
+            .create(
+                topics
+                    .iter()
+                    .filter(|t| !refused.contains_key(&t.name))
+                    .cloned()
+                    .collect(),
+                req.validate_only,
+                false,
+            )
+            .await;
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.0.as_str();
+                let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+                let outcome = refused
+                    .get(name)
+                    .map(|(c, m)| (*c, Some(m.clone())))
+                    .or_else(|| {
+                        results
+                            .iter()
+                            .find(|(n, _, _)| n == name)
+                            .map(|(_, c, m)| (*c, m.clone()))
+                    });
+                // num_partitions, replication_factor and topic_id are v5+ and v7+
+                // fields; the versions served (0-4) leave them at their defaults.
+                if let Some((c, m)) = outcome
+                    && c != 0
+                {
+                    r.error_code = c;
+                    r.error_message = m.map(StrBytes::from_string);
+                }
+                r
+            })
+            .collect();
+        CreateTopicsResponse::default().with_topics(topics)
+    }
+
+    /// DeleteTopics (by name; `__consumer_offsets` cannot be deleted).
+    pub async fn delete_topics(&self, req: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+        let mut names: Vec<String> = req
+            .topic_names
+            .iter()
+            .map(|n| n.0.as_str().to_owned())
+            .collect();
+        names.extend(
+            req.topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.as_str().to_owned())),
+        );
+        let mut results: Vec<(String, i16)> = Vec::new();
+        let mut send = Vec::new();
+        for n in &names {
+            if n == OFFSETS_TOPIC {
+                results.push((n.clone(), code(ResponseError::InvalidTopicException)));
+            } else {
+                send.push(n.clone());
+            }
+        }
+        if !send.is_empty() {
+            match self
+                .submit(ControllerRequest::DeleteTopics(send.clone()))
+                .await
+            {
+                Ok(ControllerReply::DeleteTopics(r)) => {
+                    results.extend(r.into_iter().map(|(n, c, _)| (n, c)))
+                }
+                Ok(_) => {}
+                Err((c, _)) => results.extend(send.into_iter().map(|n| (n, c))),
+            }
+        }
+        let responses = names
+            .iter()
+            .map(|n| {
+                let c = results.iter().find(|(x, _)| x == n).map_or(0, |(_, c)| *c);
+                DeletableTopicResult::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                    .with_error_code(c)
+            })
+            .collect();
+        DeleteTopicsResponse::default().with_responses(responses)
+    }
+
+    /// CreatePartitions (`__consumer_offsets` cannot grow: groups map to its
+    /// partitions by count).
+    pub async fn create_partitions(
+        &self,
+        req: &CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
+        let mut results = Vec::with_capacity(req.topics.len());
+        for t in &req.topics {
+            let name = t.name.0.as_str();
+            let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            let outcome = if name == OFFSETS_TOPIC {
+                Err((
+                    code(ResponseError::InvalidRequest),
+                    format!("the partition count of {name} cannot change"),
+                ))
+            } else {
+                let assignments = t.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
+                self.submit(ControllerRequest::CreatePartitions {
+                    topic: name.to_owned(),
+                    count: t.count,
+                    assignments,
+                    validate_only: req.validate_only,
+                })
+                .await
+                .map(|_| ())
+            };
+            if let Err((c, m)) = outcome {
+                r.error_code = c;
+                r.error_message = Some(StrBytes::from_string(m));
+            } else if !req.validate_only {
+                tracing::info!(topic = name, to = t.count, "added partitions");
+            }
+            results.push(r);
+        }
+        CreatePartitionsResponse::default().with_results(results)
+    }
+
+    /// Checks a non-topic resource of AlterConfigs / IncrementalAlterConfigs: broker
+    /// configs are static in klog, other resource types do not exist.
+    fn alter_other_resource(&self, resource_type: i8, name: &str) -> (i16, String) {
+        let this_broker = name.is_empty() || name == self.config.node_id.to_string();
+        match resource_type {
+            RESOURCE_BROKER if this_broker => (
+                code(ResponseError::InvalidRequest),
+                "broker configs are static in klog: set them in server.properties or with --set"
+                    .to_owned(),
+            ),
+            RESOURCE_BROKER => (
+                code(ResponseError::InvalidRequest),
+                "broker configs are static in klog: set them in each broker's server.properties"
+                    .to_owned(),
+            ),
+            _ => (
+                code(ResponseError::InvalidRequest),
+                format!("resource type {resource_type} has no alterable configs"),
+            ),
+        }
+    }
+
+    /// Changes one topic's overrides with `alter` (given the current ones, from
+    /// the image): validated whole, then the keys that change are written.
+    async fn alter_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        validate_only: bool,
+        alter: impl FnOnce(
+            &BTreeMap<String, String>,
+        ) -> Result<
+            (BTreeMap<String, String>, configs::TopicConfig),
+            configs::AlterError,
+        >,
+    ) -> Result<(), (i16, String)> {
+        if image.topic(name).is_none() {
+            return Err((
+                code(ResponseError::UnknownTopicOrPartition),
+                format!("topic {name:?} does not exist"),
+            ));
+        }
+        let resource = ConfigResource::Topic(name.to_owned());
+        let current = image.configs.get(&resource).cloned().unwrap_or_default();
+        let (overrides, _) = alter(&current).map_err(|e| (e.code, e.message))?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut changes: Vec<(String, Option<String>)> = current
+            .keys()
+            .filter(|k| !overrides.contains_key(*k))
+            .map(|k| (k.clone(), None))
+            .collect();
+        changes.extend(
+            overrides
+                .iter()
+                .filter(|(k, v)| current.get(*k) != Some(v))
+                .map(|(k, v)| (k.clone(), Some(v.clone()))),
+        );
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.submit(ControllerRequest::SetConfigs { resource, changes })
+            .await
+            .map(|_| ())
+    }
+
+    /// AlterConfigs: replaces a topic's overrides with the entries given.
+    pub async fn alter_configs(&self, req: &AlterConfigsRequest) -> AlterConfigsResponse {
+        let image = self.store.image();
+        let mut responses = Vec::with_capacity(req.resources.len());
+        for res in &req.resources {
+            let name = res.resource_name.as_str();
+            let result = if res.resource_type == RESOURCE_TOPIC {
+                let entries: Vec<(String, Option<String>)> = res
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.as_str().to_owned(),
+                            c.value.as_ref().map(|v| v.as_str().to_owned()),
+                        )
+                    })
+                    .collect();
+                let r = self
+                    .alter_topic(&image, name, req.validate_only, |_| {
+                        configs::replace_overrides(&self.config, &entries)
+                    })
+                    .await;
+                if r.is_ok() {
+                    configs::warn_deprecated(name, entries.iter().map(|(k, _)| k.as_str()));
+                }
+                r
+            } else {
+                Err(self.alter_other_resource(res.resource_type, name))
+            };
+            let (error_code, error_message) = outcome(result);
+            responses.push(
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name.clone())
+                    .with_error_code(error_code)
+                    .with_error_message(error_message),
+            );
+        }
+        AlterConfigsResponse::default().with_responses(responses)
+    }
+
+    /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's
+    /// overrides (KIP-339).
+    pub async fn incremental_alter_configs(
+        &self,
+        req: &IncrementalAlterConfigsRequest,
+    ) -> IncrementalAlterConfigsResponse {
+        let image = self.store.image();
+        let mut responses = Vec::with_capacity(req.resources.len());
+        for res in &req.resources {
+            let name = res.resource_name.as_str();
+            let result = if res.resource_type == RESOURCE_TOPIC {
+                let ops: Result<Vec<configs::AlterEntry>, (i16, String)> = res
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        let op = AlterOp::from_code(c.config_operation).ok_or_else(|| {
+                            (
+                                code(ResponseError::InvalidRequest),
+                                format!(
+                                    "{}: unknown operation {}",
+                                    c.name.as_str(),
+                                    c.config_operation
+                                ),
+                            )
+                        })?;
+                        Ok((
+                            c.name.as_str().to_owned(),
+                            op,
+                            c.value.as_ref().map(|v| v.as_str().to_owned()),
+                        ))
+                    })
+                    .collect();
+                match ops {
+                    Ok(ops) => {
+                        let r = self
+                            .alter_topic(&image, name, req.validate_only, |current| {
+                                configs::alter_overrides(&self.config, current, &ops)
+                            })
+                            .await;
+                        if r.is_ok() {
+                            configs::warn_deprecated(name, ops.iter().map(|(k, _, _)| k.as_str()));
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                Err(self.alter_other_resource(res.resource_type, name))
+            };
+            let (error_code, error_message) = outcome(result);
+            responses.push(
+                IncrementalAlterResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name.clone())
+                    .with_error_code(error_code)
+                    .with_error_message(error_message),
+            );
+        }
+        IncrementalAlterConfigsResponse::default().with_responses(responses)
+    }
+
+    /// ElectLeaders: preferred (`election_type` 0) or unclean (1) elections.
+    pub async fn elect_leaders(&self, req: &ElectLeadersRequest) -> ElectLeadersResponse {
+        let partitions: Option<Vec<(String, i32)>> = req.topic_partitions.as_ref().map(|tps| {
+            tps.iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (t.topic.0.as_str().to_owned(), *p))
+                })
+                .collect()
+        });
+        let unclean = req.election_type == 1;
+        let mut resp = ElectLeadersResponse::default();
+        match self
+            .submit(ControllerRequest::ElectLeaders {
+                unclean,
+                partitions,
+            })
+            .await
+        {
+            Ok(ControllerReply::ElectLeaders(results)) => {
+                let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+                for ((t, p), c) in results {
+                    by_topic.entry(t).or_default().push(
+                        PartitionResult::default()
+                            .with_partition_id(p)
+                            .with_error_code(c),
+                    );
+                }
+                resp.replica_election_results = by_topic
+                    .into_iter()
+                    .map(|(t, partition_result)| {
+                        ReplicaElectionResult::default()
+                            .with_topic(TopicName(StrBytes::from_string(t)))
+                            .with_partition_result(partition_result)
+                    })
+                    .collect();
+            }
+            Ok(_) => resp.error_code = code(ResponseError::UnknownServerError),
+            Err((c, _)) => resp.error_code = c,
+        }
+        resp
+    }
+
+    /// Runs one forwarded request; returns its response frame.
+    async fn run(&self, header: RequestHeader, body: Bytes) -> Option<Bytes> {
+        macro_rules! answer {
+            ($req:ty, $method:ident) => {{
+                let req: $req = decode_message(&header, body).ok()?;
+                let resp = self.$method(&req).await;
+                encode_response(&header, &resp).ok()
+            }};
+        }
+        match ApiKey::try_from(header.api_key).ok()? {
+            ApiKey::CreateTopics => answer!(CreateTopicsRequest, create_topics),
+            ApiKey::DeleteTopics => answer!(DeleteTopicsRequest, delete_topics),
+            ApiKey::CreatePartitions => answer!(CreatePartitionsRequest, create_partitions),
+            ApiKey::AlterConfigs => answer!(AlterConfigsRequest, alter_configs),
+            ApiKey::IncrementalAlterConfigs => {
+                answer!(IncrementalAlterConfigsRequest, incremental_alter_configs)
+            }
+            ApiKey::ElectLeaders => answer!(ElectLeadersRequest, elect_leaders),
+            _ => None,
+        }
+    }
+}
+
+impl AdminHandler for Admin {
+    fn handle_forwarded(
+        &self,
+        header: RequestHeader,
+        body: Bytes,
+    ) -> impl std::future::Future<Output = Option<Bytes>> + Send {
+        self.run(header, body)
+    }
+}

@@ -1,0 +1,461 @@
+//! Reaching the active controller from any node (KIP-590's forwarding).
+//!
+//! A node that is itself the active controller hands requests to its own
+//! [`ControllerHandle`]. Any other node sends them to the quorum leader's
+//! controller listener: broker lifecycle and ISR changes as Kafka's own controller
+//! APIs (BrokerRegistration 62, BrokerHeartbeat 63, AlterPartition 56,
+//! AllocateProducerIds 67), and an admin request a client sent it whole, inside an
+//! Envelope (58). The answer carries the metadata log offset of the records it
+//! wrote (in the Envelope response, as a klog tagged field), and the forwarder
+//! waits until its own image has applied that offset before it answers: a client
+//! that created a topic through any broker sees it in that broker's Metadata next.
+//!
+//! `NOT_CONTROLLER` and broken connections are retried against the leader of the
+//! moment, until a deadline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use klog_client::conn::Connection;
+use klog_codec::protocol::messages::alter_partition_request::{PartitionData, TopicData};
+use klog_codec::protocol::messages::broker_registration_request::Listener;
+use klog_codec::protocol::messages::{
+    AllocateProducerIdsRequest, AlterPartitionRequest, BrokerHeartbeatRequest, BrokerId,
+    BrokerRegistrationRequest, EnvelopeRequest,
+};
+use klog_codec::protocol::{ResponseError, StrBytes};
+use klog_coordinator::metadata::{AlterPartition, HeartbeatReply, MetadataImage};
+use klog_replication::PartitionRegistration;
+use tokio::sync::watch;
+
+use crate::controller::{
+    Answer, ControllerHandle, ControllerReply, ControllerRequest, SubmitError,
+};
+use crate::metadata::MetadataStore;
+
+/// The Envelope response's tagged field carrying the metadata log offset of the
+/// forwarded request's records (a klog extension: unknown tags are skipped by any
+/// other reader).
+pub const OFFSET_TAG: i32 = 0x6b6c; // "kl"
+
+/// How long a request keeps trying to reach an active controller.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request could not be answered by a controller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// No active controller answered before the deadline (the client retries).
+    #[error("no active controller answered")]
+    Unavailable,
+    /// The node is stopping.
+    #[error("stopped")]
+    Stopped,
+}
+
+impl ForwardError {
+    /// The Kafka error code a client gets for it.
+    pub fn code(&self) -> i16 {
+        match self {
+            ForwardError::Unavailable | ForwardError::Stopped => {
+                ResponseError::NotController.code()
+            }
+        }
+    }
+}
+
+/// Sends requests to the active controller, wherever it is.
+#[derive(Debug)]
+pub struct ControllerClient {
+    node_id: i32,
+    local: Option<ControllerHandle>,
+    /// Controller listener of each voter.
+    voters: BTreeMap<i32, String>,
+    leader: watch::Receiver<Option<u64>>,
+    store: Arc<MetadataStore>,
+    connections: Mutex<HashMap<i32, Arc<Connection>>>,
+}
+
+impl ControllerClient {
+    /// A client for node `node_id`: `local` is its own controller runtime (a
+    /// controller node), `voters` the controller listeners, `leader` the quorum's
+    /// leader as this node knows it.
+    pub fn new(
+        node_id: i32,
+        local: Option<ControllerHandle>,
+        voters: BTreeMap<i32, String>,
+        leader: watch::Receiver<Option<u64>>,
+        store: Arc<MetadataStore>,
+    ) -> Self {
+        Self {
+            node_id,
+            local,
+            voters,
+            leader,
+            store,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The node that is (or will be) the active controller as far as this node
+    /// knows: the quorum leader.
+    pub fn controller_id(&self) -> Option<i32> {
+        (*self.leader.borrow()).and_then(|l| i32::try_from(l).ok())
+    }
+
+    /// This node's own controller runtime, when it is the active controller.
+    pub fn local_active(&self) -> Option<&ControllerHandle> {
+        self.local.as_ref().filter(|h| h.is_active())
+    }
+
+    /// The image this node serves from.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.store.image()
+    }
+
+    /// Submits `request` to the active controller and waits until this node's
+    /// image has applied the answer's records.
+    pub async fn submit(&self, request: ControllerRequest) -> Result<Answer, ForwardError> {
+        let deadline = Instant::now() + FORWARD_TIMEOUT;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let attempt = match self.local_active() {
+                Some(local) => local.submit(request.clone()).await.map_err(|e| match e {
+                    SubmitError::NotController { .. } => None,
+                    SubmitError::Stopped => Some(ForwardError::Stopped),
+                }),
+                None => self.submit_remote(&request).await.ok_or(None),
+            };
+            match attempt {
+                Ok(answer) => {
+                    self.wait_applied(answer.offset, deadline).await;
+                    return Ok(answer);
+                }
+                Err(Some(e)) => return Err(e),
+                Err(None) => {}
+            }
+            if Instant::now() + backoff >= deadline {
+                return Err(ForwardError::Unavailable);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Forwards an admin request frame (header and body, as the client sent it) in
+    /// an Envelope to the active controller; returns the response frame body (what
+    /// follows the correlation id) once this node's image has applied it.
+    pub async fn forward(
+        &self,
+        request_frame: Bytes,
+        client_host: &str,
+    ) -> Result<Bytes, ForwardError> {
+        let deadline = Instant::now() + FORWARD_TIMEOUT;
+        let mut backoff = Duration::from_millis(20);
+        let envelope = EnvelopeRequest::default()
+            .with_request_data(request_frame)
+            .with_client_host_address(Bytes::copy_from_slice(client_host.as_bytes()));
+        loop {
+            if let Some(conn) = self.leader_connection().await {
+                match conn.send(&envelope) {
+                    Ok(fut) => match fut.await {
+                        Ok(resp) if resp.error_code == 0 => {
+                            let offset = resp
+                                .unknown_tagged_fields
+                                .get(&OFFSET_TAG)
+                                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                                .map_or(0, u64::from_be_bytes);
+                            if let Some(data) = resp.response_data {
+                                self.wait_applied(offset, deadline).await;
+                                return Ok(data);
+                            }
+                        }
+                        Ok(resp) => {
+                            tracing::debug!(error = resp.error_code, "envelope refused");
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "forwarding failed");
+                            self.drop_connection(conn.addr());
+                        }
+                    },
+                    Err(e) => {
+                        tracing::debug!(error = %e, "forwarding failed");
+                        self.drop_connection(conn.addr());
+                    }
+                }
+            }
+            if Instant::now() + backoff >= deadline {
+                return Err(ForwardError::Unavailable);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn wait_applied(&self, offset: u64, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !self.store.wait_for(offset, left).await {
+            tracing::warn!(
+                offset,
+                "the metadata image did not reach a controller's write in time"
+            );
+        }
+    }
+
+    fn drop_connection(&self, addr: &str) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, c| c.addr() != addr);
+    }
+
+    /// A connection to the quorum leader's controller listener (not this node).
+    async fn leader_connection(&self) -> Option<Arc<Connection>> {
+        let leader = self.controller_id()?;
+        if leader == self.node_id {
+            return None;
+        }
+        let addr = self.voters.get(&leader)?.clone();
+        let cached = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&leader)
+            .filter(|c| !c.is_closed())
+            .cloned();
+        if let Some(c) = cached {
+            return Some(c);
+        }
+        let client_id = StrBytes::from_string(format!("klog-broker-{}", self.node_id));
+        match Connection::connect(
+            &addr,
+            Some(client_id),
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .await
+        {
+            Ok(c) => {
+                self.connections
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(leader, c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::debug!(leader, %addr, error = %e, "cannot reach the controller");
+                None
+            }
+        }
+    }
+
+    /// One attempt of `request` at the remote leader. `None`: try again (no
+    /// leader, NOT_CONTROLLER, a broken connection).
+    async fn submit_remote(&self, request: &ControllerRequest) -> Option<Answer> {
+        let conn = self.leader_connection().await?;
+        let result = self.call(&conn, request).await;
+        if result.is_none() && conn.is_closed() {
+            self.drop_connection(conn.addr());
+        }
+        result
+    }
+
+    async fn call(&self, conn: &Connection, request: &ControllerRequest) -> Option<Answer> {
+        let not_controller = ResponseError::NotController.code();
+        let offset = |o: i64| u64::try_from(o).unwrap_or(0);
+        match request {
+            ControllerRequest::Register(r) => {
+                let req = BrokerRegistrationRequest::default()
+                    .with_broker_id(BrokerId(r.id))
+                    .with_cluster_id(StrBytes::from_static_str("klog"))
+                    .with_incarnation_id(incarnation_uuid(&r.incarnation))
+                    .with_listeners(
+                        r.endpoints
+                            .iter()
+                            .map(|e| {
+                                Listener::default()
+                                    .with_name(StrBytes::from_string(e.name.clone()))
+                                    .with_host(StrBytes::from_string(e.host.clone()))
+                                    .with_port(e.port)
+                            })
+                            .collect(),
+                    )
+                    .with_rack(r.rack.clone().map(StrBytes::from_string))
+                    .with_previous_broker_epoch(r.previous_epoch);
+                let resp = conn.send(&req).ok()?.await.ok()?;
+                if resp.error_code == not_controller {
+                    return None;
+                }
+                let reply = if resp.error_code == 0 {
+                    Ok(ControllerReply::Registered(resp.broker_epoch))
+                } else {
+                    Err((resp.error_code, String::new()))
+                };
+                // Registration's records are applied before the broker's first
+                // heartbeat asks to be unfenced; it carries no offset.
+                Some(Answer { reply, offset: 0 })
+            }
+            ControllerRequest::Heartbeat(h) => {
+                let req = BrokerHeartbeatRequest::default()
+                    .with_broker_id(BrokerId(h.id))
+                    .with_broker_epoch(h.epoch)
+                    .with_current_metadata_offset(
+                        i64::try_from(h.metadata_offset).unwrap_or(i64::MAX),
+                    )
+                    .with_want_fence(h.want_fence)
+                    .with_want_shut_down(h.want_shut_down);
+                let resp = conn.send(&req).ok()?.await.ok()?;
+                if resp.error_code == not_controller {
+                    return None;
+                }
+                let reply = if resp.error_code == 0 {
+                    Ok(ControllerReply::Heartbeat(HeartbeatReply {
+                        is_caught_up: resp.is_caught_up,
+                        is_fenced: resp.is_fenced,
+                        should_shut_down: resp.should_shut_down,
+                    }))
+                } else {
+                    Err((resp.error_code, String::new()))
+                };
+                Some(Answer { reply, offset: 0 })
+            }
+            ControllerRequest::AlterPartition {
+                broker,
+                epoch,
+                partitions,
+            } => {
+                let image = self.store.image();
+                let req = alter_partition_request(&image, *broker, *epoch, partitions);
+                let resp = conn.send(&req).ok()?.await.ok()?;
+                if resp.error_code == not_controller {
+                    return None;
+                }
+                if resp.error_code != 0 {
+                    return Some(Answer {
+                        reply: Err((resp.error_code, String::new())),
+                        offset: 0,
+                    });
+                }
+                let mut results = Vec::with_capacity(partitions.len());
+                for p in partitions {
+                    let found = resp.topics.iter().find_map(|t| {
+                        let name = image.topic_by_id(topic_id(t.topic_id))?.name.clone();
+                        (name == p.topic)
+                            .then_some(t)?
+                            .partitions
+                            .iter()
+                            .find(|x| x.partition_index == p.partition)
+                    });
+                    results.push(match found {
+                        Some(x) if x.error_code == 0 => {
+                            let old = image.partition(&p.topic, p.partition);
+                            Ok(PartitionRegistration {
+                                replicas: old.map(|o| o.replicas.clone()).unwrap_or_default(),
+                                isr: x.isr.iter().map(|b| b.0).collect(),
+                                elr: old.map(|o| o.elr.clone()).unwrap_or_default(),
+                                leader: x.leader_id.0,
+                                leader_epoch: x.leader_epoch,
+                                partition_epoch: x.partition_epoch,
+                                last_known_leader: klog_replication::NO_LEADER,
+                            })
+                        }
+                        Some(x) => Err(x.error_code),
+                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    });
+                }
+                // Kafka's AlterPartition response has no log offset; the new
+                // partition epoch reaches the leader through its image, which
+                // ignores anything older.
+                Some(Answer {
+                    reply: Ok(ControllerReply::AlterPartition(results)),
+                    offset: 0,
+                })
+            }
+            ControllerRequest::AllocateProducerIds { broker, epoch } => {
+                let req = AllocateProducerIdsRequest::default()
+                    .with_broker_id(BrokerId(*broker))
+                    .with_broker_epoch(*epoch);
+                let resp = conn.send(&req).ok()?.await.ok()?;
+                if resp.error_code == not_controller {
+                    return None;
+                }
+                let reply = if resp.error_code == 0 {
+                    Ok(ControllerReply::ProducerIds(
+                        resp.producer_id_start.0,
+                        i64::from(resp.producer_id_len),
+                    ))
+                } else {
+                    Err((resp.error_code, String::new()))
+                };
+                Some(Answer {
+                    reply,
+                    offset: offset(0),
+                })
+            }
+            other => {
+                // Admin requests travel as the client's own request, in an Envelope.
+                tracing::error!(request = ?other, "admin requests are forwarded whole, not submitted");
+                Some(Answer {
+                    reply: Err((
+                        ResponseError::InvalidRequest.code(),
+                        "not forwardable".to_owned(),
+                    )),
+                    offset: 0,
+                })
+            }
+        }
+    }
+}
+
+/// A Kafka topic id (UUID) from klog's.
+pub fn uuid_of(id: klog_coordinator::metadata::TopicId) -> uuid::Uuid {
+    uuid::Uuid::from_u128(id.0)
+}
+
+/// klog's topic id from a Kafka topic id.
+pub fn topic_id(u: uuid::Uuid) -> klog_coordinator::metadata::TopicId {
+    klog_coordinator::metadata::TopicId(u.as_u128())
+}
+
+/// The incarnation id (a UUID in Kafka) from klog's incarnation string, which is
+/// 32 hex digits.
+pub fn incarnation_uuid(incarnation: &str) -> uuid::Uuid {
+    u128::from_str_radix(incarnation, 16).map_or(uuid::Uuid::nil(), uuid::Uuid::from_u128)
+}
+
+/// AlterPartition (v2, topic ids) for ISR changes of `broker` at `epoch`.
+pub fn alter_partition_request(
+    image: &MetadataImage,
+    broker: i32,
+    epoch: i64,
+    partitions: &[AlterPartition],
+) -> AlterPartitionRequest {
+    let mut topics: BTreeMap<uuid::Uuid, Vec<PartitionData>> = BTreeMap::new();
+    for p in partitions {
+        let Some(t) = image.topic(&p.topic) else {
+            continue;
+        };
+        topics.entry(uuid_of(t.id)).or_default().push(
+            PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_leader_epoch(p.leader_epoch)
+                .with_new_isr(p.isr.iter().copied().map(BrokerId).collect())
+                .with_partition_epoch(p.partition_epoch),
+        );
+    }
+    AlterPartitionRequest::default()
+        .with_broker_id(BrokerId(broker))
+        .with_broker_epoch(epoch)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(id, partitions)| {
+                    TopicData::default()
+                        .with_topic_id(id)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}

@@ -1,0 +1,224 @@
+//! The broker's lifecycle with the controller (Kafka's `BrokerLifecycleManager`):
+//! register at start, heartbeat every `broker.heartbeat.interval.ms`, become
+//! unfenced once caught up with the metadata log, and on SIGTERM ask for a
+//! controlled shutdown and wait until the controller has moved this broker's
+//! leaderships away.
+//!
+//! A heartbeat answered STALE_BROKER_EPOCH or BROKER_ID_NOT_REGISTERED (the
+//! controller fenced and forgot this incarnation) registers again. The epoch this
+//! broker had at a clean stop is kept in `<first log dir>/klog-broker-epoch`
+//! (written at a clean stop, removed at start), so that the next registration can
+//! say it stopped cleanly (KIP-966: only then does it stay an eligible leader).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use klog_codec::protocol::ResponseError;
+use klog_coordinator::metadata::{Endpoint, Heartbeat, RegisterBroker};
+use tokio::sync::watch;
+
+use crate::controller::{ControllerReply, ControllerRequest};
+use crate::forward::ControllerClient;
+use crate::metadata::MetadataStore;
+
+/// The file holding the broker epoch of the last clean stop.
+pub const EPOCH_FILE: &str = "klog-broker-epoch";
+
+/// Where the broker stands with the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifecycleState {
+    /// The broker epoch of the current registration (-1: not registered).
+    pub epoch: i64,
+    /// Fenced: must not serve (not caught up, or not registered).
+    pub fenced: bool,
+    /// The controller said this broker may stop (controlled shutdown done).
+    pub may_stop: bool,
+}
+
+/// What a broker registers as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerIdentity {
+    /// `node.id`.
+    pub node_id: i32,
+    /// This run's random id.
+    pub incarnation: String,
+    /// Its listeners, as clients and brokers reach them.
+    pub endpoints: Vec<Endpoint>,
+    /// The epoch of its last clean stop (-1: none).
+    pub previous_epoch: i64,
+}
+
+/// Registration and heartbeats.
+#[derive(Debug)]
+pub struct Lifecycle {
+    node_id: i32,
+    incarnation: String,
+    endpoints: Vec<Endpoint>,
+    heartbeat_interval: Duration,
+    client: Arc<ControllerClient>,
+    store: Arc<MetadataStore>,
+    previous_epoch: AtomicI64,
+    state: watch::Sender<LifecycleState>,
+    shut_down: watch::Sender<bool>,
+    epoch_file: PathBuf,
+}
+
+/// Reads and removes the epoch of the last clean stop (-1: none).
+pub fn take_clean_epoch(dir: &Path) -> i64 {
+    let path = dir.join(EPOCH_FILE);
+    let epoch = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1);
+    if let Err(e) = std::fs::remove_file(&path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove the clean-stop epoch");
+    }
+    epoch
+}
+
+impl Lifecycle {
+    /// A lifecycle for the broker `who` describes, heartbeating every
+    /// `heartbeat_interval`, keeping its clean-stop epoch in `first_log_dir`.
+    pub fn new(
+        who: BrokerIdentity,
+        heartbeat_interval: Duration,
+        client: Arc<ControllerClient>,
+        store: Arc<MetadataStore>,
+        first_log_dir: &Path,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            node_id: who.node_id,
+            incarnation: who.incarnation,
+            endpoints: who.endpoints,
+            heartbeat_interval,
+            client,
+            store,
+            previous_epoch: AtomicI64::new(who.previous_epoch),
+            state: watch::Sender::new(LifecycleState {
+                epoch: -1,
+                fenced: true,
+                may_stop: false,
+            }),
+            shut_down: watch::Sender::new(false),
+            epoch_file: first_log_dir.join(EPOCH_FILE),
+        })
+    }
+
+    /// Watches the state.
+    pub fn state(&self) -> watch::Receiver<LifecycleState> {
+        self.state.subscribe()
+    }
+
+    /// The current broker epoch (-1 before registration).
+    pub fn epoch(&self) -> i64 {
+        self.state.borrow().epoch
+    }
+
+    /// Asks the controller for a controlled shutdown from the next heartbeat on.
+    pub fn begin_shutdown(&self) {
+        self.shut_down.send_replace(true);
+    }
+
+    /// Records the current epoch as a clean stop's (after logs are flushed).
+    pub fn record_clean_stop(&self) {
+        let epoch = self.epoch();
+        if epoch < 0 {
+            return;
+        }
+        if let Err(e) = std::fs::write(&self.epoch_file, epoch.to_string()) {
+            tracing::warn!(path = %self.epoch_file.display(), error = %e, "could not record the clean-stop epoch");
+        }
+    }
+
+    /// Runs until `stop`: registers, then heartbeats.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut shut_down = self.shut_down.subscribe();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let epoch = self.epoch();
+            let request = if epoch < 0 {
+                ControllerRequest::Register(RegisterBroker {
+                    id: self.node_id,
+                    incarnation: self.incarnation.clone(),
+                    endpoints: self.endpoints.clone(),
+                    rack: None,
+                    previous_epoch: self.previous_epoch.load(Ordering::SeqCst),
+                })
+            } else {
+                ControllerRequest::Heartbeat(Heartbeat {
+                    id: self.node_id,
+                    epoch,
+                    metadata_offset: self.store.offset(),
+                    want_fence: false,
+                    want_shut_down: *shut_down.borrow(),
+                })
+            };
+            let answer = tokio::select! {
+                a = self.client.submit(request) => a,
+                _ = stop.changed() => return,
+            };
+            let mut next = self.heartbeat_interval;
+            match answer.map(|a| a.reply) {
+                Ok(Ok(ControllerReply::Registered(epoch))) => {
+                    tracing::info!(node = self.node_id, epoch, "registered with the controller");
+                    self.state.send_modify(|s| s.epoch = epoch);
+                    // Heartbeat at once: the first one unfences.
+                    next = Duration::from_millis(10);
+                }
+                Ok(Ok(ControllerReply::Heartbeat(r))) => {
+                    let before = *self.state.borrow();
+                    if before.fenced && !r.is_fenced {
+                        tracing::info!(node = self.node_id, epoch, "unfenced");
+                    }
+                    self.state.send_modify(|s| {
+                        s.fenced = r.is_fenced;
+                        s.may_stop = r.should_shut_down;
+                    });
+                    if r.is_fenced && !r.is_caught_up {
+                        // Catching up: ask again soon.
+                        next = next.min(Duration::from_millis(50));
+                    }
+                    if *shut_down.borrow() && !r.should_shut_down {
+                        next = next.min(Duration::from_millis(100));
+                    }
+                }
+                Ok(Err((code, _)))
+                    if code == ResponseError::StaleBrokerEpoch.code()
+                        || code == ResponseError::BrokerIdNotRegistered.code() =>
+                {
+                    tracing::warn!(
+                        node = self.node_id,
+                        epoch,
+                        "the controller does not know this registration; registering again"
+                    );
+                    self.previous_epoch.store(-1, Ordering::SeqCst);
+                    self.state.send_modify(|s| {
+                        s.epoch = -1;
+                        s.fenced = true;
+                    });
+                    next = Duration::from_millis(10);
+                }
+                Ok(Err((code, message))) => {
+                    tracing::warn!(node = self.node_id, code, message, "the controller refused");
+                    next = Duration::from_millis(500);
+                }
+                Ok(Ok(other)) => tracing::warn!(?other, "unexpected controller reply"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no controller answered");
+                    next = Duration::from_millis(200);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(next) => {}
+                _ = shut_down.changed() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! A klog node: the layers composed into one process (CLUSTER.md, "Roles and the
+//! metadata quorum").
+//!
+//! ```text
+//!  controller listener ──► quorum RPCs (raft) + ControllerApi ──► ControllerRuntime
+//!                                 │ committed entries                 │ writes
+//!                                 ▼                                   ▼
+//!                          MetadataStore (image) ◄──────────── Quorum (openraft)
+//!                                 │ changes, in log order
+//!                                 ▼
+//!  client listener ──► Broker ──► ReplicaManager ──► Partition ──► Log
+//!                        │ admin requests: Admin (active controller) or forward
+//!                        └ Lifecycle: registration, heartbeats, controlled shutdown
+//! ```
+//!
+//! [`Node::start`] opens the logs, starts the quorum (replaying the metadata log
+//! into the image), starts the controller runtime on a controller node, builds the
+//! broker and waits until the controller has registered and unfenced it: from then
+//! on it serves. With no voters configured the node is a one-node quorum of itself,
+//! and a data dir from before the quorum has its topics written into the fresh
+//! metadata log (`klog-topics` stays on disk, unused).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use klog_coordinator::metadata::{BootstrapTopic, ConfigResource, Endpoint, MetadataImage};
+use klog_storage::{LogManager, TopicPartition};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::Admin;
+use crate::broker::{Broker, StartError, now_ms};
+use crate::config::BrokerConfig;
+use crate::configs::TopicConfig;
+use crate::controller::{ControllerHandle, ControllerRuntime, MetadataQuorum};
+use crate::controller_api::ControllerApi;
+use crate::forward::ControllerClient;
+use crate::lifecycle::{BrokerIdentity, Lifecycle, take_clean_epoch};
+use crate::metadata::{ImageChange, MetadataStore};
+use crate::policy::CreateTopicPolicy;
+use crate::quorum::{MetadataStateMachine, QuorumConfig, QuorumRole};
+use crate::replicas::ReplicaManager;
+
+/// The quorum's state machine: the broker's [`MetadataStore`].
+#[derive(Debug, Clone)]
+pub struct MetadataStateMachineHandle(pub Arc<MetadataStore>);
+
+impl MetadataStateMachine for MetadataStateMachineHandle {
+    fn apply(&mut self, index: u64, payload: &[u8]) {
+        self.0.apply(index, payload);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, index: u64, snapshot: &[u8]) -> Result<(), String> {
+        self.0.restore(index, snapshot)
+    }
+}
+
+/// How long [`Node::start`] waits for the controller to unfence this broker
+/// before it starts serving anyway (a cluster without a quorum cannot do much,
+/// but the node stays reachable to say so).
+pub const UNFENCE_WAIT: Duration = Duration::from_secs(60);
+
+/// A running node.
+pub struct Node {
+    config: BrokerConfig,
+    broker: Arc<Broker>,
+    store: Arc<MetadataStore>,
+    quorum: Arc<MetadataQuorum>,
+    controller: Option<ControllerHandle>,
+    lifecycle: Arc<Lifecycle>,
+    controller_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+    move |source| StartError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A random 128-bit id for this run (the broker's incarnation), from the clock
+/// and the process id: distinct between restarts, which is all it is for.
+fn incarnation() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:032x}", nanos ^ (u128::from(std::process::id()) << 96))
+}
+
+impl Node {
+    /// Starts a node from `config`; see the module docs.
+    pub async fn start(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
+        Self::start_with_policy(config, None).await
+    }
+
+    /// As [`Node::start`], with a policy every topic a client creates must pass
+    /// (it runs where the topic is created: on the active controller).
+    pub async fn start_with_policy(
+        config: BrokerConfig,
+        policy: Option<Box<dyn CreateTopicPolicy>>,
+    ) -> Result<Arc<Self>, StartError> {
+        let first = config
+            .log_dirs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("."));
+        for dir in &config.log_dirs {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // The metadata quorum: its log replays into the store before anything else
+        // looks at the image.
+        let store = MetadataStore::new();
+        let changes = store.changes();
+        let voters: BTreeMap<u64, String> = config
+            .cluster
+            .voters
+            .iter()
+            .map(|v| (v.id as u64, format!("{}:{}", v.host, v.port)))
+            .collect();
+        let mut qc = QuorumConfig::new(config.node_id as u64, first.clone());
+        qc.voters = voters.clone();
+        qc.role = if config.cluster.roles.controller {
+            QuorumRole::Voter
+        } else {
+            QuorumRole::Learner
+        };
+        let quorum = Arc::new(
+            crate::quorum::Quorum::start(qc, MetadataStateMachineHandle(store.clone()))
+                .await
+                .map_err(|e| StartError::Quorum(e.to_string()))?,
+        );
+
+        // The logs, with each topic's configuration from the image, or from the
+        // topics file of a data dir from before the quorum.
+        let legacy = crate::topics::load(&first).map_err(io_err(&first))?;
+        let image = store.image();
+        let now = now_ms();
+        let logs = LogManager::open(
+            &config.log_dirs,
+            |tp: &TopicPartition| {
+                let overrides = image
+                    .configs
+                    .get(&ConfigResource::Topic(tp.topic.clone()))
+                    .cloned()
+                    .or_else(|| {
+                        legacy
+                            .iter()
+                            .find(|m| m.name == tp.topic)
+                            .map(|m| m.overrides.clone())
+                    })
+                    .unwrap_or_default();
+                TopicConfig::lenient(&config, &overrides).storage_log_config()
+            },
+            now,
+        )?;
+        let bootstrap = bootstrap_topics(&legacy, &logs, &first);
+
+        // The controller, on a controller node.
+        let controller = if config.cluster.roles.controller {
+            let seed = now_ms() as u64 ^ u64::from(std::process::id());
+            let (handle, task) = ControllerRuntime::start(
+                &config,
+                quorum.clone(),
+                store.clone(),
+                Some(bootstrap),
+                seed,
+                stop_rx.clone(),
+            );
+            tasks.push(task);
+            Some(handle)
+        } else {
+            None
+        };
+        let admin = controller
+            .clone()
+            .map(|c| Arc::new(Admin::new(config.clone(), store.clone(), c, policy)));
+        let voter_addrs: BTreeMap<i32, String> = voters
+            .iter()
+            .map(|(id, a)| (*id as i32, a.clone()))
+            .collect();
+        let client = Arc::new(ControllerClient::new(
+            config.node_id,
+            controller.clone(),
+            voter_addrs,
+            quorum.leader_watch(),
+            store.clone(),
+        ));
+
+        let config_max_frame = config.socket_request_max_bytes;
+        // The controller listener: raft and the controller APIs on a controller of
+        // a quorum with voters; a broker-only node receives the metadata log (as a
+        // learner) on it.
+        let mut controller_addr = None;
+        let wants_listener = if config.cluster.roles.controller {
+            !config.cluster.voters.is_empty()
+        } else {
+            true
+        };
+        if let Some(addr) = config
+            .cluster
+            .controller_listener
+            .filter(|_| wants_listener)
+        {
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Io {
+                        path: PathBuf::from(addr.to_string()),
+                        source: e,
+                    })?;
+            controller_addr = listener.local_addr().ok();
+            tracing::info!(address = ?controller_addr, "controller listener");
+            let task = match (controller.clone(), admin.clone()) {
+                (Some(handle), Some(admin)) => {
+                    let api = ControllerApi::new(handle, store.clone(), admin);
+                    let handler = Arc::new(quorum.rpc().with_fallback(api));
+                    spawn_listener(listener, handler, config_max_frame, stop_rx.clone())
+                }
+                _ => spawn_listener(
+                    listener,
+                    Arc::new(quorum.rpc()),
+                    config_max_frame,
+                    stop_rx.clone(),
+                ),
+            };
+            tasks.push(task);
+        }
+
+        // The broker. It announces its client listener, and the listener a
+        // broker-only node receives the metadata log on.
+        let mut endpoints = vec![Endpoint {
+            name: config.cluster.inter_broker_listener_name.clone(),
+            host: config.advertised.0.clone(),
+            port: config.advertised.1,
+        }];
+        if let Some(addr) = controller_addr {
+            endpoints.push(Endpoint {
+                name: config.cluster.controller_listener_name.clone(),
+                host: config.advertised.0.clone(),
+                port: addr.port(),
+            });
+        }
+        let lifecycle = Lifecycle::new(
+            BrokerIdentity {
+                node_id: config.node_id,
+                incarnation: incarnation(),
+                endpoints,
+                previous_epoch: take_clean_epoch(&first),
+            },
+            Duration::from_millis(
+                u64::try_from(config.cluster.heartbeat_interval_ms).unwrap_or(2000),
+            ),
+            client.clone(),
+            store.clone(),
+            &first,
+        );
+        let replicas = ReplicaManager::new(config.clone(), logs);
+        let broker = Broker::new(
+            config.clone(),
+            replicas,
+            store.clone(),
+            client,
+            admin,
+            lifecycle.clone(),
+        )?;
+        tasks.push(tokio::spawn(follow_image(
+            broker.clone(),
+            store.clone(),
+            changes,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(lifecycle.clone().run(stop_rx.clone())));
+
+        // Serve once unfenced.
+        let mut state = lifecycle.state();
+        let unfenced = tokio::time::timeout(UNFENCE_WAIT, state.wait_for(|s| !s.fenced)).await;
+        if unfenced.is_err() {
+            tracing::warn!(
+                node = config.node_id,
+                "not unfenced by a controller yet; serving anyway"
+            );
+        }
+        for tp in broker.replicas().unclaimed_logs() {
+            tracing::warn!(partition = %tp, "log folder belongs to no known partition of this broker; left untouched");
+        }
+        broker.groups().start(&broker).await;
+        Ok(Arc::new(Self {
+            config,
+            broker,
+            store,
+            quorum,
+            controller,
+            lifecycle,
+            controller_addr,
+            stop,
+            tasks: Mutex::new(tasks),
+        }))
+    }
+
+    /// The broker (request handlers).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// The metadata image as this node has it.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.store.image()
+    }
+
+    /// Whether this node is the active controller.
+    pub fn is_active_controller(&self) -> bool {
+        self.controller
+            .as_ref()
+            .is_some_and(ControllerHandle::is_active)
+    }
+
+    /// The bound address of the controller listener, if any.
+    pub fn controller_addr(&self) -> Option<SocketAddr> {
+        self.controller_addr
+    }
+
+    /// The quorum.
+    pub fn quorum(&self) -> &Arc<MetadataQuorum> {
+        &self.quorum
+    }
+
+    /// Controlled shutdown (CLUSTER.md): asks the controller to move this
+    /// broker's leaderships away and waits (at most a session timeout) until it
+    /// says this broker may stop. Call before stopping the listeners.
+    pub async fn controlled_shutdown(&self) {
+        self.lifecycle.begin_shutdown();
+        let limit = Duration::from_millis(
+            u64::try_from(self.config.cluster.session_timeout_ms).unwrap_or(9000),
+        );
+        let mut state = self.lifecycle.state();
+        match tokio::time::timeout(limit, state.wait_for(|s| s.may_stop || s.epoch < 0)).await {
+            Ok(_) => tracing::info!("controlled shutdown: leaderships moved"),
+            Err(_) => tracing::warn!(
+                "controlled shutdown: the controller did not confirm in time; stopping anyway"
+            ),
+        }
+    }
+
+    /// Stops the background tasks, flushes the logs, records the clean stop and
+    /// stops the quorum.
+    pub async fn shutdown(&self) -> std::io::Result<()> {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        let flushed = self.broker.shutdown();
+        if flushed.is_ok() {
+            self.lifecycle.record_clean_stop();
+        }
+        if let Err(e) = self.quorum.shutdown().await {
+            tracing::warn!(error = %e, "quorum shutdown");
+        }
+        flushed
+    }
+}
+
+/// Serves the controller listener (raft RPCs, and the controller APIs on a
+/// controller) until `stop`.
+fn spawn_listener<H: crate::quorum::FrameHandler>(
+    listener: tokio::net::TcpListener,
+    handler: Arc<H>,
+    max_frame: usize,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = crate::quorum::serve(listener, handler, max_frame, shutdown).await {
+            tracing::error!(error = %e, "controller listener failed");
+        }
+    })
+}
+
+/// The topics of a data dir from before the quorum, with each partition's latest
+/// leader epoch and the producer ids handed out, to seed an empty metadata log.
+fn bootstrap_topics(
+    legacy: &[crate::topics::TopicMeta],
+    logs: &LogManager,
+    first: &std::path::Path,
+) -> (Vec<BootstrapTopic>, i64) {
+    let topics = legacy
+        .iter()
+        .map(|m| BootstrapTopic {
+            name: m.name.clone(),
+            leader_epochs: (0..m.partitions)
+                .map(|i| {
+                    logs.get(&TopicPartition::new(m.name.clone(), i))
+                        .and_then(|l| l.lock().unwrap_or_else(|e| e.into_inner()).latest_epoch())
+                        .unwrap_or(0)
+                })
+                .collect(),
+            configs: m.overrides.clone(),
+        })
+        .collect();
+    let next_pid = crate::producer_ids::next_unreserved(first).unwrap_or(0);
+    (topics, next_pid)
+}
+
+/// Applies image changes to the hosted partitions, in log order, and hands the
+/// resulting events to the broker.
+async fn follow_image(
+    broker: Arc<Broker>,
+    store: Arc<MetadataStore>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<(u64, ImageChange)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Whatever was replayed before the broker existed: take the whole image once.
+    let image = store.image();
+    let events = broker.replicas().apply(&image, &ImageChange::Reset);
+    broker.replica_events(events);
+    store.served(image.offset);
+    loop {
+        let (offset, change) = tokio::select! {
+            c = changes.recv() => match c {
+                Some(c) => c,
+                None => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let image = store.image();
+        let b = broker.clone();
+        // Opening and deleting logs blocks: off the runtime's threads.
+        let events = tokio::task::spawn_blocking(move || b.replicas().apply(&image, &change))
+            .await
+            .unwrap_or_default();
+        broker.replica_events(events);
+        store.served(offset);
+    }
+}
