@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use klog_broker::{Broker, BrokerConfig};
+use klog_broker::BrokerConfig;
+use klog_broker::node::Node;
 use klog_client::{
     Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
+use klog_coordinator::metadata::CreateTopic;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
@@ -31,7 +33,7 @@ const RECORD_BYTES: usize = 1024;
 
 /// A broker serving on a loopback port until `stop` is sent.
 struct Served {
-    broker: Arc<Broker>,
+    node: Arc<Node>,
     bootstrap: String,
     stop: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -51,16 +53,28 @@ fn serve(rt: &Runtime) -> Served {
     ];
     let (config, _) =
         BrokerConfig::from_pairs(pairs.map(|(k, v)| (k.to_owned(), v))).expect("config");
-    let broker = Broker::open(config).expect("broker");
-    broker
-        .create_topic(TOPIC, 1, 1, Default::default(), false)
-        .expect("topic");
+    let node = rt.block_on(async {
+        let node = Node::start(config).await.expect("node");
+        let topic = CreateTopic {
+            name: TOPIC.to_owned(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..CreateTopic::default()
+        };
+        let created = node.broker().create_internal(vec![topic], true).await;
+        assert_eq!(created, vec![(TOPIC.to_owned(), 0)]);
+        node
+    });
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = rt.spawn(klog_broker::server::run(broker.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let server = rt.spawn(klog_broker::server::run(
+        node.broker().clone(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Served {
-        broker,
+        node,
         bootstrap,
         stop,
         server,
@@ -119,7 +133,7 @@ fn end_to_end(c: &mut Criterion) {
     rt.block_on(served.server)
         .expect("server task")
         .expect("server");
-    served.broker.shutdown().expect("shutdown");
+    rt.block_on(served.node.shutdown()).expect("shutdown");
 }
 
 criterion_group!(benches, end_to_end);

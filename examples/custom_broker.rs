@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
+use klog_broker::BrokerConfig;
 use klog_broker::alloc::BrokerAllocator;
+use klog_broker::node::Node;
 use klog_broker::policy::{CreateTopicPolicy, NewTopic};
-use klog_broker::{Broker, BrokerConfig};
 
 // As in the klog-broker binary: requests whose counts claim huge arrays cost
 // address space, not memory (see klog_broker::alloc).
@@ -63,9 +64,13 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let (config, _) = BrokerConfig::from_pairs(pairs)?;
     let address = config.listener;
-    let broker = Broker::open_with_policy(config, TeamTopics).context("opening the log dirs")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // A one-node cluster: its own metadata quorum, with the policy on its
+        // controller.
+        let node = Node::start_with_policy(config, Some(Box::new(TeamTopics)))
+            .await
+            .context("starting the node")?;
         let listener = tokio::net::TcpListener::bind(address).await?;
         println!(
             "custom broker on {}; teams {TEAMS:?}",
@@ -74,8 +79,9 @@ fn main() -> anyhow::Result<()> {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        klog_broker::server::run(broker.clone(), listener, stop).await
+        klog_broker::server::run(node.broker().clone(), listener, stop).await?;
+        node.shutdown().await.context("flushing logs")?;
+        anyhow::Ok(())
     })?;
-    broker.shutdown().context("flushing logs")?;
     Ok(())
 }
