@@ -23,7 +23,6 @@ use klog_broker::node::Node;
 use klog_client::{
     Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use klog_coordinator::metadata::CreateTopic;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
@@ -55,14 +54,10 @@ fn serve(rt: &Runtime) -> Served {
         BrokerConfig::from_pairs(pairs.map(|(k, v)| (k.to_owned(), v))).expect("config");
     let node = rt.block_on(async {
         let node = Node::start(config).await.expect("node");
-        let topic = CreateTopic {
-            name: TOPIC.to_owned(),
-            num_partitions: 1,
-            replication_factor: 1,
-            ..CreateTopic::default()
-        };
-        let created = node.broker().create_internal(vec![topic], true).await;
-        assert_eq!(created, vec![(TOPIC.to_owned(), 0)]);
+        node.broker()
+            .create_topic(TOPIC, 1, 1)
+            .await
+            .expect("topic");
         node
     });
     let (stop, stopped) = oneshot::channel::<()>();

@@ -17,7 +17,6 @@ use klog_codec::protocol::messages::produce_request::{PartitionProduceData, Topi
 use klog_codec::protocol::messages::{ProduceRequest, TopicName};
 use klog_codec::protocol::{Encodable, Request, StrBytes, decode_request, parse_request_header};
 use klog_codec::{BatchBuilder, Compression};
-use klog_coordinator::metadata::CreateTopic;
 
 /// Sends `requests` Produce v7 requests (plus one first, to warm up),
 /// each one batch of about `batch_bytes` of `record_size`-byte records, with `acks`.
@@ -38,17 +37,8 @@ pub fn produce_path(
         .enable_all()
         .build()?;
     let node = rt.block_on(Node::start(config))?;
-    let topic = CreateTopic {
-        name: "produce-path".to_owned(),
-        num_partitions: 1,
-        replication_factor: 1,
-        ..CreateTopic::default()
-    };
-    let created = rt.block_on(node.broker().create_internal(vec![topic], true));
-    anyhow::ensure!(
-        created.iter().all(|(_, c)| *c == 0),
-        "topic not created: {created:?}"
-    );
+    rt.block_on(node.broker().create_topic("produce-path", 1, 1))
+        .map_err(|c| anyhow::anyhow!("topic not created: error {c}"))?;
     let broker = node.broker().clone();
     let value = vec![b'x'; record_size];
     let mut builder = BatchBuilder::new(Vec::new(), Compression::None);

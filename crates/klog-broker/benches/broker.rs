@@ -24,7 +24,6 @@ use klog_codec::protocol::{
     Encodable, Request, StrBytes, decode_request, encode_response, parse_request_header,
 };
 use klog_codec::{BatchBuilder, Compression};
-use klog_coordinator::metadata::CreateTopic;
 
 const TOPIC: &str = "bench";
 
@@ -52,14 +51,10 @@ fn node(rt: &tokio::runtime::Runtime, dir: &std::path::Path, extra: &[(&str, &st
     let (config, _) = BrokerConfig::from_pairs(pairs).expect("config");
     rt.block_on(async {
         let node = Node::start(config).await.expect("node");
-        let topic = CreateTopic {
-            name: TOPIC.to_owned(),
-            num_partitions: 1,
-            replication_factor: 1,
-            ..CreateTopic::default()
-        };
-        let created = node.broker().create_internal(vec![topic], true).await;
-        assert_eq!(created, vec![(TOPIC.to_owned(), 0)]);
+        node.broker()
+            .create_topic(TOPIC, 1, 1)
+            .await
+            .expect("topic");
         node
     })
 }

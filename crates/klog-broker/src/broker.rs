@@ -289,6 +289,28 @@ impl Broker {
             .collect()
     }
 
+    /// Creates one topic through the active controller, the create-topic policy
+    /// not consulted (for programs composing a broker, and benches); the Kafka
+    /// error code on refusal.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<(), i16> {
+        let topic = CreateTopic {
+            name: name.to_owned(),
+            num_partitions: partitions,
+            replication_factor,
+            ..CreateTopic::default()
+        };
+        match self.create_internal(vec![topic], true).await.first() {
+            Some((_, 0)) => Ok(()),
+            Some((_, c)) => Err(*c),
+            None => Err(code(ResponseError::UnknownServerError)),
+        }
+    }
+
     /// Creates topics through the active controller (here or forwarded);
     /// `internal` topics skip the create-topic policy. Returns each error code.
     pub async fn create_internal(
