@@ -7,6 +7,7 @@
 //! `<target dir>/debug/<name>` where the target dir is `$CARGO_TARGET_DIR` or the
 //! workspace's `target/` (scripts/test builds them before `cargo test`).
 
+pub mod cluster;
 pub mod script;
 
 use std::io::{Read, Write};
@@ -49,7 +50,8 @@ pub fn broker_binary() -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
+/// A port nobody listens on now (bound and released: a test claims it next).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
