@@ -166,7 +166,7 @@ fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
     });
 
     // Phase 2: crash the active controller.
-    let controller = run_value(async {
+    let controller = run(Duration::from_secs(30), async {
         let admin = Admin::new(ClientConfig::new(&bootstrap))?;
         admin
             .describe_cluster()
@@ -240,21 +240,6 @@ fn cluster_port(bootstrap: &str, n: usize) -> u16 {
         .and_then(|a| a.rsplit_once(':'))
         .and_then(|(_, p)| p.parse().ok())
         .expect("port")
-}
-
-/// Runs an async block on a fresh runtime and returns its value.
-fn run_value<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> T {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), f)
-            .await
-            .expect("timed out")
-            .expect("failed")
-    })
 }
 
 /// A node refuses to start with contradictory cluster settings, naming the key.

@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
+#[allow(unused_imports)]
 pub use klog_test_support::Broker;
 
-/// Runs an async test body on a multi-threaded runtime with a time bound.
-pub fn run<F: std::future::Future<Output = anyhow::Result<()>>>(limit: Duration, f: F) {
+/// Runs an async test body on a multi-threaded runtime with a time bound, and
+/// returns its value.
+pub fn run<T, F: std::future::Future<Output = anyhow::Result<T>>>(limit: Duration, f: F) -> T {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -19,6 +21,6 @@ pub fn run<F: std::future::Future<Output = anyhow::Result<()>>>(limit: Duration,
         tokio::time::timeout(limit, f)
             .await
             .expect("test timed out")
-            .expect("test failed");
-    });
+            .expect("test failed")
+    })
 }
