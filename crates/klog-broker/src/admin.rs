@@ -24,10 +24,11 @@ use klog_codec::protocol::messages::elect_leaders_response::{
 };
 use klog_codec::protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterResourceResponse;
 use klog_codec::protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreatePartitionsRequest,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, BrokerId, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+    DeleteTopicsResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    TopicName,
 };
 use klog_codec::protocol::{
     RequestHeader, ResponseError, StrBytes, decode_message, encode_response,
@@ -37,7 +38,7 @@ use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 
 use crate::config::BrokerConfig;
 use crate::configs::{self, AlterOp};
-use crate::controller::{ControllerHandle, ControllerReply, ControllerRequest};
+use crate::controller::{ControllerHandle, ControllerReply, ControllerRequest, MetadataQuorum};
 use crate::controller_api::AdminHandler;
 use crate::metadata::MetadataStore;
 use crate::policy::{CreateTopicPolicy, NewTopic};
@@ -69,7 +70,8 @@ pub fn is_forwarded(api_key: i16) -> bool {
             | ApiKey::CreatePartitions
             | ApiKey::AlterConfigs
             | ApiKey::IncrementalAlterConfigs
-            | ApiKey::ElectLeaders)
+            | ApiKey::ElectLeaders
+            | ApiKey::DescribeQuorum)
     )
 }
 
@@ -78,6 +80,7 @@ pub struct Admin {
     config: BrokerConfig,
     store: Arc<MetadataStore>,
     controller: ControllerHandle,
+    quorum: Arc<MetadataQuorum>,
     policy: Option<Box<dyn CreateTopicPolicy>>,
 }
 
@@ -98,14 +101,65 @@ impl Admin {
         config: BrokerConfig,
         store: Arc<MetadataStore>,
         controller: ControllerHandle,
+        quorum: Arc<MetadataQuorum>,
         policy: Option<Box<dyn CreateTopicPolicy>>,
     ) -> Self {
         Self {
             config,
             store,
             controller,
+            quorum,
             policy,
         }
+    }
+
+    /// DescribeQuorum (KIP-595): the metadata quorum as its leader sees it: the
+    /// leader, its term (the log's leader epoch), the committed offset, and each
+    /// voter's and observer's (broker-only node's) log end offset. Run on the
+    /// active controller, which alone knows the followers' progress.
+    pub async fn describe_quorum(&self, req: &DescribeQuorumRequest) -> DescribeQuorumResponse {
+        use klog_codec::protocol::messages::describe_quorum_response::{
+            PartitionData, ReplicaState, TopicData,
+        };
+        let q = self.quorum.describe();
+        let state = |m: &crate::quorum::MemberDescription| {
+            ReplicaState::default()
+                .with_replica_id(BrokerId(i32::try_from(m.node_id).unwrap_or(-1)))
+                .with_log_end_offset(m.last_log_index.map_or(-1, |i| i as i64 + 1))
+                .with_last_fetch_timestamp(-1)
+                .with_last_caught_up_timestamp(-1)
+        };
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut d =
+                            PartitionData::default().with_partition_index(p.partition_index);
+                        if t.topic_name.0.as_str() != crate::quorum::METADATA_TOPIC
+                            || p.partition_index != 0
+                        {
+                            d.error_code = code(ResponseError::UnknownTopicOrPartition);
+                            return d;
+                        }
+                        d.leader_id =
+                            BrokerId(q.leader.and_then(|l| i32::try_from(l).ok()).unwrap_or(-1));
+                        d.leader_epoch = i32::try_from(q.term).unwrap_or(i32::MAX);
+                        d.high_watermark = q.last_applied.map_or(-1, |i| i as i64 + 1);
+                        d.current_voters = q.voters.iter().map(state).collect();
+                        d.observers = q.learners.iter().map(state).collect();
+                        d
+                    })
+                    .collect();
+                TopicData::default()
+                    .with_topic_name(t.topic_name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        DescribeQuorumResponse::default().with_topics(topics)
     }
 
     /// Whether this node is the active controller now (else forward).
@@ -625,6 +679,7 @@ impl Admin {
                 answer!(IncrementalAlterConfigsRequest, incremental_alter_configs)
             }
             ApiKey::ElectLeaders => answer!(ElectLeadersRequest, elect_leaders),
+            ApiKey::DescribeQuorum => answer!(DescribeQuorumRequest, describe_quorum),
             _ => None,
         }
     }

@@ -705,6 +705,15 @@ impl BrokerConfig {
                     self.node_id
                 ),
             ));
+        } else if c.controller_listener.is_none() {
+            return Err(err(
+                "listeners",
+                &self.explicit.get("listeners").cloned().unwrap_or_default(),
+                format!(
+                    "a broker-only node receives the metadata log on a {} listener",
+                    c.controller_listener_name
+                ),
+            ));
         }
         let controller_port = c.controller_listener.map_or(0, |a| a.port());
         if c.roles.broker && controller_port != 0 && controller_port == self.listener.port() {
@@ -840,9 +849,16 @@ mod tests {
         let mut p = three("4");
         p.push(("process.roles".into(), "broker".into()));
         p.push(("listeners".into(), "PLAINTEXT://127.0.0.1:9392".into()));
+        let e = BrokerConfig::from_pairs(p.clone())
+            .expect_err("broker-only without a controller listener");
+        assert_eq!(e.key, "listeners");
+        p.push((
+            "listeners".into(),
+            "PLAINTEXT://127.0.0.1:9392,CONTROLLER://127.0.0.1:9393".into(),
+        ));
         let (c, _) = BrokerConfig::from_pairs(p).expect("broker-only node");
         assert!(!c.cluster.roles.controller);
-        assert_eq!(c.cluster.controller_listener, None);
+        assert_eq!(c.cluster.controller_listener.map(|a| a.port()), Some(9393));
         let mut p = three("1");
         p.push(("process.roles".into(), "broker".into()));
         let e = BrokerConfig::from_pairs(p).expect_err("voter without controller role");

@@ -376,7 +376,24 @@ impl ControllerRuntime {
         }
         let image = self.store.image();
         let now = now_ms();
+        let learner = self.learner_to_add(&request);
         let (records, reply) = self.decide(&image, request, now);
+        if let (Some((id, addr)), Ok(ControllerReply::Registered(_))) = (learner, &reply) {
+            // A broker-only node receives the metadata log as a learner, on its
+            // controller listener. Added in the background: a membership change
+            // is a write of its own.
+            let quorum = self.quorum.clone();
+            tokio::spawn(async move {
+                match quorum.add_learner(id as u64, addr.clone()).await {
+                    Ok(_) => {
+                        tracing::info!(node = id, %addr, "broker-only node added to the quorum as a learner")
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = id, %addr, error = %e, "could not add a learner")
+                    }
+                }
+            });
+        }
         if records.is_empty() {
             return Ok(Answer {
                 reply,
@@ -397,6 +414,32 @@ impl ControllerRuntime {
                 Err(SubmitError::NotController { leader: None })
             }
         }
+    }
+
+    /// For the registration of a broker that is not a voter: its id and the
+    /// controller listener the metadata log reaches it on.
+    fn learner_to_add(&self, request: &ControllerRequest) -> Option<(i32, String)> {
+        let ControllerRequest::Register(r) = request else {
+            return None;
+        };
+        if self.broker.cluster.voters.iter().any(|v| v.id == r.id)
+            || self.broker.cluster.voters.is_empty()
+        {
+            return None;
+        }
+        let known = self
+            .quorum
+            .describe()
+            .learners
+            .iter()
+            .any(|l| l.node_id == r.id as u64);
+        if known {
+            return None;
+        }
+        r.endpoints
+            .iter()
+            .find(|e| e.name == self.broker.cluster.controller_listener_name)
+            .map(|e| (r.id, format!("{}:{}", e.host, e.port)))
     }
 
     /// Runs the state machine for one request: the records to write and the reply.

@@ -76,6 +76,9 @@ pub struct ControllerClient {
     leader: watch::Receiver<Option<u64>>,
     store: Arc<MetadataStore>,
     connections: Mutex<HashMap<i32, Arc<Connection>>>,
+    /// Which voter to try next while the leader is unknown (a broker-only node
+    /// before it receives the metadata log).
+    probe: std::sync::atomic::AtomicUsize,
 }
 
 impl ControllerClient {
@@ -96,6 +99,7 @@ impl ControllerClient {
             leader,
             store,
             connections: Mutex::new(HashMap::new()),
+            probe: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -213,10 +217,24 @@ impl ControllerClient {
 
     /// A connection to the quorum leader's controller listener (not this node).
     async fn leader_connection(&self) -> Option<Arc<Connection>> {
-        let leader = self.controller_id()?;
-        if leader == self.node_id {
-            return None;
-        }
+        let leader = match self.controller_id() {
+            Some(l) if l == self.node_id => return None,
+            Some(l) => l,
+            None => {
+                // Unknown: try the voters in turn (one that is not the controller
+                // answers NOT_CONTROLLER, and the next attempt moves on).
+                let others: Vec<i32> = self
+                    .voters
+                    .keys()
+                    .copied()
+                    .filter(|&v| v != self.node_id)
+                    .collect();
+                let i = self
+                    .probe
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *others.get(i % others.len().max(1))?
+            }
+        };
         let addr = self.voters.get(&leader)?.clone();
         let cached = self
             .connections

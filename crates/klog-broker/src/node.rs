@@ -191,9 +191,15 @@ impl Node {
         } else {
             None
         };
-        let admin = controller
-            .clone()
-            .map(|c| Arc::new(Admin::new(config.clone(), store.clone(), c, policy)));
+        let admin = controller.clone().map(|c| {
+            Arc::new(Admin::new(
+                config.clone(),
+                store.clone(),
+                c,
+                quorum.clone(),
+                policy,
+            ))
+        });
         let voter_addrs: BTreeMap<i32, String> = voters
             .iter()
             .map(|(id, a)| (*id as i32, a.clone()))

@@ -243,7 +243,9 @@ async fn serve_connection(
             let (header, body_at) = parse_request_header(&frame)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let frame_len = frame.len();
-            let queued = if crate::admin::is_forwarded(header.api_key) {
+            let forwarded = crate::admin::is_forwarded(header.api_key)
+                && klog_codec::protocol::versions::is_served(header.api_key, header.api_version);
+            let queued = if forwarded {
                 // Admin requests go to the active controller as the client sent
                 // them (KIP-590): the whole frame, header included.
                 let whole = frame.split().freeze();

@@ -280,3 +280,42 @@ fn contradictory_cluster_settings_are_refused_at_start() {
         assert!(stderr.contains(key), "{settings:?}: {stderr}");
     }
 }
+
+/// A broker-only node (`process.roles=broker`) registers with the controllers,
+/// receives the metadata log as a learner, and hosts partitions like any broker.
+#[test]
+fn broker_only_nodes_join_as_learners() {
+    let cluster = Cluster::start_mixed(3, 1, FAST);
+    let bootstrap = cluster.bootstrap();
+    let broker_only = cluster.node(4).addr();
+    run(Duration::from_secs(90), async {
+        let admin = Admin::new(ClientConfig::new(&bootstrap))?;
+        eventually(Duration::from_secs(20), "four brokers", || async {
+            admin
+                .describe_cluster()
+                .await
+                .is_ok_and(|c| c.brokers.len() == 4)
+        })
+        .await?;
+        // Four brokers now: RF 4 is placed, partition 3 led by node 4.
+        let mut wide = NewTopic::new("wide", 4);
+        wide.replication_factor = 4;
+        admin.create_topics(&[wide]).await?[0].clone()?;
+        // The broker-only node's own image has it (it receives the metadata log).
+        let local = Admin::new(ClientConfig::new(&broker_only))?;
+        let topics = local.describe_topics(&["wide".to_owned()]).await?;
+        let leaders: Vec<i32> = topics[0].partitions.iter().map(|p| p.leader).collect();
+        ensure!(leaders == vec![1, 2, 3, 4], "{leaders:?}");
+        let mut narrow = NewTopic::new("narrow", 4);
+        narrow.replication_factor = 1;
+        local.create_topics(&[narrow]).await?[0].clone()?;
+        let producer = Producer::new(ProducerConfig::new(&broker_only)).await?;
+        let meta = producer
+            .send(ProducerRecord::new("narrow", "on node 4").with_partition(3))
+            .await?
+            .await?;
+        ensure!(meta.offset == 0, "{meta:?}");
+        producer.close().await;
+        Ok(())
+    });
+}

@@ -108,9 +108,18 @@ impl Cluster {
     /// settings, and waits until every one serves clients (it is registered and
     /// unfenced).
     pub fn start(n: usize, extra: &[&str]) -> Self {
+        Self::start_mixed(n, 0, extra)
+    }
+
+    /// Starts `controllers` combined nodes (ids 1..=controllers, the voters) and
+    /// `brokers` broker-only nodes after them (`process.roles=broker`, receiving
+    /// the metadata log as learners), and waits until every one serves.
+    pub fn start_mixed(controllers: usize, brokers: usize, extra: &[&str]) -> Self {
+        let n = controllers + brokers;
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let voters: Vec<String> = ports
             .iter()
+            .take(controllers)
             .enumerate()
             .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
             .collect();
@@ -127,6 +136,9 @@ impl Cluster {
                     format!("controller.quorum.voters={voters}"),
                     format!("log.dirs={}", dir.path().join("data").display()),
                 ];
+                if i >= controllers {
+                    settings.push("process.roles=broker".to_owned());
+                }
                 settings.extend(extra.iter().map(|s| s.to_string()));
                 let args = settings.iter().flat_map(|s| ["--set".to_owned(), s.clone()]).collect();
                 ClusterNode {

@@ -61,6 +61,9 @@
 //! otherwise); react to [`Quorum::leader_watch`] and [`Quorum::applied`]; add
 //! broker-only nodes with [`Quorum::add_learner`]; stop with [`Quorum::shutdown`].
 
+/// The metadata log's topic name, as Kafka's KRaft names it (DescribeQuorum).
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+
 mod error;
 mod log_store;
 mod network;

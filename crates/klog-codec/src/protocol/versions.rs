@@ -94,6 +94,11 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // DescribeCluster is flexible from v0; kafka-python 3.0.12's describe_cluster
     // needs v1 (it reads endpoint_type). v2 adds fenced brokers.
     row(ApiKey::DescribeCluster, 0, 1),
+    // Cluster operations, run by the active controller (any broker forwards them):
+    // ElectLeaders v2+ and DescribeQuorum are flexible (KIP-595's DescribeQuorum
+    // has no other form).
+    row(ApiKey::ElectLeaders, 0, 2),
+    row(ApiKey::DescribeQuorum, 0, 1),
 ];
 
 /// The table row for `api_key`, if klog serves that API.
