@@ -52,7 +52,9 @@ use crate::partition::{CommitWait, Partition};
 use crate::replicas::{ReplicaEvent, ReplicaManager, Topic};
 use crate::rules::Refusal;
 use crate::topics::{self};
-use klog_codec::protocol::messages::CreateTopicsResponse;
+use klog_codec::protocol::messages::{
+    CreateTopicsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
 use klog_codec::protocol::parse_request_header;
 use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 use klog_replication::ProduceOutcome;
@@ -259,6 +261,11 @@ impl Broker {
                     if topic == klog_coordinator::OFFSETS_TOPIC =>
                 {
                     self.groups.load_partition(self, index);
+                }
+                ReplicaEvent::StoppedLeading(topic, index)
+                    if topic == klog_coordinator::OFFSETS_TOPIC =>
+                {
+                    self.groups.unload_partition(self, index);
                 }
                 _ => {}
             }
@@ -775,6 +782,28 @@ impl Broker {
                         continue;
                     }
                 };
+                // KIP-320: a fetch naming another leader epoch is refused; a
+                // follower's fetch also reports its progress to the leader (which
+                // may move the high watermark before the answer carries it).
+                let epoch = (fp.current_leader_epoch >= 0).then_some(fp.current_leader_epoch);
+                let checked = if is_replica {
+                    partition.follower_fetch(req.replica_id.0, fp.fetch_offset, epoch, now_ms())
+                } else {
+                    match epoch {
+                        Some(e) if e < partition.leader_epoch() => {
+                            Err(code(ResponseError::FencedLeaderEpoch))
+                        }
+                        Some(e) if e > partition.leader_epoch() => {
+                            Err(code(ResponseError::UnknownLeaderEpoch))
+                        }
+                        _ => Ok(()),
+                    }
+                };
+                if let Err(e) = checked {
+                    ph.error_code = e;
+                    w.partition_error(&ph);
+                    continue;
+                }
                 let log = partition.log();
                 let hw = log.high_watermark();
                 ph.high_watermark = hw;
@@ -814,6 +843,63 @@ impl Broker {
             }
         }
         (w.finish(), total)
+    }
+
+    // ----------------------------------------------------------------------------
+    // OffsetForLeaderEpoch
+
+    /// OffsetForLeaderEpoch (KIP-101, KIP-279): for each partition led here, the
+    /// largest epoch at or below the one asked and where it ends in this log (the
+    /// start of the next epoch, or the log end for the current one); a
+    /// `current_leader_epoch` other than this leader's is refused (KIP-320).
+    pub fn offset_for_leader_epoch(
+        &self,
+        req: &OffsetForLeaderEpochRequest,
+    ) -> OffsetForLeaderEpochResponse {
+        use klog_codec::protocol::messages::offset_for_leader_epoch_response::{
+            EpochEndOffset, OffsetForLeaderTopicResult,
+        };
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.topic.0.as_str();
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut r = EpochEndOffset::default()
+                            .with_partition(p.partition)
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
+                        let partition = match self.leader_partition(name, p.partition) {
+                            Ok(x) => x,
+                            Err(e) => return r.with_error_code(e),
+                        };
+                        let current = partition.leader_epoch();
+                        if p.current_leader_epoch >= 0 && p.current_leader_epoch != current {
+                            r.error_code = code(if p.current_leader_epoch < current {
+                                ResponseError::FencedLeaderEpoch
+                            } else {
+                                ResponseError::UnknownLeaderEpoch
+                            });
+                            return r;
+                        }
+                        if let Some((epoch, end)) =
+                            partition.log().end_offset_for_epoch(p.leader_epoch)
+                        {
+                            r.leader_epoch = epoch;
+                            r.end_offset = end;
+                        }
+                        r
+                    })
+                    .collect();
+                OffsetForLeaderTopicResult::default()
+                    .with_topic(t.topic.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetForLeaderEpochResponse::default().with_topics(topics)
     }
 
     // ----------------------------------------------------------------------------
@@ -1297,7 +1383,11 @@ fn committed_record(
 /// produce), the replication state decides otherwise, or `deadline` passes. Woken
 /// by the replication state's answer, not by a timer; the deadline's own timer
 /// expires it.
-async fn wait_committed(partition: &Partition, offset: i64, deadline: Instant) -> ProduceOutcome {
+pub(crate) async fn wait_committed(
+    partition: &Partition,
+    offset: i64,
+    deadline: Instant,
+) -> ProduceOutcome {
     let left = deadline.saturating_duration_since(Instant::now());
     let deadline_ms = now_ms().saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
     match partition.wait_committed(offset, deadline_ms) {

@@ -214,6 +214,27 @@ impl Groups {
         }
     }
 
+    /// Whether this broker coordinates `group`: it leads the group's partition of
+    /// `__consumer_offsets`. Other brokers answer NOT_COORDINATOR, and the client
+    /// looks the coordinator up again.
+    fn coordinates(&self, broker: &Broker, group: &str) -> bool {
+        let partition = self.lock_quiet().coordinator.partition_for(group);
+        broker
+            .replicas()
+            .partition(OFFSETS_TOPIC, partition)
+            .is_some_and(|p| p.is_leader())
+    }
+
+    /// This broker stopped leading `index` of `__consumer_offsets`: its groups
+    /// leave memory, and members waiting in them hear NOT_COORDINATOR.
+    pub fn unload_partition(&self, broker: &Broker, index: i32) {
+        let mut inner = self.lock();
+        inner.coordinator.unload_partition(index);
+        let actions = inner.coordinator.take_actions();
+        self.perform(broker, &mut inner, actions);
+        tracing::info!(partition = index, "unloaded consumer groups");
+    }
+
     /// Replays one `__consumer_offsets` partition this broker now leads into the
     /// coordinator.
     pub fn load_partition(&self, broker: &Broker, index: i32) {
@@ -261,7 +282,9 @@ impl Groups {
             offset = next;
         }
         drop(log);
-        inner.coordinator.finish_loading(now_ms());
+        inner
+            .coordinator
+            .finish_loading_partition(Some(index), now_ms());
         tracing::debug!(
             partition = index,
             records = loaded,
@@ -271,7 +294,19 @@ impl Groups {
 
     /// Performs actions in order; returns whether every append succeeded.
     fn perform(&self, broker: &Broker, inner: &mut Inner, actions: Vec<Action>) -> bool {
+        self.perform_appends(broker, inner, actions).is_some()
+    }
+
+    /// As [`Groups::perform`], returning the appends made (partition, offset after
+    /// the batch), to wait for their replication; `None` if one failed.
+    fn perform_appends(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        actions: Vec<Action>,
+    ) -> Option<Vec<(Arc<crate::partition::Partition>, i64)>> {
         let mut ok = true;
+        let mut appended = Vec::new();
         for action in actions {
             match action {
                 Action::RespondJoin { request, response } => {
@@ -288,16 +323,22 @@ impl Groups {
                     partition,
                     group,
                     record,
-                } => ok &= append(broker, partition, &group, &[record]),
+                } => match append(broker, partition, &group, &[record]) {
+                    Some(a) => appended.push(a),
+                    None => ok = false,
+                },
                 Action::PersistOffsets {
                     partition,
                     group,
                     records,
-                } => ok &= append(broker, partition, &group, &records),
+                } => match append(broker, partition, &group, &records) {
+                    Some(a) => appended.push(a),
+                    None => ok = false,
+                },
                 other => tracing::error!(?other, "unknown coordinator action"),
             }
         }
-        ok
+        ok.then_some(appended)
     }
 
     /// Drives `tick` until `stop` turns true: sleeps until the coordinator's next
@@ -411,6 +452,12 @@ impl Groups {
     ) -> JoinGroupResponse {
         let version = header.api_version;
         let member_id = req.member_id.as_str().to_owned();
+        if !self.coordinates(broker, req.group_id.0.as_str()) {
+            return JoinGroupResponse::default()
+                .with_error_code(code(ResponseError::NotCoordinator))
+                .with_generation_id(-1)
+                .with_member_id(req.member_id.clone());
+        }
         let rx = {
             let mut inner = self.lock();
             inner.next_request += 1;
@@ -488,6 +535,10 @@ impl Groups {
         req: SyncGroupRequest,
         stop: &watch::Receiver<bool>,
     ) -> SyncGroupResponse {
+        if !self.coordinates(broker, req.group_id.0.as_str()) {
+            return SyncGroupResponse::default()
+                .with_error_code(code(ResponseError::NotCoordinator));
+        }
         let rx = {
             let mut inner = self.lock();
             inner.next_request += 1;
@@ -527,7 +578,11 @@ impl Groups {
     // Immediate answers
 
     /// Heartbeat.
-    pub fn heartbeat(&self, req: &HeartbeatRequest) -> HeartbeatResponse {
+    pub fn heartbeat(&self, broker: &Broker, req: &HeartbeatRequest) -> HeartbeatResponse {
+        if !self.coordinates(broker, req.group_id.0.as_str()) {
+            return HeartbeatResponse::default()
+                .with_error_code(code(ResponseError::NotCoordinator));
+        }
         let mut inner = self.lock();
         let error = inner.coordinator.heartbeat(
             req.group_id.0.as_str(),
@@ -551,6 +606,10 @@ impl Groups {
         req: &LeaveGroupRequest,
         version: i16,
     ) -> LeaveGroupResponse {
+        if !self.coordinates(broker, req.group_id.0.as_str()) {
+            return LeaveGroupResponse::default()
+                .with_error_code(code(ResponseError::NotCoordinator));
+        }
         let members: Vec<MemberRef> = if version >= 3 {
             req.members
                 .iter()
@@ -603,12 +662,13 @@ impl Groups {
     /// (retriable). A partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION
     /// and nothing is stored for it: as in Kafka, partitions are checked against the
     /// topic metadata before the coordinator sees them, whatever the group's state.
-    pub fn offset_commit(
+    pub async fn offset_commit(
         &self,
         broker: &Broker,
         req: &OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
+        let not_coordinator = !self.coordinates(broker, req.group_id.0.as_str());
         // Every requested partition in request order, with whether it exists; the
         // coordinator is given only those that do.
         let mut requested: Vec<(&str, i32, bool)> = Vec::new();
@@ -648,21 +708,31 @@ impl Groups {
             },
             offsets,
         };
-        let (results, persisted) = if event.offsets.is_empty() {
+        let (results, appended) = if event.offsets.is_empty() || not_coordinator {
             // Nothing the coordinator may store: it is not asked at all.
-            (Vec::new(), true)
+            (Vec::new(), Some(Vec::new()))
         } else {
             let mut inner = self.lock();
             let results = inner.coordinator.commit_offsets(event, now_ms());
             let actions = inner.coordinator.take_actions();
-            let persisted = self.perform(broker, &mut inner, actions);
-            (results, persisted)
+            let appended = self.perform_appends(broker, &mut inner, actions);
+            (results, appended)
         };
+        // Committed only once the offsets are on the ISR of their partition
+        // (acks=all, as Kafka writes them): a new coordinator must find them.
+        let mut persisted = appended.is_some();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for (p, offset) in appended.unwrap_or_default() {
+            persisted &= crate::broker::wait_committed(&p, offset, deadline).await
+                == klog_replication::ProduceOutcome::Committed;
+        }
         // The coordinator answers each offset it was given, in order.
         let mut results = results.into_iter();
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, exists) in requested {
-            let error = if !exists {
+            let error = if not_coordinator {
+                code(ResponseError::NotCoordinator)
+            } else if !exists {
                 code(ResponseError::UnknownTopicOrPartition)
             } else {
                 match results.next() {
@@ -687,7 +757,16 @@ impl Groups {
     }
 
     /// OffsetFetch: `topics = null` (v2+) fetches every committed partition.
-    pub fn offset_fetch(&self, req: &OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    pub fn offset_fetch(
+        &self,
+        broker: &Broker,
+        req: &OffsetFetchRequest,
+        version: i16,
+    ) -> OffsetFetchResponse {
+        if !self.coordinates(broker, req.group_id.0.as_str()) {
+            return OffsetFetchResponse::default()
+                .with_error_code(code(ResponseError::NotCoordinator));
+        }
         let wanted: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|topics| {
             topics
                 .iter()
@@ -885,24 +964,24 @@ fn append(
     partition: i32,
     group: &str,
     records: &[klog_coordinator::OffsetsRecord],
-) -> bool {
+) -> Option<(Arc<crate::partition::Partition>, i64)> {
     let now = now_ms();
     let Some(p) = broker
         .topic(OFFSETS_TOPIC)
         .and_then(|t| t.partition(partition).cloned())
     else {
         tracing::error!(partition, group, "{OFFSETS_TOPIC} partition missing");
-        return false;
+        return None;
     };
     let mut batch = match build_batch(records, now) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(group, error = %e, "cannot encode group records");
-            return false;
+            return None;
         }
     };
     match p.append(&mut batch, now) {
-        Ok(_) => true,
+        Ok(a) => Some((p, a.next_offset)),
         Err(error_code) => {
             tracing::error!(
                 partition,
@@ -910,7 +989,7 @@ fn append(
                 error_code,
                 "appending group records failed"
             );
-            false
+            None
         }
     }
 }

@@ -37,6 +37,7 @@ use crate::config::BrokerConfig;
 use crate::configs::TopicConfig;
 use crate::controller::{ControllerHandle, ControllerRuntime, MetadataQuorum};
 use crate::controller_api::ControllerApi;
+use crate::fetcher::ReplicaFetchers;
 use crate::forward::ControllerClient;
 use crate::lifecycle::{BrokerIdentity, Lifecycle, take_clean_epoch};
 use crate::metadata::{ImageChange, MetadataStore};
@@ -280,7 +281,9 @@ impl Node {
             store.clone(),
             &first,
         );
-        let replicas = ReplicaManager::new(config.clone(), logs);
+        let fetchers = ReplicaFetchers::new(config.clone(), store.clone(), stop_rx.clone());
+        let (isr_tx, isr_rx) = tokio::sync::mpsc::unbounded_channel();
+        let replicas = ReplicaManager::new(config.clone(), logs, Some(fetchers), Some(isr_tx));
         let broker = Broker::new(
             config.clone(),
             replicas,
@@ -296,6 +299,16 @@ impl Node {
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(lifecycle.clone().run(stop_rx.clone())));
+        tasks.push(tokio::spawn(send_isr_changes(
+            broker.clone(),
+            lifecycle.clone(),
+            isr_rx,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(isr_expiration(
+            broker.clone(),
+            stop_rx.clone(),
+        )));
 
         // Serve once unfenced.
         let mut state = lifecycle.state();
@@ -427,6 +440,90 @@ fn bootstrap_topics(
         .collect();
     let next_pid = crate::producer_ids::next_unreserved(first).unwrap_or(0);
     (topics, next_pid)
+}
+
+/// Sends leaders' ISR proposals to the controller (`AlterPartition`) and hands
+/// each partition the answer: its new registration, or the refusal.
+async fn send_isr_changes(
+    broker: Arc<Broker>,
+    lifecycle: Arc<Lifecycle>,
+    mut proposals: tokio::sync::mpsc::UnboundedReceiver<(
+        String,
+        i32,
+        klog_replication::IsrProposal,
+    )>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use crate::controller::{ControllerReply, ControllerRequest};
+    loop {
+        let (topic, index, proposal) = tokio::select! {
+            p = proposals.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let request = ControllerRequest::AlterPartition {
+            broker: broker.config().node_id,
+            epoch: lifecycle.epoch(),
+            partitions: vec![klog_coordinator::metadata::AlterPartition {
+                topic: topic.clone(),
+                partition: index,
+                leader_epoch: proposal.leader_epoch,
+                partition_epoch: proposal.partition_epoch,
+                isr: proposal.isr.clone(),
+            }],
+        };
+        let Some(partition) = broker.replicas().partition(&topic, index) else {
+            continue;
+        };
+        let answer = tokio::select! {
+            a = broker.controller().submit(request) => a,
+            _ = stop.changed() => return,
+        };
+        let now = now_ms();
+        match answer.map(|a| a.reply) {
+            Ok(Ok(ControllerReply::AlterPartition(mut results))) => match results.pop() {
+                Some(Ok(reg)) => {
+                    tracing::info!(topic, partition = index, isr = ?reg.isr, partition_epoch = reg.partition_epoch, "ISR changed");
+                    partition.apply_registration(broker.config().node_id, &reg, now);
+                }
+                Some(Err(code)) => {
+                    tracing::info!(topic, partition = index, code, "ISR change refused");
+                    partition.on_isr_change_failed(proposal.partition_epoch, code, now);
+                }
+                None => partition.on_isr_change_failed(
+                    proposal.partition_epoch,
+                    klog_codec::protocol::ResponseError::UnknownServerError.code(),
+                    now,
+                ),
+            },
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                partition.on_isr_change_failed(
+                    proposal.partition_epoch,
+                    klog_codec::protocol::ResponseError::NotController.code(),
+                    now,
+                );
+            }
+        }
+    }
+}
+
+/// Ticks the partitions led here every `replica.lag.time.max.ms / 2` (Kafka's
+/// ISR expiration): followers that lag are proposed out of the ISR.
+async fn isr_expiration(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(
+        u64::try_from(broker.config().replica_lag_time_max_ms / 2)
+            .unwrap_or(1000)
+            .max(50),
+    );
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        broker.replicas().tick(now_ms());
+    }
 }
 
 /// Applies image changes to the hosted partitions, in log order, and hands the

@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use klog_codec::RecordBatch;
 use klog_codec::protocol::ResponseError;
-use klog_replication::{Action, LeaderConfig, LeaderState, PartitionRegistration, ProduceOutcome};
+use klog_replication::{
+    Action, AfterTruncate, EpochEndOffset, FetchRejected, FollowerState, FollowerStep,
+    LeaderConfig, LeaderState, PartitionRegistration, ProduceOutcome,
+};
 use klog_storage::{AppendError, Log, SharedLog};
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -29,12 +32,17 @@ use crate::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
 enum Role {
     /// It leads: appends go through the replication state.
     Leader(LeaderState),
-    /// Another broker leads (or nobody: `leader` -1); appends are refused.
+    /// Another broker leads (or nobody: `leader` -1); appends are refused, and
+    /// the replica fetcher copies the leader's log.
     Follower {
         /// The leader followed.
         leader: i32,
         /// Its leader epoch.
         leader_epoch: i32,
+        /// Truncation and high watermark state (none without a leader).
+        follow: Option<FollowerState>,
+        /// What the fetcher does next for this partition.
+        next: FollowNext,
     },
 }
 
@@ -49,6 +57,39 @@ struct State {
     delayed: HashMap<u64, oneshot::Sender<ProduceOutcome>>,
     next_delayed_id: u64,
 }
+
+/// What the replica fetcher does next for a followed partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowNext {
+    /// Nothing: there is no leader to follow.
+    Idle,
+    /// Ask the leader where this epoch ends (`OffsetForLeaderEpoch`), then cut.
+    AskEpochEnd {
+        /// The local epoch asked about.
+        epoch: i32,
+    },
+    /// Fetch from the local log end.
+    Fetch,
+}
+
+/// A followed partition as the replica fetcher sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowWork {
+    /// The leader to fetch from.
+    pub leader: i32,
+    /// The leader epoch followed (sent as `current_leader_epoch`).
+    pub leader_epoch: i32,
+    /// What to do.
+    pub next: FollowNext,
+    /// The local log end (the fetch offset).
+    pub log_end_offset: i64,
+    /// The local log start.
+    pub log_start_offset: i64,
+}
+
+/// ISR proposals a leader sends to the controller: topic, partition, proposal.
+pub type IsrOutbox =
+    tokio::sync::mpsc::UnboundedSender<(String, i32, klog_replication::IsrProposal)>;
 
 /// How an `acks=all` produce waits for the high watermark to pass its records.
 #[derive(Debug)]
@@ -89,6 +130,8 @@ pub struct Partition {
     log: SharedLog,
     state: Mutex<State>,
     waiters: Mutex<Vec<Weak<Notify>>>,
+    /// Where this partition's ISR proposals go (none: no controller to tell).
+    isr_outbox: Option<IsrOutbox>,
     /// Group commit: whether a sync loop is running now...
     sync_running: Arc<AtomicBool>,
     /// ...the highest offset a caller of [`Partition::sync_to`] waits for...
@@ -177,6 +220,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Rebuilds idempotent-producer state by scanning the log's batch headers
+/// (records are not decoded).
+fn rebuild_producers(topic: &str, index: i32, log: &Log, producers: &mut ProducerStateTable) {
+    let start = log.log_start_offset();
+    let scanned = log.scan_batches(start, |h| {
+        producers.record(h, last_sequence(h), h.base_offset, h.max_timestamp);
+    });
+    if let Err(e) = scanned {
+        tracing::warn!(topic, index, error = %e, "could not rebuild producer state");
+    }
+}
+
 /// Maps a storage append error to the Kafka error code the client gets.
 fn append_error_code(e: &AppendError) -> i16 {
     match e {
@@ -204,6 +259,22 @@ impl Partition {
         node_id: i32,
         config: LeaderConfig,
     ) -> Self {
+        Self::open(topic, index, log, node_id, config, true, None)
+    }
+
+    /// Wraps an open log. With `assume_committed` (a single replica) everything
+    /// in the log counts as committed; otherwise the high watermark recovered
+    /// from the checkpoint stands until the replication state moves it. ISR
+    /// proposals go to `isr_outbox`.
+    pub fn open(
+        topic: String,
+        index: i32,
+        log: SharedLog,
+        node_id: i32,
+        config: LeaderConfig,
+        assume_committed: bool,
+        isr_outbox: Option<IsrOutbox>,
+    ) -> Self {
         let mut producers = ProducerStateTable::new();
         let leader;
         let synced;
@@ -213,17 +284,13 @@ impl Partition {
             l.set_external_sync(true);
             synced = l.synced_offset();
             let leader_epoch = l.latest_epoch().unwrap_or(0);
-            let start = l.log_start_offset();
-            let scanned = l.scan_batches(start, |h| {
-                producers.record(h, last_sequence(h), h.base_offset, h.max_timestamp);
-            });
-            if let Err(e) = scanned {
-                tracing::warn!(topic, index, error = %e, "could not rebuild producer state");
-            }
+            rebuild_producers(&topic, index, &l, &mut producers);
             // Single node: the ISR is the leader alone, so everything in the log is
             // committed once it has been recovered.
             leader = LeaderState::single_replica(node_id, leader_epoch, config, l.log_end_offset());
-            l.set_high_watermark(leader.high_watermark());
+            if assume_committed {
+                l.set_high_watermark(leader.high_watermark());
+            }
         }
         Self {
             topic,
@@ -238,6 +305,7 @@ impl Partition {
                 next_delayed_id: 0,
             }),
             waiters: Mutex::new(Vec::new()),
+            isr_outbox,
             sync_running: Arc::new(AtomicBool::new(false)),
             sync_wanted: Arc::new(AtomicI64::new(synced)),
             synced: watch::Sender::new(Synced {
@@ -320,8 +388,14 @@ impl Partition {
         now_ms: i64,
     ) {
         let mut state = lock(&self.state);
-        let same_epoch_leader =
-            matches!(&state.role, Role::Leader(l) if l.leader_epoch() == registration.leader_epoch);
+        // A partition's first registration always sets up its role: until then it
+        // is the leader of its only replica.
+        let first = state.registration.is_none();
+        let same_epoch_leader = !first
+            && matches!(&state.role, Role::Leader(l) if l.leader_epoch() == registration.leader_epoch);
+        let same_epoch_follower = !first
+            && matches!(&state.role, Role::Follower { leader, leader_epoch, .. }
+                if *leader == registration.leader && *leader_epoch == registration.leader_epoch);
         if registration.leader == node_id && same_epoch_leader {
             if let Role::Leader(l) = &mut state.role {
                 l.on_partition_state(registration, now_ms);
@@ -348,19 +422,254 @@ impl Partition {
             };
             tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = registration.leader_epoch, "leading");
             state.role = Role::Leader(leader);
-        } else {
+        } else if !same_epoch_follower {
             if let Role::Leader(old) = &mut state.role {
                 old.resign();
                 tracing::info!(topic = %self.topic, partition = self.index, leader = registration.leader, leader_epoch = registration.leader_epoch, "no longer leading");
             }
             self.apply_actions(&mut state);
-            state.role = Role::Follower {
-                leader: registration.leader,
-                leader_epoch: registration.leader_epoch,
-            };
+            let role =
+                self.become_follower(&mut state, registration.leader, registration.leader_epoch);
+            state.role = role;
         }
         state.registration = Some(registration.clone());
         self.apply_actions(&mut state);
+    }
+
+    /// The follower role for `leader` at `leader_epoch` (KIP-101): with an epoch
+    /// history, first ask the leader where the latest local epoch ends; without
+    /// one, cut to the high watermark.
+    fn become_follower(&self, state: &mut State, leader: i32, leader_epoch: i32) -> Role {
+        if leader < 0 {
+            return Role::Follower {
+                leader,
+                leader_epoch,
+                follow: None,
+                next: FollowNext::Idle,
+            };
+        }
+        let mut log = lock(&self.log);
+        let history = log.leader_epoch_cache().entries().to_vec();
+        let (follow, step) = FollowerState::new(
+            leader,
+            leader_epoch,
+            &history,
+            log.log_end_offset(),
+            log.high_watermark(),
+        );
+        let next = self.take_step(state, &mut log, step);
+        tracing::info!(topic = %self.topic, partition = self.index, leader, leader_epoch, "following");
+        Role::Follower {
+            leader,
+            leader_epoch,
+            follow: Some(follow),
+            next,
+        }
+    }
+
+    /// Performs a follower step (a cut of the log) and returns what comes next.
+    fn take_step(&self, state: &mut State, log: &mut Log, step: FollowerStep) -> FollowNext {
+        match step {
+            FollowerStep::AskEpochEnd { epoch } => FollowNext::AskEpochEnd { epoch },
+            FollowerStep::Fetch { .. } => FollowNext::Fetch,
+            FollowerStep::Truncate { offset, then } => {
+                tracing::info!(topic = %self.topic, partition = self.index, from = log.log_end_offset(), to = offset, "truncating to the leader's log (KIP-101)");
+                if let Err(e) = log.truncate_to(offset) {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "truncation failed");
+                }
+                state.producers = ProducerStateTable::new();
+                rebuild_producers(&self.topic, self.index, log, &mut state.producers);
+                match then {
+                    AfterTruncate::AskEpochEnd { epoch } => FollowNext::AskEpochEnd { epoch },
+                    _ => FollowNext::Fetch,
+                }
+            }
+            _ => FollowNext::Fetch,
+        }
+    }
+
+    /// What the replica fetcher should do for this partition, if it follows a
+    /// leader.
+    pub fn follow_work(&self) -> Option<FollowWork> {
+        let state = lock(&self.state);
+        let Role::Follower {
+            leader,
+            leader_epoch,
+            follow: Some(_),
+            next,
+        } = &state.role
+        else {
+            return None;
+        };
+        let log = lock(&self.log);
+        Some(FollowWork {
+            leader: *leader,
+            leader_epoch: *leader_epoch,
+            next: *next,
+            log_end_offset: log.log_end_offset(),
+            log_start_offset: log.log_start_offset(),
+        })
+    }
+
+    /// The leader's `OffsetForLeaderEpoch` answer, for the work the fetcher took at
+    /// `leader_epoch` (ignored if the role changed since): cuts the log where it
+    /// diverged from the leader's (KIP-101, KIP-279).
+    pub fn on_epoch_end(&self, leader_epoch: i32, answer: EpochEndOffset) {
+        let mut state = lock(&self.state);
+        let step = {
+            let Role::Follower {
+                leader_epoch: followed,
+                follow: Some(follow),
+                ..
+            } = &mut state.role
+            else {
+                return;
+            };
+            if *followed != leader_epoch {
+                return;
+            }
+            let log = lock(&self.log);
+            let history = log.leader_epoch_cache().entries().to_vec();
+            follow.on_epoch_end(answer, &history, log.log_end_offset())
+        };
+        let Some(step) = step else {
+            return;
+        };
+        let next = {
+            let mut log = lock(&self.log);
+            self.take_step(&mut state, &mut log, step)
+        };
+        if let Role::Follower { next: n, .. } = &mut state.role {
+            *n = next;
+        }
+    }
+
+    /// Appends batches fetched from the leader byte for byte (their offsets and
+    /// epochs are the leader's), rebuilds idempotent-producer state from their
+    /// headers, and takes the leader's high watermark, never above the local log
+    /// end. Ignored (Ok) if the role changed since the fetch was sent at
+    /// `leader_epoch`.
+    pub fn append_replica(
+        &self,
+        leader_epoch: i32,
+        records: &[u8],
+        leader_high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<(), AppendError> {
+        let mut state = lock(&self.state);
+        let State {
+            role, producers, ..
+        } = &mut *state;
+        let Role::Follower {
+            leader_epoch: followed,
+            follow: Some(follow),
+            next: FollowNext::Fetch,
+            ..
+        } = role
+        else {
+            return Ok(());
+        };
+        if *followed != leader_epoch {
+            return Ok(());
+        }
+        let mut log = lock(&self.log);
+        if !records.is_empty() {
+            log.append_as_follower(records, now_ms)?;
+            for (_, batch) in klog_codec::RecordBatches::new(records).flatten() {
+                let h = batch.header();
+                producers.record(&h, last_sequence(&h), h.base_offset, h.max_timestamp);
+            }
+        }
+        if let Some(hw) = follow.on_fetch_response(leader_high_watermark, log.log_end_offset()) {
+            log.set_high_watermark(hw);
+        }
+        Ok(())
+    }
+
+    /// The leader no longer has the fetch offset (its log start moved past it):
+    /// start the local log over at `offset`, the leader's log start.
+    pub fn restart_at(&self, leader_epoch: i32, offset: i64) {
+        let mut state = lock(&self.state);
+        if !matches!(&state.role, Role::Follower { leader_epoch: e, follow: Some(_), .. } if *e == leader_epoch)
+        {
+            return;
+        }
+        let mut log = lock(&self.log);
+        tracing::warn!(topic = %self.topic, partition = self.index, from = log.log_end_offset(), to = offset, "the leader's log starts after ours: starting over there");
+        if let Err(e) = log.truncate_fully_and_start_at(offset) {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "could not restart the log");
+        }
+        state.producers = ProducerStateTable::new();
+        if let Role::Follower {
+            follow: Some(f), ..
+        } = &mut state.role
+        {
+            f.on_truncated(offset);
+        }
+    }
+
+    /// A follower's fetch at `fetch_offset` (Fetch with `replica_id`), on the
+    /// leader: updates the replication state (may move the high watermark, propose
+    /// an expansion, answer delayed produces). The Kafka error code when refused.
+    pub fn follower_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        leader_epoch: Option<i32>,
+        now_ms: i64,
+    ) -> Result<(), i16> {
+        let mut state = lock(&self.state);
+        let Role::Leader(l) = &mut state.role else {
+            return Err(ResponseError::NotLeaderOrFollower.code());
+        };
+        l.on_follower_fetch(follower, fetch_offset, leader_epoch, now_ms)
+            .map_err(FetchRejected::code)?;
+        self.apply_actions(&mut state);
+        Ok(())
+    }
+
+    /// Time passes for the leader: ISR shrink for followers that lag, expiry of
+    /// delayed produces past their deadline.
+    pub fn tick(&self, now_ms: i64) {
+        let mut state = lock(&self.state);
+        if let Role::Leader(l) = &mut state.role {
+            l.tick(now_ms);
+            self.apply_actions(&mut state);
+        }
+    }
+
+    /// Whether `follower`'s broker may join the ISR (unfenced, not shutting down).
+    pub fn set_replica_eligible(&self, follower: i32, eligible: bool, now_ms: i64) {
+        let mut state = lock(&self.state);
+        if let Role::Leader(l) = &mut state.role
+            && l.followers()
+                .iter()
+                .any(|f| f.id == follower && f.eligible != eligible)
+        {
+            l.set_replica_eligible(follower, eligible, now_ms);
+            self.apply_actions(&mut state);
+        }
+    }
+
+    /// The controller refused the ISR proposal computed from `partition_epoch`.
+    pub fn on_isr_change_failed(&self, partition_epoch: i32, error_code: i16, now_ms: i64) {
+        let mut state = lock(&self.state);
+        if let Role::Leader(l) = &mut state.role {
+            l.on_isr_change_failed(partition_epoch, error_code, now_ms);
+            self.apply_actions(&mut state);
+        }
+    }
+
+    /// Whether the ISR is smaller than the replicas (`--under-replicated-partitions`).
+    pub fn is_under_replicated(&self) -> bool {
+        let state = lock(&self.state);
+        match &state.role {
+            Role::Leader(l) => l.isr().len() < l.replicas().len(),
+            Role::Follower { .. } => state
+                .registration
+                .as_ref()
+                .is_some_and(|r| r.isr.len() < r.replicas.len()),
+        }
     }
 
     /// The registration last taken from the metadata image, if any.
@@ -382,6 +691,8 @@ impl Partition {
         state.role = Role::Follower {
             leader: -1,
             leader_epoch,
+            follow: None,
+            next: FollowNext::Idle,
         };
     }
 
@@ -426,7 +737,13 @@ impl Partition {
     /// Performs what the replication state asks for. Called with `state` held; takes
     /// the log's lock for the high watermark.
     fn apply_actions(&self, state: &mut State) {
-        let moved = Self::perform(&self.topic, self.index, state, &mut lock(&self.log));
+        let moved = Self::perform(
+            &self.topic,
+            self.index,
+            self.isr_outbox.as_ref(),
+            state,
+            &mut lock(&self.log),
+        );
         if moved {
             self.wake();
         }
@@ -435,7 +752,13 @@ impl Partition {
     /// [`Partition::apply_actions`] with the log's lock already held; returns
     /// whether the high watermark moved (the caller wakes the waiters once the
     /// locks are released).
-    fn perform(topic: &str, index: i32, state: &mut State, log: &mut Log) -> bool {
+    fn perform(
+        topic: &str,
+        index: i32,
+        outbox: Option<&IsrOutbox>,
+        state: &mut State,
+        log: &mut Log,
+    ) -> bool {
         let mut moved = false;
         while let Role::Leader(leader) = &mut state.role
             && let Some(action) = leader.poll_action()
@@ -451,16 +774,19 @@ impl Partition {
                         let _ = tx.send(outcome);
                     }
                 }
-                Action::ProposeIsr(proposal) => {
-                    // Only a leader with followers proposes, and partitions here
-                    // have none yet: there is no controller to send it to.
-                    tracing::warn!(
+                Action::ProposeIsr(proposal) => match outbox {
+                    Some(tx) => {
+                        tracing::info!(topic, partition = index, isr = ?proposal.isr, "proposing an ISR change");
+                        // The receiver is gone only at shutdown.
+                        let _ = tx.send((topic.to_owned(), index, proposal));
+                    }
+                    None => tracing::warn!(
                         topic,
                         partition = index,
                         ?proposal,
                         "ISR proposal without a controller"
-                    );
-                }
+                    ),
+                },
                 other => tracing::warn!(?other, "unexpected replication action"),
             }
         }
@@ -537,12 +863,18 @@ impl Partition {
         if let Role::Leader(l) = &mut state.role {
             l.on_append(log.log_end_offset(), now_ms);
         }
-        let moved = Self::perform(&self.topic, self.index, &mut state, &mut log);
+        // Fetches wait for new data, not only for the high watermark: followers
+        // long-poll for the next batch.
+        Self::perform(
+            &self.topic,
+            self.index,
+            self.isr_outbox.as_ref(),
+            &mut state,
+            &mut log,
+        );
         drop(log);
         drop(state);
-        if moved {
-            self.wake();
-        }
+        self.wake();
         Ok(appended)
     }
 

@@ -22,8 +22,9 @@ use klog_storage::{LogManager, TopicPartition};
 use crate::broker::now_ms;
 use crate::config::BrokerConfig;
 use crate::configs::TopicConfig;
+use crate::fetcher::ReplicaFetchers;
 use crate::metadata::ImageChange;
-use crate::partition::Partition;
+use crate::partition::{IsrOutbox, Partition};
 use crate::topics::TopicMeta;
 
 /// A topic as this broker hosts it: its configuration and the partitions of it
@@ -64,6 +65,10 @@ pub struct ReplicaManager {
     config: BrokerConfig,
     logs: LogManager,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Copy followed partitions from their leaders.
+    fetchers: Option<Arc<ReplicaFetchers>>,
+    /// Where leaders send ISR changes for the controller.
+    isr_outbox: Option<IsrOutbox>,
 }
 
 fn overrides(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
@@ -76,12 +81,31 @@ fn overrides(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
 
 impl ReplicaManager {
     /// Takes over the opened `logs`; hosts nothing until [`ReplicaManager::apply`].
-    pub fn new(config: BrokerConfig, logs: LogManager) -> Self {
+    /// Followed partitions are copied by `fetchers`; leaders' ISR changes go to
+    /// `isr_outbox`.
+    pub fn new(
+        config: BrokerConfig,
+        logs: LogManager,
+        fetchers: Option<Arc<ReplicaFetchers>>,
+        isr_outbox: Option<IsrOutbox>,
+    ) -> Self {
         Self {
             node_id: config.node_id,
             config,
             logs,
             topics: RwLock::new(BTreeMap::new()),
+            fetchers,
+            isr_outbox,
+        }
+    }
+
+    /// Ticks every partition led here: ISR shrink for lagging followers, expiry
+    /// of delayed produces (Kafka's ISR expiration task).
+    pub fn tick(&self, now: i64) {
+        for t in self.topic_list() {
+            for p in t.partitions.values() {
+                p.tick(now);
+            }
         }
     }
 
@@ -158,6 +182,9 @@ impl ReplicaManager {
                         self.reconfigure(image, t);
                     }
                 }
+                if !delta.brokers.is_empty() {
+                    self.update_eligibility(image);
+                }
             }
         }
         events
@@ -192,6 +219,19 @@ impl ReplicaManager {
         let old_epoch = partition.leader_epoch();
         partition.apply_registration(self.node_id, reg, now_ms());
         let leads = reg.leader == self.node_id;
+        if let Some(f) = &self.fetchers {
+            if leads || reg.leader < 0 {
+                f.unfollow(topic, index);
+            } else {
+                f.follow(reg.leader, partition.clone());
+            }
+        }
+        if leads {
+            let now = now_ms();
+            for r in reg.replicas.iter().filter(|&&r| r != self.node_id) {
+                partition.set_replica_eligible(*r, image.is_active(*r), now);
+            }
+        }
         if leads && (!was_leader || old_epoch != reg.leader_epoch) {
             events.push(ReplicaEvent::BecameLeader(topic.to_owned(), index));
         } else if !leads && was_leader {
@@ -223,12 +263,19 @@ impl ReplicaManager {
                 }
             },
         };
-        let p = Arc::new(Partition::new(
+        // A lone replica has everything it holds committed; a replicated one keeps
+        // the checkpointed high watermark until its replication state moves it.
+        let alone = image
+            .partition(topic, index)
+            .is_some_and(|r| r.replicas == [self.node_id]);
+        let p = Arc::new(Partition::open(
             topic.to_owned(),
             index,
             log,
             self.node_id,
             config.leader_config(&self.config),
+            alone,
+            self.isr_outbox.clone(),
         ));
         self.with_topic(image, topic, |t| {
             t.partitions.insert(index, p.clone());
@@ -332,11 +379,32 @@ impl ReplicaManager {
         if p.is_leader() {
             events.push(ReplicaEvent::StoppedLeading(p.topic.clone(), p.index));
         }
+        if let Some(f) = &self.fetchers {
+            f.unfollow(&p.topic, p.index);
+        }
         p.resign();
         if delete {
             let tp = TopicPartition::new(p.topic.clone(), p.index);
             if let Err(e) = self.logs.delete(&tp) {
                 tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
+            }
+        }
+    }
+
+    /// Brokers were fenced, unfenced or began shutting down: leaders learn which
+    /// followers may join their ISR (and stop waiting for ineligible ones).
+    fn update_eligibility(&self, image: &MetadataImage) {
+        let now = now_ms();
+        for t in self.topic_list() {
+            for (index, p) in &t.partitions {
+                if !p.is_leader() {
+                    continue;
+                }
+                if let Some(reg) = image.partition(&t.meta.name, *index) {
+                    for r in reg.replicas.iter().filter(|&&r| r != self.node_id) {
+                        p.set_replica_eligible(*r, image.is_active(*r), now);
+                    }
+                }
             }
         }
     }

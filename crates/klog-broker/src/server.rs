@@ -373,6 +373,7 @@ async fn handle(
             frame(header, &broker.describe_cluster(&r, header.api_version))
         }
         Request::DescribeLogDirs(r) => frame(header, &broker.describe_log_dirs(&r)),
+        Request::OffsetForLeaderEpoch(r) => frame(header, &broker.offset_for_leader_epoch(&r)),
 
         // Consumer groups (crate::groups).
         Request::FindCoordinator(r) => frame(
@@ -393,7 +394,7 @@ async fn handle(
             let resp = broker.groups().sync_group(broker, r, stop).await;
             frame(header, &resp)
         }
-        Request::Heartbeat(r) => frame(header, &broker.groups().heartbeat(&r)),
+        Request::Heartbeat(r) => frame(header, &broker.groups().heartbeat(broker, &r)),
         Request::LeaveGroup(r) => frame(
             header,
             &broker.groups().leave_group(broker, &r, header.api_version),
@@ -402,11 +403,12 @@ async fn handle(
             header,
             &broker
                 .groups()
-                .offset_commit(broker, &r, header.api_version),
+                .offset_commit(broker, &r, header.api_version)
+                .await,
         ),
         Request::OffsetFetch(r) => frame(
             header,
-            &broker.groups().offset_fetch(&r, header.api_version),
+            &broker.groups().offset_fetch(broker, &r, header.api_version),
         ),
         Request::ListGroups(r) => frame(header, &broker.groups().list_groups(&r)),
         Request::DescribeGroups(r) => frame(

@@ -116,7 +116,7 @@ async fn offset_commit_refuses_partitions_that_do_not_exist() {
                 .with_name(topic_name("missing"))
                 .with_partitions(vec![part(0, 8)]),
         ]);
-    let resp = b.groups().offset_commit(b, &req, 7);
+    let resp = b.groups().offset_commit(b, &req, 7).await;
     let answers: Vec<(String, i32, i16)> = resp
         .topics
         .iter()
@@ -137,6 +137,7 @@ async fn offset_commit_refuses_partitions_that_do_not_exist() {
         ]
     );
     let fetched = b.groups().offset_fetch(
+        b,
         &OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("g")))
             .with_topics(None),

@@ -1101,13 +1101,64 @@ impl GroupCoordinator {
     /// Ends loading: groups with members are Stable (their sessions start now), the
     /// others Empty.
     pub fn finish_loading(&mut self, now: i64) {
-        for g in self.groups.values_mut() {
+        self.finish_loading_partition(None, now);
+    }
+
+    /// As [`GroupCoordinator::finish_loading`], for the groups of one
+    /// `__consumer_offsets` partition only (`None`: every group): the others are
+    /// live and keep their state.
+    pub fn finish_loading_partition(&mut self, partition: Option<i32>, now: i64) {
+        let n = self.config.offsets_topic_partitions;
+        for g in self
+            .groups
+            .values_mut()
+            .filter(|g| partition.is_none_or(|p| schema::partition_for(&g.id, n) == p))
+        {
             if g.members.is_empty() {
                 g.state = GroupState::Empty;
             } else {
                 g.state = GroupState::Stable;
                 for m in g.members.values_mut() {
                     m.session_deadline = now + i64::from(m.session_timeout_ms);
+                }
+            }
+        }
+    }
+}
+
+impl GroupCoordinator {
+    /// This node stopped coordinating `partition` of `__consumer_offsets` (another
+    /// broker leads it now): its groups are dropped from memory, and every
+    /// JoinGroup or SyncGroup waiting in them is answered NOT_COORDINATOR, so the
+    /// members find the new coordinator. Their records stay in the log, where the
+    /// new coordinator loads them from.
+    pub fn unload_partition(&mut self, partition: i32) {
+        let n = self.config.offsets_topic_partitions;
+        let gone: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| schema::partition_for(g, n) == partition)
+            .cloned()
+            .collect();
+        for id in gone {
+            let Some(group) = self.groups.remove(&id) else {
+                continue;
+            };
+            for m in group.members.values() {
+                if let Some(request) = m.awaiting_join {
+                    self.actions.push(Action::RespondJoin {
+                        request,
+                        response: JoinResponse::error(ResponseError::NotCoordinator, &m.member_id),
+                    });
+                }
+                if let Some(request) = m.awaiting_sync {
+                    self.actions.push(Action::RespondSync {
+                        request,
+                        response: SyncResponse {
+                            error: ResponseError::NotCoordinator.code(),
+                            assignment: Bytes::new(),
+                        },
+                    });
                 }
             }
         }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, SyncGroupRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -78,6 +78,9 @@ pub enum Request {
     OffsetDelete(OffsetDeleteRequest),
     /// DescribeCluster (key 60).
     DescribeCluster(DescribeClusterRequest),
+    /// OffsetForLeaderEpoch (key 23): followers find where their log diverged
+    /// from a new leader's (KIP-101).
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
 }
 
 /// Why a request could not be turned into a [`Request`].
@@ -197,6 +200,7 @@ pub fn decode_request(header: &RequestHeader, body: Bytes) -> Result<Request, Re
         ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(header, body)?),
         ApiKey::DescribeLogDirs => Request::DescribeLogDirs(decode_body(header, body)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(decode_body(header, body)?),
+        ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(decode_body(header, body)?),
         ApiKey::CreatePartitions => Request::CreatePartitions(decode_body(header, body)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(header, body)?),
         ApiKey::IncrementalAlterConfigs => {

@@ -81,6 +81,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // DeleteRecords v2+ is flexible.
     row(ApiKey::DeleteRecords, 0, 1),
     row(ApiKey::InitProducerId, 0, 1),
+    // Followers ask a new leader where their log diverged (KIP-101, KIP-279); v3
+    // carries the replica id, v4 is flexible.
+    row(ApiKey::OffsetForLeaderEpoch, 2, 3),
     // Admin: the ranges stop below each API's first flexible version (AlterConfigs
     // v2, CreatePartitions v2, DescribeConfigs v4, IncrementalAlterConfigs v1).
     row(ApiKey::DescribeConfigs, 1, 3),
@@ -89,16 +92,16 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     row(ApiKey::DescribeLogDirs, 1, 1),
     row(ApiKey::CreatePartitions, 0, 1),
     row(ApiKey::DeleteGroups, 0, 1),
+    // Run by the active controller (any broker forwards it); v2+ is flexible.
+    row(ApiKey::ElectLeaders, 0, 2),
     row(ApiKey::IncrementalAlterConfigs, 0, 0),
     row(ApiKey::OffsetDelete, 0, 0),
+    // The metadata quorum (KIP-595), answered by the active controller; flexible
+    // from v0, its only form.
+    row(ApiKey::DescribeQuorum, 0, 1),
     // DescribeCluster is flexible from v0; kafka-python 3.0.12's describe_cluster
     // needs v1 (it reads endpoint_type). v2 adds fenced brokers.
     row(ApiKey::DescribeCluster, 0, 1),
-    // Cluster operations, run by the active controller (any broker forwards them):
-    // ElectLeaders v2+ and DescribeQuorum are flexible (KIP-595's DescribeQuorum
-    // has no other form).
-    row(ApiKey::ElectLeaders, 0, 2),
-    row(ApiKey::DescribeQuorum, 0, 1),
 ];
 
 /// The table row for `api_key`, if klog serves that API.
