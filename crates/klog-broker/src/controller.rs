@@ -288,7 +288,10 @@ impl ControllerRuntime {
                     None => std::future::pending::<()>().await,
                 }
             };
+            // Requests first: a heartbeat waiting in the queue must renew its
+            // session before the tick that would fence the broker for missing it.
             tokio::select! {
+                biased;
                 job = jobs.recv() => match job {
                     Some(job) => {
                         let answer = self.handle(job.request).await;

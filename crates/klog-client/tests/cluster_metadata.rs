@@ -24,6 +24,13 @@ use klog_codec::protocol::StrBytes;
 use klog_codec::protocol::messages::InitProducerIdRequest;
 use klog_test_support::cluster::Cluster;
 
+/// The cluster tests of this file run one at a time (see cluster_replication.rs).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Settings that keep failure detection quick in tests.
 const FAST: &[&str] = &[
     "broker.session.timeout.ms=3000",
@@ -47,6 +54,7 @@ where
 
 #[test]
 fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
+    let _serial = serial();
     let mut cluster = Cluster::start(3, FAST);
     let bootstrap = cluster.bootstrap();
     let first = cluster.node(1).addr();
@@ -285,6 +293,7 @@ fn contradictory_cluster_settings_are_refused_at_start() {
 /// receives the metadata log as a learner, and hosts partitions like any broker.
 #[test]
 fn broker_only_nodes_join_as_learners() {
+    let _serial = serial();
     let cluster = Cluster::start_mixed(3, 1, FAST);
     let bootstrap = cluster.bootstrap();
     let broker_only = cluster.node(4).addr();
