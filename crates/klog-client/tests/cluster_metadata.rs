@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::run;
+use common::{eventually, run, serial};
 use klog_client::{
     Admin, AdminError, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
     ProducerRecord, TopicPartition,
@@ -24,33 +24,12 @@ use klog_codec::protocol::StrBytes;
 use klog_codec::protocol::messages::InitProducerIdRequest;
 use klog_test_support::cluster::Cluster;
 
-/// The cluster tests of this file run one at a time (see cluster_replication.rs).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Settings that keep failure detection quick in tests.
 const FAST: &[&str] = &[
     "broker.session.timeout.ms=3000",
     "broker.heartbeat.interval.ms=300",
     "offsets.topic.num.partitions=3",
 ];
-
-/// Waits until `check` holds, at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
 
 #[test]
 fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {

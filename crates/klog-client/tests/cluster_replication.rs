@@ -12,20 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use bytes::Bytes;
-use common::run;
+use common::{eventually, run, serial};
 use klog_client::{
     Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
     ProducerRecord, TopicPartition,
 };
 use klog_test_support::cluster::Cluster;
-
-/// The tests of this file run one at a time: each runs a cluster whose failure
-/// detection is timed, and two at once on a small machine would starve them.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Quick failure detection for tests: heartbeats every 300 ms, fenced after 3 s
 /// without one, out of the ISR after 2 s without catching up.
@@ -35,19 +27,6 @@ const FAST: &[&str] = &[
     "replica.lag.time.max.ms=2000",
     "offsets.topic.num.partitions=3",
 ];
-
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
 
 /// Creates `topic` with RF 3 and min ISR 2 and waits until every partition has
 /// its three replicas in sync.
@@ -236,11 +215,7 @@ fn leader_crash_mid_stream_loses_nothing() {
     let _serial = serial();
     let mut cluster = Cluster::start(3, FAST);
     let bootstrap = cluster.bootstrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let (leader, task) = rt.block_on(async {
         let admin = Admin::new(ClientConfig::new(&bootstrap)).expect("admin");
         replicated_topic(&admin, "crash", 3).await.expect("topic");
@@ -387,11 +362,7 @@ fn controlled_shutdown_moves_leadership_first() {
     let _serial = serial();
     let mut cluster = Cluster::start(3, FAST);
     let bootstrap = cluster.bootstrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let (leader, task) = rt.block_on(async {
         let admin = Admin::new(ClientConfig::new(&bootstrap)).expect("admin");
         replicated_topic(&admin, "term", 2).await.expect("topic");

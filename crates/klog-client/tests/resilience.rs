@@ -69,11 +69,7 @@ fn metadata_refresh_after_topic_creation() {
 fn broker_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
     let mut broker = Broker::start();
     let addr = broker.addr();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let n: usize = 20_000;
     let producer = rt.block_on(async {
         let admin = Admin::new(ClientConfig::new(&addr)).expect("admin");
@@ -181,11 +177,7 @@ fn broker_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
 fn deliveries_fail_after_delivery_timeout_when_the_broker_is_gone() {
     let mut broker = Broker::start();
     let addr = broker.addr();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let producer = rt.block_on(async {
         let admin = Admin::new(ClientConfig::new(&addr)).expect("admin");
         admin

@@ -203,11 +203,7 @@ fn next(
 fn record_stream_survives_a_broker_restart() {
     let mut broker = Broker::start();
     let addr = broker.addr();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let produce = |from: usize, to: usize| {
         let addr = addr.clone();
         async move {
