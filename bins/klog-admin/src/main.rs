@@ -1,7 +1,7 @@
 //! `klog-admin`: topic, config, record, cluster and consumer-group administration
 //! for klog (or any Kafka broker), like Kafka's `kafka-topics`, `kafka-configs`,
-//! `kafka-delete-records`, `kafka-get-offsets`, `kafka-log-dirs`, `kafka-cluster`
-//! and `kafka-consumer-groups`.
+//! `kafka-delete-records`, `kafka-get-offsets`, `kafka-log-dirs`, `kafka-cluster`,
+//! `kafka-leader-election` and `kafka-consumer-groups`.
 //!
 //! ```text
 //! klog-admin --bootstrap-server HOST:PORT topics create --topic T [--partitions N]
@@ -9,6 +9,9 @@
 //! klog-admin --bootstrap-server HOST:PORT topics delete --topic T
 //! klog-admin --bootstrap-server HOST:PORT topics list
 //! klog-admin --bootstrap-server HOST:PORT topics describe [--topic T]
+//!     [--under-replicated-partitions | --under-min-isr-partitions | --unavailable-partitions]
+//! klog-admin --bootstrap-server HOST:PORT leader-election --election-type preferred|unclean
+//!     (--all-topic-partitions | --topic T [--partition P])
 //! klog-admin --bootstrap-server HOST:PORT groups list
 //! klog-admin --bootstrap-server HOST:PORT groups describe --group G
 //! klog-admin --bootstrap-server HOST:PORT groups offsets --group G
@@ -30,7 +33,7 @@ use clap::{Parser, Subcommand};
 use klog_client::error::ResponseError;
 use klog_client::{
     Admin, AdminError, AlterConfigOp, ClientConfig, ConfigEntry, ConfigResource, ConfigSource,
-    NewPartitions, NewTopic, OffsetSpec, TopicPartition,
+    ElectionType, NewPartitions, NewTopic, OffsetSpec, TopicPartition,
 };
 
 #[derive(Parser, Debug)]
@@ -77,6 +80,23 @@ enum Command {
     /// Describe the cluster (like kafka-cluster).
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Elect partition leaders (like kafka-leader-election): the preferred
+    /// replica where it is alive and in sync, or (unclean) any live replica of a
+    /// partition that has no leader.
+    LeaderElection {
+        /// preferred or unclean.
+        #[arg(long, value_parser = ["preferred", "unclean", "PREFERRED", "UNCLEAN"])]
+        election_type: String,
+        /// Every partition of every topic.
+        #[arg(long, conflicts_with_all = ["topic", "partition"], required_unless_present = "topic")]
+        all_topic_partitions: bool,
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of --topic.
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -215,10 +235,20 @@ enum Topics {
         validate_only: bool,
     },
     /// Describe topics: partitions, leaders, replicas, ISR and non-default configs.
+    /// With a filter, only the partition lines that match it.
     Describe {
         /// Topic name (all topics if omitted).
         #[arg(long)]
         topic: Option<String>,
+        /// Only partitions whose ISR is smaller than their replica list.
+        #[arg(long, group = "filter")]
+        under_replicated_partitions: bool,
+        /// Only partitions whose ISR is smaller than the topic's min.insync.replicas.
+        #[arg(long, group = "filter")]
+        under_min_isr_partitions: bool,
+        /// Only partitions without a live leader.
+        #[arg(long, group = "filter")]
+        unavailable_partitions: bool,
     },
 }
 
@@ -247,6 +277,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Offsets { topic, time } => return offsets(&admin, &topic, &time).await,
         Command::LogDirs(cmd) => return log_dirs(&admin, cmd).await,
         Command::Cluster(ClusterCmd::Describe) => return cluster(&admin).await,
+        Command::LeaderElection {
+            election_type,
+            all_topic_partitions: _,
+            topic,
+            partition,
+        } => return leader_election(&admin, &election_type, topic, partition).await,
     };
     match cmd {
         Topics::Create {
@@ -304,39 +340,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{name}");
             }
         }
-        Topics::Describe { topic } => {
+        Topics::Describe {
+            topic,
+            under_replicated_partitions,
+            under_min_isr_partitions,
+            unavailable_partitions,
+        } => {
+            let filtered =
+                under_replicated_partitions || under_min_isr_partitions || unavailable_partitions;
             let names = match topic {
                 Some(t) => vec![t],
                 None => admin.list_topics().await?,
             };
+            let live: std::collections::BTreeSet<i32> =
+                admin.brokers().await?.iter().map(|b| b.node_id).collect();
             for info in admin.describe_topics(&names).await? {
                 let rf = info.partitions.first().map_or(0, |p| p.replicas.len());
-                let configs = admin
+                let entries = admin
                     .describe_configs(ConfigResource::Topic(&info.name), None)
                     .await
-                    .map(|entries| {
-                        entries
-                            .into_iter()
-                            .filter(|e| !e.is_default)
-                            .map(|e| format!("{}={}", e.name, e.value.unwrap_or_default()))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
                     .unwrap_or_default();
-                println!(
-                    "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
-                    info.name,
-                    info.partitions.len(),
-                    rf,
-                    configs
-                );
+                let min_isr = entries
+                    .iter()
+                    .find(|e| e.name == "min.insync.replicas")
+                    .and_then(|e| e.value.as_deref()?.parse::<usize>().ok())
+                    .unwrap_or(1);
+                if !filtered {
+                    let configs = entries
+                        .iter()
+                        .filter(|e| !e.is_default)
+                        .map(|e| format!("{}={}", e.name, e.value.as_deref().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    println!(
+                        "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
+                        info.name,
+                        info.partitions.len(),
+                        rf,
+                        configs
+                    );
+                }
                 let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
                 for p in &info.partitions {
+                    let shown = !filtered
+                        || (under_replicated_partitions && p.isr.len() < p.replicas.len())
+                        || (under_min_isr_partitions && p.isr.len() < min_isr)
+                        || (unavailable_partitions && (p.leader < 0 || !live.contains(&p.leader)));
+                    if !shown {
+                        continue;
+                    }
+                    let leader = if p.leader < 0 {
+                        "none".to_owned()
+                    } else {
+                        p.leader.to_string()
+                    };
                     println!(
                         "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
                         info.name,
                         p.partition,
-                        p.leader,
+                        leader,
                         ids(&p.replicas),
                         ids(&p.isr)
                     );
@@ -663,6 +725,80 @@ async fn groups(admin: &Admin, cmd: Groups) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `leader-election`: prints the partitions elected and those whose leader was
+/// already right, as kafka-leader-election does; fails if any partition failed.
+async fn leader_election(
+    admin: &Admin,
+    election_type: &str,
+    topic: Option<String>,
+    partition: Option<i32>,
+) -> anyhow::Result<()> {
+    let (election, label) = if election_type.eq_ignore_ascii_case("unclean") {
+        (ElectionType::Unclean, "UNCLEAN")
+    } else {
+        (ElectionType::Preferred, "PREFERRED")
+    };
+    let partitions: Option<Vec<TopicPartition>> = match (topic, partition) {
+        (None, _) => None,
+        (Some(t), Some(p)) => Some(vec![TopicPartition::new(t, p)]),
+        (Some(t), None) => {
+            let info = admin.describe_topics(std::slice::from_ref(&t)).await?;
+            let info = info.first().context("no metadata for the topic")?;
+            if info.error_code != 0 {
+                bail!(
+                    "{t}: {}",
+                    ResponseError::try_from_code(info.error_code)
+                        .map_or_else(String::new, |e| e.to_string())
+                );
+            }
+            Some(
+                info.partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(t.clone(), p.partition))
+                    .collect(),
+            )
+        }
+    };
+    let results = admin.elect_leaders(election, partitions.as_deref()).await?;
+    let name = |tp: &TopicPartition| format!("{}-{}", tp.topic, tp.partition);
+    let elected: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(true)))
+        .map(|(tp, _)| name(tp))
+        .collect();
+    let already: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(false)))
+        .map(|(tp, _)| name(tp))
+        .collect();
+    if !elected.is_empty() {
+        println!(
+            "Successfully completed leader election ({label}) for partitions {}",
+            elected.join(", ")
+        );
+    }
+    if !already.is_empty() {
+        println!(
+            "Valid replica already elected for partitions {}",
+            already.join(", ")
+        );
+    }
+    let mut failed = 0;
+    for (tp, r) in &results {
+        if let Err(e) = r {
+            failed += 1;
+            eprintln!(
+                "Error completing leader election ({label}) for partition: {}: {e}",
+                name(tp)
+            );
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} partition(s) failed leader election");
     }
     Ok(())
 }

@@ -54,6 +54,15 @@ use crate::consumer::{Offset, TopicPartition};
 use crate::consumer_protocol;
 use crate::error::{AdminError, ClientError};
 
+/// What kind of leader election [`Admin::elect_leaders`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// The preferred replica (the first in the replica list), if in sync.
+    Preferred = 0,
+    /// Any live replica, for partitions without a leader; may lose records.
+    Unclean = 1,
+}
+
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
@@ -1119,6 +1128,71 @@ impl Admin {
                 }
             })
             .collect())
+    }
+
+    /// Elects leaders (ElectLeaders, at the controller): the preferred replica
+    /// (the first of the replica list) where it is alive and in sync, or with
+    /// [`ElectionType::Unclean`] any live replica of a partition that has no
+    /// leader. `partitions: None` means every partition. Returns, per partition
+    /// the controller answered for, `Ok(true)` if a leader was elected,
+    /// `Ok(false)` if the one it has is already right (ELECTION_NOT_NEEDED), or
+    /// the partition's error.
+    pub async fn elect_leaders(
+        &self,
+        election: ElectionType,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<(TopicPartition, Result<bool, AdminError>)>, AdminError> {
+        use klog_codec::protocol::messages::ElectLeadersRequest;
+        use klog_codec::protocol::messages::elect_leaders_request::TopicPartitions;
+        let timeout_ms = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        let topic_partitions = partitions.map(|tps| {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for tp in tps {
+                by_topic.entry(&tp.topic).or_default().push(tp.partition);
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    TopicPartitions::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.to_owned())))
+                        .with_partitions(ps)
+                })
+                .collect()
+        });
+        let request = ElectLeadersRequest::default()
+            .with_election_type(election as i8)
+            .with_topic_partitions(topic_partitions)
+            .with_timeout_ms(timeout_ms);
+        let response = self
+            .send_to_controller(request, |r| {
+                (r.error_code == ResponseError::NotController.code()).then(String::new)
+            })
+            .await?;
+        if let Some(error) = ResponseError::try_from_code(response.error_code) {
+            return Err(AdminError::Topic {
+                topic: "(every partition)".to_owned(),
+                error,
+                message: None,
+            });
+        }
+        let mut results = Vec::new();
+        for t in &response.replica_election_results {
+            for p in &t.partition_result {
+                let tp = TopicPartition::new(t.topic.0.as_str(), p.partition_id);
+                let result = match ResponseError::try_from_code(p.error_code) {
+                    None => Ok(true),
+                    Some(ResponseError::ElectionNotNeeded) => Ok(false),
+                    Some(error) => Err(AdminError::Partition {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        error,
+                    }),
+                };
+                results.push((tp, result));
+            }
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(results)
     }
 
     /// The cluster id, controller and brokers (DescribeCluster; from Metadata if

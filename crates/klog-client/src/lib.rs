@@ -52,8 +52,9 @@ pub mod producer;
 
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, CommittedOffset, ConfigEntry, ConfigResource,
-    ConfigSource, ConfigSynonym, GroupDescription, GroupListing, GroupMember, ListedOffset,
-    LogDirDescription, NewPartitions, NewTopic, OffsetSpec, PartitionLag, ReplicaLogInfo,
+    ConfigSource, ConfigSynonym, ElectionType, GroupDescription, GroupListing, GroupMember,
+    ListedOffset, LogDirDescription, NewPartitions, NewTopic, OffsetSpec, PartitionLag,
+    ReplicaLogInfo,
 };
 pub use bytes::Bytes;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
