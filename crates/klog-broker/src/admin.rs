@@ -116,7 +116,8 @@ impl Admin {
     /// DescribeQuorum (KIP-595): the metadata quorum as its leader sees it: the
     /// leader, its term (the log's leader epoch), the committed offset, and each
     /// voter's and observer's (broker-only node's) log end offset. Run on the
-    /// active controller, which alone knows the followers' progress.
+    /// active controller, which alone knows the followers' progress. From v2
+    /// (KIP-853) it also names every voter's controller endpoint.
     pub async fn describe_quorum(&self, req: &DescribeQuorumRequest) -> DescribeQuorumResponse {
         use klog_codec::protocol::messages::describe_quorum_response::{
             PartitionData, ReplicaState, TopicData,
@@ -159,7 +160,44 @@ impl Admin {
                     .with_partitions(partitions)
             })
             .collect();
-        DescribeQuorumResponse::default().with_topics(topics)
+        // v2 (KIP-853): every voter's controller endpoint.
+        use klog_codec::protocol::messages::describe_quorum_response::{Listener, Node};
+        let listener = |host: &str, port: u16| {
+            Listener::default()
+                .with_name(StrBytes::from_string(
+                    self.config.cluster.controller_listener_name.clone(),
+                ))
+                .with_host(StrBytes::from_string(host.to_owned()))
+                .with_port(port)
+        };
+        let nodes = if self.config.cluster.voters.is_empty() {
+            // A one-node quorum of this node.
+            let listeners = self
+                .config
+                .cluster
+                .controller_listener
+                .map(|a| vec![listener(&a.ip().to_string(), a.port())])
+                .unwrap_or_default();
+            vec![
+                Node::default()
+                    .with_node_id(BrokerId(self.config.node_id))
+                    .with_listeners(listeners),
+            ]
+        } else {
+            self.config
+                .cluster
+                .voters
+                .iter()
+                .map(|v| {
+                    Node::default()
+                        .with_node_id(BrokerId(v.id))
+                        .with_listeners(vec![listener(&v.host, v.port)])
+                })
+                .collect()
+        };
+        DescribeQuorumResponse::default()
+            .with_topics(topics)
+            .with_nodes(nodes)
     }
 
     /// Whether this node is the active controller now (else forward).

@@ -467,6 +467,21 @@ impl Broker {
             .collect()
     }
 
+    /// The controller id that Metadata and DescribeCluster tell clients, among the
+    /// brokers `listed` in the same response: the active controller when it is a
+    /// listed broker (its admin requests need no forwarding), else this broker,
+    /// which forwards them (Kafka's KRaft brokers name a random live broker). A
+    /// client never gets an id it has no address for, as it would while the
+    /// active controller is a controller-only node or not yet unfenced.
+    fn client_controller_id(&self, listed: impl Iterator<Item = i32> + Clone) -> i32 {
+        let own = self.config.node_id;
+        match self.client.controller_id() {
+            Some(active) if listed.clone().any(|id| id == active) => active,
+            _ if listed.clone().any(|id| id == own) => own,
+            _ => listed.min().unwrap_or(-1),
+        }
+    }
+
     /// Whether `topic` has a partition `index` in the cluster (nothing is created).
     pub fn has_partition(&self, topic: &str, index: i32) -> bool {
         self.store.image().partition(topic, index).is_some()
@@ -542,7 +557,7 @@ impl Broker {
             refused = self.auto_create(&missing).await;
         }
         let image = self.store.image();
-        let brokers = self
+        let brokers: Vec<MetadataResponseBroker> = self
             .live_brokers(&image)
             .into_iter()
             .map(|(id, host, port, rack)| {
@@ -581,9 +596,10 @@ impl Broker {
                 })
                 .collect(),
         };
+        let controller = self.client_controller_id(brokers.iter().map(|b| b.node_id.0));
         let mut resp = MetadataResponse::default()
             .with_brokers(brokers)
-            .with_controller_id(BrokerId(self.client.controller_id().unwrap_or(-1)))
+            .with_controller_id(BrokerId(controller))
             .with_topics(topics);
         if version >= 2 {
             resp.cluster_id = Some(StrBytes::from_string(self.cluster_id.clone()));
@@ -1043,7 +1059,8 @@ impl Broker {
         DeleteRecordsResponse::default().with_topics(topics)
     }
 
-    /// DescribeCluster: this node as the only broker and the controller. Asking for
+    /// DescribeCluster: every live broker and, as the controller, a broker that
+    /// forwards to it (see [`Self::client_controller_id`]). Asking for
     /// controller endpoints (v1 `endpoint_type` 2) gets UNSUPPORTED_ENDPOINT_TYPE, as
     /// from a Kafka broker. ACLs do not exist, so authorized operations are not
     /// reported.
@@ -1061,7 +1078,7 @@ impl Broker {
             }
         }
         let image = self.store.image();
-        let brokers = self
+        let brokers: Vec<DescribeClusterBroker> = self
             .live_brokers(&image)
             .into_iter()
             .map(|(id, host, port, rack)| {
@@ -1072,8 +1089,9 @@ impl Broker {
                     .with_rack(rack.map(StrBytes::from_string))
             })
             .collect();
+        let controller = self.client_controller_id(brokers.iter().map(|b| b.broker_id.0));
         resp.with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
-            .with_controller_id(BrokerId(self.client.controller_id().unwrap_or(-1)))
+            .with_controller_id(BrokerId(controller))
             .with_brokers(brokers)
     }
 

@@ -89,7 +89,7 @@ pub(crate) fn client_versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::AlterPartition => 2..=2,
         ApiKey::AllocateProducerIds => 0..=0,
         ApiKey::Envelope => 0..=0,
-        ApiKey::DescribeQuorum => 0..=1,
+        ApiKey::DescribeQuorum => 0..=2,
         ApiKey::ElectLeaders => 0..=2,
         ApiKey::OffsetForLeaderEpoch => 2..=4,
         _ => return None,

@@ -98,7 +98,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     row(ApiKey::OffsetDelete, 0, 0),
     // The metadata quorum (KIP-595), answered by the active controller; flexible
     // from v0, its only form.
-    row(ApiKey::DescribeQuorum, 0, 1),
+    row(ApiKey::DescribeQuorum, 0, 2),
     // DescribeCluster is flexible from v0; kafka-python 3.0.12's describe_cluster
     // needs v1 (it reads endpoint_type). v2 adds fenced brokers.
     row(ApiKey::DescribeCluster, 0, 1),
