@@ -1059,8 +1059,9 @@ impl Broker {
         DeleteRecordsResponse::default().with_topics(topics)
     }
 
-    /// DescribeCluster: every live broker and, as the controller, a broker that
-    /// forwards to it (see [`Self::client_controller_id`]). Asking for
+    /// DescribeCluster: every live broker and, as the controller, the active
+    /// controller when it is a listed broker, else a listed broker that forwards to
+    /// it (this one if it is listed). Asking for
     /// controller endpoints (v1 `endpoint_type` 2) gets UNSUPPORTED_ENDPOINT_TYPE, as
     /// from a Kafka broker. ACLs do not exist, so authorized operations are not
     /// reported.
