@@ -353,6 +353,12 @@ struct PartitionState {
     next_sequence: i32,
     in_flight: usize,
     backoff_until: Option<Instant>,
+    /// While backing off after a failure that suggests the leader moved (a
+    /// connection failure, NOT_LEADER_OR_FOLLOWER and the like): the broker
+    /// that failed. Metadata is refreshed every `retry.backoff.ms` meanwhile, and
+    /// the backoff ends as soon as another broker leads (as the Java producer
+    /// does since KIP-951), so a failover costs the election, not the backoff.
+    backoff_leader: Option<i32>,
 }
 
 struct TopicState {
@@ -954,11 +960,25 @@ fn drain(inner: &Inner) -> Drained {
                 wake_at(front.created + delivery_timeout);
             }
             if let Some(until) = p.backoff_until {
-                if until > now {
+                let moved = match p.backoff_leader {
+                    Some(failed) => match inner.cluster.leader(name, index) {
+                        Some(leader) if leader != failed => true,
+                        _ => {
+                            // Still the broker that failed (or none): look again
+                            // soon rather than only after the whole backoff.
+                            inner.metadata_wanted.store(true, Ordering::Release);
+                            wake_at(until.min(now + inner.config.client.retry_backoff));
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                if until > now && !moved {
                     wake_at(until);
                     continue;
                 }
                 p.backoff_until = None;
+                p.backoff_leader = None;
             }
             if !p.retry.is_empty() {
                 continue; // waiting for the in-flight batches to come back
@@ -1150,9 +1170,10 @@ fn complete(
             *n = n.saturating_sub(1);
         }
         for sent in batches {
+            let mut leader_suspect = false;
             let outcome = match &result {
                 Err(Failure::Client(e)) => {
-                    want_metadata = true;
+                    leader_suspect = true;
                     if e.is_retriable() {
                         Outcome::Retry(e.to_string())
                     } else {
@@ -1199,7 +1220,7 @@ fn complete(
                                         | ResponseError::NotEnoughReplicas
                                         | ResponseError::NotEnoughReplicasAfterAppend
                                 ) {
-                                    want_metadata = true;
+                                    leader_suspect = true;
                                 }
                                 Outcome::Retry(e.to_string())
                             }
@@ -1224,6 +1245,7 @@ fn complete(
                 }
                 o => o,
             };
+            want_metadata |= leader_suspect;
             let Some(p) = state
                 .topics
                 .get_mut(&sent.topic)
@@ -1240,6 +1262,7 @@ fn complete(
                     batch.attempts += 1;
                     let backoff = inner.cluster.config.backoff(batch.attempts);
                     p.backoff_until = Some(now + backoff);
+                    p.backoff_leader = leader_suspect.then_some(node);
                     p.retry.push(batch);
                 }
                 other => done.push((sent, other)),
