@@ -125,9 +125,16 @@ pub struct ClusterConfig {
     /// `inter.broker.listener.name` (default `PLAINTEXT`): the client listener,
     /// which brokers also use to reach each other.
     pub inter_broker_listener_name: String,
-    /// `broker.session.timeout.ms`.
+    /// `broker.session.timeout.ms` (default 2500, Kafka's is 9000): how long the
+    /// active controller waits for a broker's heartbeat before fencing it and
+    /// electing new leaders for what it led. It bounds the time from a broker's
+    /// crash to its partitions' new leaders; a broker that cannot heartbeat for
+    /// this long (a stalled process, a saturated network) loses its leaderships
+    /// though it is alive, and takes them back through the ISR and preferred
+    /// leader election once it heartbeats again. See docs/PERFORMANCE.md.
     pub session_timeout_ms: i64,
-    /// `broker.heartbeat.interval.ms`.
+    /// `broker.heartbeat.interval.ms` (default 500, Kafka's is 2000): five
+    /// heartbeats per session, so that one delayed or lost heartbeat never fences.
     pub heartbeat_interval_ms: i64,
     /// `replica.fetch.max.bytes`.
     pub replica_fetch_max_bytes: i32,
@@ -157,8 +164,8 @@ impl Default for ClusterConfig {
             controller_listener: None,
             controller_listener_name: "CONTROLLER".to_owned(),
             inter_broker_listener_name: "PLAINTEXT".to_owned(),
-            session_timeout_ms: 9_000,
-            heartbeat_interval_ms: 2_000,
+            session_timeout_ms: 2_500,
+            heartbeat_interval_ms: 500,
             replica_fetch_max_bytes: 1_048_576,
             replica_fetch_wait_max_ms: 500,
             num_replica_fetchers: 1,

@@ -307,6 +307,11 @@ impl ControllerRuntime {
                 () = sleep => {
                     let image = self.store.image();
                     let records = self.controller.tick(&image, now_ms());
+                    for r in &records {
+                        if let MetadataRecord::FenceBroker { id, epoch } = r {
+                            tracing::warn!(broker = id, epoch, "broker session expired: fencing it");
+                        }
+                    }
                     if !records.is_empty()
                         && let Err(e) = self.write(&records).await
                     {

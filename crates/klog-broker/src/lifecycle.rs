@@ -175,6 +175,8 @@ impl Lifecycle {
                     let before = *self.state.borrow();
                     if before.fenced && !r.is_fenced {
                         tracing::info!(node = self.node_id, epoch, "unfenced");
+                    } else if !before.fenced && r.is_fenced {
+                        tracing::warn!(node = self.node_id, epoch, "fenced by the controller");
                     }
                     self.state.send_modify(|s| {
                         s.fenced = r.is_fenced;

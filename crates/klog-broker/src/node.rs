@@ -275,7 +275,7 @@ impl Node {
                 previous_epoch: take_clean_epoch(&first),
             },
             Duration::from_millis(
-                u64::try_from(config.cluster.heartbeat_interval_ms).unwrap_or(2000),
+                u64::try_from(config.cluster.heartbeat_interval_ms).unwrap_or(500),
             ),
             client.clone(),
             store.clone(),
@@ -364,12 +364,15 @@ impl Node {
     }
 
     /// Controlled shutdown (CLUSTER.md): asks the controller to move this
-    /// broker's leaderships away and waits (at most a session timeout) until it
-    /// says this broker may stop. Call before stopping the listeners.
+    /// broker's leaderships away and waits (at most 10 s, or a session timeout if
+    /// longer) until it says this broker may stop. Call before stopping the
+    /// listeners.
     pub async fn controlled_shutdown(&self) {
         self.lifecycle.begin_shutdown();
         let limit = Duration::from_millis(
-            u64::try_from(self.config.cluster.session_timeout_ms).unwrap_or(9000),
+            u64::try_from(self.config.cluster.session_timeout_ms)
+                .unwrap_or(0)
+                .max(10_000),
         );
         let mut state = self.lifecycle.state();
         match tokio::time::timeout(limit, state.wait_for(|s| s.may_stop || s.epoch < 0)).await {

@@ -425,7 +425,9 @@ impl Partition {
         } else if !same_epoch_follower {
             if let Role::Leader(old) = &mut state.role {
                 old.resign();
-                tracing::info!(topic = %self.topic, partition = self.index, leader = registration.leader, leader_epoch = registration.leader_epoch, "no longer leading");
+                if !first {
+                    tracing::info!(topic = %self.topic, partition = self.index, leader = registration.leader, leader_epoch = registration.leader_epoch, "no longer leading");
+                }
             }
             self.apply_actions(&mut state);
             let role =

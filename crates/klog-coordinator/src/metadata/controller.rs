@@ -65,7 +65,7 @@ pub struct ControllerConfig {
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
-            session_timeout_ms: 9_000,
+            session_timeout_ms: 2_500,
             default_partitions: 1,
             default_replication_factor: 1,
             min_insync_replicas: 1,
