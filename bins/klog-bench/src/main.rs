@@ -10,7 +10,8 @@
 //! klog-bench limit-produce --bytes N --chunk C --dir D
 //! klog-bench limit-fetch --mode sendfile|readwrite --file F [--file F ...]
 //! klog-bench limit-fsync --bytes N --dir D
-//! klog-bench latency --bootstrap-server B --topic T --rate R --seconds S
+//! klog-bench latency --bootstrap-server B --topic T --rate R --seconds S [--acks all]
+//! klog-bench failover --bootstrap-server B --topic T --kill-pid PID
 //! klog-bench multi --bootstrap-server B --topic T --producers 16 --consumers 16 ...
 //! klog-bench create-topics --bootstrap-server B --prefix P --count 1000 --partitions 10
 //! klog-bench wait-ready --bootstrap-server B --topics N --since-ns T0
@@ -175,6 +176,38 @@ enum Command {
         /// Producer batch.size in bytes.
         #[arg(long, default_value_t = 256 * 1024)]
         batch_size: usize,
+        /// Producer acks: 1 or all.
+        #[arg(long, default_value = "1", value_parser = ["1", "all", "-1"])]
+        acks: String,
+    },
+    /// Failover time: an idempotent `acks=all` producer sends one record every
+    /// `interval_ms` to one partition of `topic`; after `warmup_s` it kills
+    /// (SIGKILL) the process `kill_pid` (the partition's leader) and reports the
+    /// time from the kill to the first acknowledgement of a record sent after it,
+    /// the broker that leads the partition then, and that every record was
+    /// acknowledged.
+    Failover {
+        /// Brokers to bootstrap from.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// The partition written (and whose leader `kill_pid` is).
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        /// Pid of the leader's process.
+        #[arg(long)]
+        kill_pid: u32,
+        /// Milliseconds between records.
+        #[arg(long, default_value_t = 5)]
+        interval_ms: u64,
+        /// Seconds of steady produce before the kill.
+        #[arg(long, default_value_t = 2.0)]
+        warmup_s: f64,
+        /// Give up this many seconds after the kill.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
     },
     /// Many clients: `producers` producers and `consumers` consumers over the
     /// topic's `partitions` partitions, at the same time; reports the aggregate rate
@@ -275,13 +308,34 @@ fn main() -> anyhow::Result<()> {
                         load,
                         linger_ms,
                         batch_size,
+                        acks,
                     } => {
                         let mut pc = ProducerConfig::new(&bootstrap_server);
-                        pc.acks = Acks::Leader;
+                        pc.acks = if acks == "1" { Acks::Leader } else { Acks::All };
                         pc.enable_idempotence = false;
                         pc.linger = Duration::from_millis(linger_ms);
                         pc.batch_size = batch_size;
                         latency(&bootstrap_server, &topic, load, pc).await
+                    }
+                    Command::Failover {
+                        bootstrap_server,
+                        topic,
+                        partition,
+                        kill_pid,
+                        interval_ms,
+                        warmup_s,
+                        timeout_s,
+                    } => {
+                        failover(
+                            &bootstrap_server,
+                            &topic,
+                            partition,
+                            kill_pid,
+                            Duration::from_millis(interval_ms),
+                            Duration::from_secs_f64(warmup_s),
+                            Duration::from_secs(timeout_s),
+                        )
+                        .await
                     }
                     Command::Multi {
                         bootstrap_server,
@@ -742,6 +796,115 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
 }
 
 /// The `latency` command; `pc` holds the producer's settings.
+async fn failover(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    kill_pid: u32,
+    interval: Duration,
+    warmup: Duration,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut pc = ProducerConfig::new(bootstrap);
+    pc.acks = Acks::All;
+    pc.enable_idempotence = true;
+    pc.linger = Duration::ZERO;
+    pc.delivery_timeout = timeout + Duration::from_secs(30);
+    let producer = Producer::new(pc).await?;
+    let admin = Admin::new(ClientConfig::new(bootstrap))?;
+    let leader_before = partition_leader(&admin, topic, partition).await?;
+    let topic: Arc<str> = topic.into();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Instant)>();
+    let start = Instant::now();
+    let mut killed_at: Option<Instant> = None;
+    let mut first_ack_after: Option<Duration> = None;
+    let mut sent = 0u64;
+    let mut acked = 0u64;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if killed_at.is_none() && start.elapsed() >= warmup {
+                    let status = std::process::Command::new("kill")
+                        .args(["-9", &kill_pid.to_string()])
+                        .status()?;
+                    if !status.success() {
+                        bail!("kill -9 {kill_pid} failed");
+                    }
+                    killed_at = Some(Instant::now());
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    eprintln!(
+                        "failover: killed pid {kill_pid} at unix time {}.{:03} s",
+                        wall.as_secs(),
+                        wall.subsec_millis()
+                    );
+                }
+                if let Some(k) = killed_at
+                    && k.elapsed() > timeout
+                {
+                    bail!("no acknowledgement within {timeout:?} of the kill");
+                }
+                let record = ProducerRecord::new(topic.clone(), Bytes::from_static(b"failover"))
+                    .with_partition(partition);
+                let delivery = producer.send(record).await?;
+                let sent_at = Instant::now();
+                let tx = tx.clone();
+                sent += 1;
+                tokio::spawn(async move {
+                    if delivery.await.is_ok() {
+                        let _ = tx.send((sent_at, Instant::now()));
+                    }
+                });
+            }
+            Some((sent_at, acked_at)) = rx.recv() => {
+                acked += 1;
+                if let Some(k) = killed_at
+                    && sent_at >= k
+                    && first_ack_after.is_none()
+                {
+                    first_ack_after = Some(acked_at - k);
+                    break;
+                }
+            }
+        }
+    }
+    producer.flush().await;
+    // Every delivery has completed; each task sends its acknowledgement and
+    // drops its sender.
+    drop(tx);
+    while rx.recv().await.is_some() {
+        acked += 1;
+    }
+    producer.close().await;
+    let leader_after = partition_leader(&admin, topic.as_ref(), partition).await?;
+    let secs = first_ack_after.map_or(f64::NAN, |d| d.as_secs_f64());
+    println!(
+        "failover: leader {leader_before} killed; first acknowledgement of a record sent after the kill in {secs:.3} s; leader now {leader_after}; {acked} of {sent} acknowledged"
+    );
+    if leader_after == leader_before {
+        bail!("the killed broker {leader_before} still leads");
+    }
+    if acked != sent {
+        bail!("only {acked} of {sent} records were acknowledged");
+    }
+    println!(
+        "RESULT secs={secs:.3} sent={sent} acked={acked} leader_before={leader_before} leader_after={leader_after}"
+    );
+    Ok(())
+}
+
+/// The leader of `partition` of `topic`.
+async fn partition_leader(admin: &Admin, topic: &str, partition: i32) -> anyhow::Result<i32> {
+    let info = admin.describe_topics(&[topic.to_owned()]).await?;
+    info.first()
+        .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
+        .map(|p| p.leader)
+        .with_context(|| format!("no partition {partition}"))
+}
+
 async fn latency(
     bootstrap: &str,
     topic: &str,
