@@ -1,7 +1,7 @@
 //! `klog-admin`: topic, config, record, cluster and consumer-group administration
 //! for klog (or any Kafka broker), like Kafka's `kafka-topics`, `kafka-configs`,
 //! `kafka-delete-records`, `kafka-get-offsets`, `kafka-log-dirs`, `kafka-cluster`,
-//! `kafka-leader-election` and `kafka-consumer-groups`.
+//! `kafka-leader-election`, `kafka-metadata-quorum` and `kafka-consumer-groups`.
 //!
 //! ```text
 //! klog-admin --bootstrap-server HOST:PORT topics create --topic T [--partitions N]
@@ -26,6 +26,7 @@
 //! klog-admin --bootstrap-server HOST:PORT offsets --topic T [--time earliest|latest|MS]
 //! klog-admin --bootstrap-server HOST:PORT log-dirs describe [--topic T] [--broker N]
 //! klog-admin --bootstrap-server HOST:PORT cluster describe
+//! klog-admin --bootstrap-server HOST:PORT quorum describe [--status | --replication]
 //! ```
 
 use anyhow::{Context, bail};
@@ -80,6 +81,9 @@ enum Command {
     /// Describe the cluster (like kafka-cluster).
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Describe the metadata quorum (like kafka-metadata-quorum).
+    #[command(subcommand)]
+    Quorum(QuorumCmd),
     /// Elect partition leaders (like kafka-leader-election): the preferred
     /// replica where it is alive and in sync, or (unclean) any live replica of a
     /// partition that has no leader.
@@ -173,6 +177,20 @@ enum LogDirs {
 enum ClusterCmd {
     /// Cluster id, controller and brokers.
     Describe,
+}
+
+#[derive(Subcommand, Debug)]
+enum QuorumCmd {
+    /// The quorum's leader, epoch, high watermark, voters and observers
+    /// (`--status`, the default), or each member's progress (`--replication`).
+    Describe {
+        /// Leader, epoch, high watermark, follower lag, voters and observers.
+        #[arg(long, conflicts_with = "replication")]
+        status: bool,
+        /// One line per voter and observer: log end offset, lag, role.
+        #[arg(long)]
+        replication: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,6 +295,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Offsets { topic, time } => return offsets(&admin, &topic, &time).await,
         Command::LogDirs(cmd) => return log_dirs(&admin, cmd).await,
         Command::Cluster(ClusterCmd::Describe) => return cluster(&admin).await,
+        Command::Quorum(QuorumCmd::Describe {
+            status: _,
+            replication,
+        }) => return quorum(&admin, replication).await,
         Command::LeaderElection {
             election_type,
             all_topic_partitions: _,
@@ -604,6 +626,84 @@ async fn log_dirs(admin: &Admin, cmd: LogDirs) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// `quorum describe`, in kafka-metadata-quorum's format.
+async fn quorum(admin: &Admin, replication: bool) -> anyhow::Result<()> {
+    let q = admin.describe_quorum().await?;
+    let leader = q.leader_id.unwrap_or(-1);
+    let lag = |r: &klog_client::QuorumReplica| {
+        if r.log_end_offset < 0 {
+            -1
+        } else {
+            (q.high_watermark - r.log_end_offset).max(0)
+        }
+    };
+    let ts = |t: Option<i64>| t.unwrap_or(-1);
+    if replication {
+        println!(
+            "{:<8}{:<14}{:<8}{:<20}{:<23}STATUS",
+            "NodeId", "LogEndOffset", "Lag", "LastFetchTimestamp", "LastCaughtUpTimestamp"
+        );
+        let members = q
+            .voters
+            .iter()
+            .map(|r| {
+                (
+                    r,
+                    if r.node_id == leader {
+                        "Leader"
+                    } else {
+                        "Follower"
+                    },
+                )
+            })
+            .chain(q.observers.iter().map(|r| (r, "Observer")));
+        for (r, role) in members {
+            println!(
+                "{:<8}{:<14}{:<8}{:<20}{:<23}{role}",
+                r.node_id,
+                r.log_end_offset,
+                lag(r),
+                ts(r.last_fetch_timestamp),
+                ts(r.last_caught_up_timestamp),
+            );
+        }
+        return Ok(());
+    }
+    let cluster = admin.describe_cluster().await?;
+    let ids = |rs: &[klog_client::QuorumReplica]| {
+        rs.iter()
+            .map(|r| r.node_id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let max_lag = q
+        .voters
+        .iter()
+        .filter(|r| r.node_id != leader)
+        .map(lag)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "ClusterId:              {}",
+        cluster.cluster_id.as_deref().unwrap_or("-")
+    );
+    println!("LeaderId:               {leader}");
+    println!("LeaderEpoch:            {}", q.leader_epoch);
+    println!("HighWatermark:          {}", q.high_watermark);
+    println!("MaxFollowerLag:         {max_lag}");
+    println!("CurrentVoters:          [{}]", ids(&q.voters));
+    println!("CurrentObservers:       [{}]", ids(&q.observers));
+    if !q.voter_endpoints.is_empty() {
+        let endpoints: Vec<String> = q
+            .voter_endpoints
+            .iter()
+            .map(|(id, host, port)| format!("{id}@{host}:{port}"))
+            .collect();
+        println!("VoterEndpoints:         [{}]", endpoints.join(","));
     }
     Ok(())
 }

@@ -399,6 +399,40 @@ pub struct ClusterDescription {
     pub brokers: Vec<BrokerInfo>,
 }
 
+/// The metadata quorum as its leader (the active controller) reports it:
+/// DescribeQuorum (KIP-595), what Kafka's `kafka-metadata-quorum describe` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// The leader's node id (`None` while there is none).
+    pub leader_id: Option<i32>,
+    /// The leader's epoch (its Raft term).
+    pub leader_epoch: i32,
+    /// The offset below which the metadata log is committed.
+    pub high_watermark: i64,
+    /// The voters, sorted by id.
+    pub voters: Vec<QuorumReplica>,
+    /// The observers (broker-only nodes following the log), sorted by id.
+    pub observers: Vec<QuorumReplica>,
+    /// The voters' controller endpoints as `(node id, host, port)`, sorted (v2,
+    /// KIP-853; empty from older brokers).
+    pub voter_endpoints: Vec<(i32, String, u16)>,
+}
+
+/// One member of the metadata quorum in a [`QuorumDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplica {
+    /// Its node id.
+    pub node_id: i32,
+    /// The end of its copy of the metadata log, as the leader knows it (-1 if
+    /// unknown).
+    pub log_end_offset: i64,
+    /// When it last fetched from the leader, in ms since the epoch (`None` if
+    /// the leader does not say).
+    pub last_fetch_timestamp: Option<i64>,
+    /// When it was last caught up with the leader (`None` if not said).
+    pub last_caught_up_timestamp: Option<i64>,
+}
+
 /// What to describe configs of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -1193,6 +1227,87 @@ impl Admin {
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(results)
+    }
+
+    /// The metadata quorum (DescribeQuorum, which a broker forwards to the active
+    /// controller): its leader, epoch, committed offset, voters and observers.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, AdminError> {
+        use klog_codec::protocol::messages::DescribeQuorumRequest;
+        use klog_codec::protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        use klog_codec::protocol::messages::describe_quorum_response::ReplicaState;
+        const TOPIC: &str = "__cluster_metadata";
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+        ]);
+        let deadline = Instant::now() + self.timeout;
+        let mut attempt = 0;
+        let response = loop {
+            let result = async {
+                let conn = self.cluster.any_connection().await?;
+                let r = conn.send(&request)?.await?;
+                if let Some(e) = ClientError::broker(
+                    "DescribeQuorum",
+                    r.error_code,
+                    r.error_message.as_ref().map(|m| m.to_string()),
+                ) {
+                    return Err(e);
+                }
+                Ok(r)
+            }
+            .await;
+            match result {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    attempt += 1;
+                    tokio::time::sleep(self.cluster.config.backoff(attempt)).await;
+                }
+                other => break other?,
+            }
+        };
+        let partition = response
+            .topics
+            .iter()
+            .filter(|t| t.topic_name.0.as_str() == TOPIC)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == 0)
+            .ok_or_else(|| AdminError::UnknownTopic(TOPIC.to_owned()))?;
+        if let Some(error) = ResponseError::try_from_code(partition.error_code) {
+            return Err(AdminError::Partition {
+                topic: TOPIC.to_owned(),
+                partition: 0,
+                error,
+            });
+        }
+        let replica = |r: &ReplicaState| QuorumReplica {
+            node_id: r.replica_id.0,
+            log_end_offset: r.log_end_offset,
+            last_fetch_timestamp: (r.last_fetch_timestamp >= 0).then_some(r.last_fetch_timestamp),
+            last_caught_up_timestamp: (r.last_caught_up_timestamp >= 0)
+                .then_some(r.last_caught_up_timestamp),
+        };
+        let mut voters: Vec<QuorumReplica> = partition.current_voters.iter().map(replica).collect();
+        voters.sort_by_key(|r| r.node_id);
+        let mut observers: Vec<QuorumReplica> = partition.observers.iter().map(replica).collect();
+        observers.sort_by_key(|r| r.node_id);
+        let mut voter_endpoints: Vec<(i32, String, u16)> = response
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.listeners
+                    .iter()
+                    .map(move |l| (n.node_id.0, l.host.to_string(), l.port))
+            })
+            .collect();
+        voter_endpoints.sort();
+        Ok(QuorumDescription {
+            leader_id: (partition.leader_id.0 >= 0).then_some(partition.leader_id.0),
+            leader_epoch: partition.leader_epoch,
+            high_watermark: partition.high_watermark,
+            voters,
+            observers,
+            voter_endpoints,
+        })
     }
 
     /// The cluster id, controller and brokers (DescribeCluster; from Metadata if

@@ -54,7 +54,7 @@ pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, CommittedOffset, ConfigEntry, ConfigResource,
     ConfigSource, ConfigSynonym, ElectionType, GroupDescription, GroupListing, GroupMember,
     ListedOffset, LogDirDescription, NewPartitions, NewTopic, OffsetSpec, PartitionLag,
-    ReplicaLogInfo,
+    QuorumDescription, QuorumReplica, ReplicaLogInfo,
 };
 pub use bytes::Bytes;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};

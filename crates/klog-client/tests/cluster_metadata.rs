@@ -304,6 +304,27 @@ fn broker_only_nodes_join_as_learners() {
             .await?;
         ensure!(meta.offset == 0, "{meta:?}");
         producer.close().await;
+        // DescribeQuorum, asked of the broker-only node (which forwards it): three
+        // voters with their controller endpoints, node 4 an observer.
+        eventually(Duration::from_secs(20), "node 4 observing", || async {
+            local
+                .describe_quorum()
+                .await
+                .is_ok_and(|q| q.observers.iter().map(|r| r.node_id).eq([4]))
+        })
+        .await?;
+        let q = local.describe_quorum().await?;
+        let voters: Vec<i32> = q.voters.iter().map(|r| r.node_id).collect();
+        ensure!(voters == vec![1, 2, 3], "{q:?}");
+        ensure!(q.leader_id.is_some_and(|l| voters.contains(&l)), "{q:?}");
+        ensure!(q.leader_epoch >= 1 && q.high_watermark > 0, "{q:?}");
+        let endpoint_ids: Vec<i32> = q.voter_endpoints.iter().map(|e| e.0).collect();
+        ensure!(endpoint_ids == vec![1, 2, 3], "{q:?}");
+        let leader = q.voters.iter().find(|r| Some(r.node_id) == q.leader_id);
+        ensure!(
+            leader.is_some_and(|r| r.log_end_offset >= q.high_watermark),
+            "{q:?}"
+        );
         Ok(())
     });
 }
