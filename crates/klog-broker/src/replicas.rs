@@ -385,8 +385,26 @@ impl ReplicaManager {
         p.resign();
         if delete {
             let tp = TopicPartition::new(p.topic.clone(), p.index);
-            if let Err(e) = self.logs.delete(&tp) {
-                tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
+            // Out of service and renamed here; the files are removed on a thread
+            // of their own: unlinking a large log (freeing its page cache, the
+            // journal commit) must not stall the thread applying metadata.
+            match self.logs.detach(&tp) {
+                Ok(detached) => {
+                    let spawned = std::thread::Builder::new()
+                        .name("klog-delete".to_owned())
+                        .spawn(move || {
+                            if let Err(e) = detached.remove() {
+                                tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        // The renamed folder is removed at the next start.
+                        tracing::warn!(error = %e, "could not start a thread to delete a partition folder");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
+                }
             }
         }
     }

@@ -52,4 +52,4 @@ pub use error::{AppendError, Corruption, OpenError, ReadError, RecoveryError, St
 pub use log::{
     AppendInfo, FileRegion, Log, ReadResult, RecoveryCut, RecoveryReport, SegmentInfo, SyncJob,
 };
-pub use manager::{LogManager, METADATA_LOG_DIR, MetaProperties, SharedLog};
+pub use manager::{DetachedPartition, LogManager, METADATA_LOG_DIR, MetaProperties, SharedLog};

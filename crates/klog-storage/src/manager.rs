@@ -389,7 +389,18 @@ impl LogManager {
     /// [`crate::AppendError::Closed`]) and its folder deleted. The folder is first
     /// renamed to `<topic>-<partition>.<n>-delete` so a crash midway cannot bring a
     /// half-deleted partition back; such folders are removed at the next open.
+    /// [`LogManager::detach`] and [`DetachedPartition::remove`] are the same in
+    /// two steps, for callers that remove the files on another thread.
     pub fn delete(&self, tp: &TopicPartition) -> io::Result<()> {
+        self.detach(tp)?.remove()
+    }
+
+    /// The quick half of [`LogManager::delete`]: closes the log, forgets it (the
+    /// same partition may be opened again at once, afresh) and renames its folder
+    /// to a `-delete` name. The returned [`DetachedPartition`] removes the files;
+    /// dropped without [`DetachedPartition::remove`], they are removed at the next
+    /// open.
+    pub fn detach(&self, tp: &TopicPartition) -> io::Result<DetachedPartition> {
         let entry = {
             let mut logs = self.logs.write().unwrap_or_else(PoisonError::into_inner);
             logs.remove(tp)
@@ -405,15 +416,13 @@ impl LogManager {
             log.mark_closed();
             log.dir().to_path_buf()
         };
-        let parent = &self.dirs[entry.dir];
+        let parent = self.dirs[entry.dir].clone();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let doomed = parent.join(format!("{tp}.{nanos}{DELETE_SUFFIX}"));
         fs::rename(&path, &doomed)?;
-        sync_dir(parent)?;
-        fs::remove_dir_all(&doomed)?;
-        sync_dir(parent)
+        Ok(DetachedPartition { parent, doomed })
     }
 
     /// Every partition, sorted.
@@ -509,6 +518,32 @@ impl LogManager {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// A partition folder that [`LogManager::detach`] took out of service and renamed
+/// for deletion; [`DetachedPartition::remove`] deletes it. Removing large files
+/// frees their page cache and makes the file system commit its journal, which can
+/// take long enough (hundreds of ms under write load) that a server does it off
+/// its request threads.
+#[derive(Debug)]
+#[must_use = "the folder stays on disk until removed (or the next open)"]
+pub struct DetachedPartition {
+    parent: PathBuf,
+    doomed: PathBuf,
+}
+
+impl DetachedPartition {
+    /// The renamed folder.
+    pub fn path(&self) -> &Path {
+        &self.doomed
+    }
+
+    /// Makes the rename durable, deletes the folder, and makes that durable.
+    pub fn remove(self) -> io::Result<()> {
+        sync_dir(&self.parent)?;
+        fs::remove_dir_all(&self.doomed)?;
+        sync_dir(&self.parent)
     }
 }
 

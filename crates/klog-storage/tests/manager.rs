@@ -221,6 +221,42 @@ fn delete_removes_the_folder_and_closes_the_log() {
 }
 
 #[test]
+fn detached_partitions_are_gone_at_once_and_removed_later_or_at_the_next_open() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = vec![root.path().join("d")];
+    let m = LogManager::open(&dirs, cfg, 0).expect("open");
+    let a = TopicPartition::new("a", 0);
+    let b = TopicPartition::new("b", 0);
+    for tp in [&a, &b] {
+        let log = m.create(tp.clone(), cfg(tp), 0).expect("create");
+        log.lock()
+            .expect("lock")
+            .append(&mut batch(1, 10, 0), 0, 0)
+            .expect("append");
+    }
+    let detached_a = m.detach(&a).expect("detach");
+    let detached_b = m.detach(&b).expect("detach");
+    // Out of service at once: the name is free, the files are renamed.
+    assert!(m.get(&a).is_none() && m.partitions().is_empty());
+    assert!(!dirs[0].join("a-0").exists());
+    assert!(detached_a.path().join("00000000000000000000.log").exists());
+    let fresh = m.create(a.clone(), cfg(&a), 0).expect("create again");
+    assert_eq!(fresh.lock().expect("lock").log_end_offset(), 0);
+    // remove() deletes the folder; a folder never removed goes at the next open.
+    let a_path = detached_a.path().to_path_buf();
+    detached_a.remove().expect("remove");
+    assert!(!a_path.exists());
+    let b_path = detached_b.path().to_path_buf();
+    drop(detached_b);
+    assert!(b_path.exists());
+    drop(fresh);
+    drop(m);
+    let m = LogManager::open(&dirs, cfg, 0).expect("reopen");
+    assert!(!b_path.exists());
+    assert_eq!(m.partitions(), vec![a]);
+}
+
+#[test]
 fn open_skips_strangers_and_finishes_interrupted_deletes() {
     let root = tempfile::tempdir().expect("tempdir");
     let dirs = vec![root.path().join("d")];
