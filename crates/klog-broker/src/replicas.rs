@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use klog_coordinator::metadata::{ConfigResource, MetadataImage};
-use klog_storage::{LogManager, TopicPartition};
+use klog_storage::{DetachedPartition, LogManager, TopicPartition};
 
 use crate::broker::now_ms;
 use crate::config::BrokerConfig;
@@ -353,7 +353,7 @@ impl ReplicaManager {
         }
         drop(topics);
         if let Some(p) = removed {
-            self.stop(&p, true, events);
+            remove_in_background(self.stop(&p, true, events).into_iter().collect());
         }
     }
 
@@ -366,16 +366,26 @@ impl ReplicaManager {
             .unwrap_or_else(|e| e.into_inner())
             .remove(topic);
         if let Some(t) = removed {
-            for p in t.partitions.values() {
-                self.stop(p, delete, events);
-            }
+            let detached = t
+                .partitions
+                .values()
+                .filter_map(|p| self.stop(p, delete, events))
+                .collect();
+            remove_in_background(detached);
             if delete {
                 tracing::info!(topic, "deleted topic");
             }
         }
     }
 
-    fn stop(&self, p: &Partition, delete: bool, events: &mut Vec<ReplicaEvent>) {
+    /// Stops serving `p`; with `delete`, takes its folder out of service and
+    /// returns it for [`remove_in_background`].
+    fn stop(
+        &self,
+        p: &Partition,
+        delete: bool,
+        events: &mut Vec<ReplicaEvent>,
+    ) -> Option<DetachedPartition> {
         if p.is_leader() {
             events.push(ReplicaEvent::StoppedLeading(p.topic.clone(), p.index));
         }
@@ -383,30 +393,16 @@ impl ReplicaManager {
             f.unfollow(&p.topic, p.index);
         }
         p.resign();
-        if delete {
-            let tp = TopicPartition::new(p.topic.clone(), p.index);
-            // Out of service and renamed here; the files are removed on a thread
-            // of their own: unlinking a large log (freeing its page cache, the
-            // journal commit) must not stall the thread applying metadata.
-            match self.logs.detach(&tp) {
-                Ok(detached) => {
-                    let spawned = std::thread::Builder::new()
-                        .name("klog-delete".to_owned())
-                        .spawn(move || {
-                            if let Err(e) = detached.remove() {
-                                tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
-                            }
-                        });
-                    if let Err(e) = spawned {
-                        // The renamed folder is removed at the next start.
-                        tracing::warn!(error = %e, "could not start a thread to delete a partition folder");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
-                }
-            }
+        if !delete {
+            return None;
         }
+        let tp = TopicPartition::new(p.topic.clone(), p.index);
+        self.logs
+            .detach(&tp)
+            .inspect_err(|e| {
+                tracing::error!(partition = %tp, error = %e, "could not delete partition folder");
+            })
+            .ok()
     }
 
     /// Brokers were fenced, unfenced or began shutting down: leaders learn which
@@ -450,4 +446,27 @@ impl ReplicaManager {
 /// partition starts as the leader of its only replica until it does).
 fn partition_registered(p: &Partition) -> bool {
     p.registration().is_some()
+}
+
+/// Removes detached partition folders on one thread of its own: unlinking large
+/// logs (freeing their page cache, the journal commit) must not stall the thread
+/// applying metadata. A folder left behind (the thread could not start, or the
+/// process stopped first) is removed at the next start.
+fn remove_in_background(detached: Vec<DetachedPartition>) {
+    if detached.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("klog-delete".to_owned())
+        .spawn(move || {
+            for d in detached {
+                let path = d.path().display().to_string();
+                if let Err(e) = d.remove() {
+                    tracing::error!(%path, error = %e, "could not delete partition folder");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start a thread to delete partition folders");
+    }
 }
