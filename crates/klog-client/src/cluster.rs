@@ -343,6 +343,13 @@ impl Cluster {
         self.meta.read().map_or(-1, |m| m.controller)
     }
 
+    /// Whether the cache was refreshed less than `age` ago.
+    pub(crate) fn refreshed_within(&self, age: Duration) -> bool {
+        self.meta
+            .read()
+            .is_ok_and(|m| m.refreshed.is_some_and(|t| t.elapsed() < age))
+    }
+
     /// Whether the cache is older than `metadata.max.age.ms` (or empty).
     pub(crate) fn is_stale(&self) -> bool {
         self.meta.read().map_or(true, |m| {

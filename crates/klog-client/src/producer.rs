@@ -965,9 +965,13 @@ fn drain(inner: &Inner) -> Drained {
                         Some(leader) if leader != failed => true,
                         _ => {
                             // Still the broker that failed (or none): look again
-                            // soon rather than only after the whole backoff.
-                            inner.metadata_wanted.store(true, Ordering::Release);
-                            wake_at(until.min(now + inner.config.client.retry_backoff));
+                            // every retry.backoff.ms rather than only after the
+                            // whole backoff.
+                            let every = inner.config.client.retry_backoff;
+                            if !inner.cluster.refreshed_within(every) {
+                                inner.metadata_wanted.store(true, Ordering::Release);
+                            }
+                            wake_at(now + every);
                             false
                         }
                     },
