@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::{eventually, run, serial};
+use common::{eventually, live_brokers, run, serial};
 use klog_client::{
     Admin, AdminError, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
     ProducerRecord, TopicPartition,
@@ -41,13 +41,7 @@ fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
     // Phase 1: placement and forwarding, with every node up.
     run(Duration::from_secs(90), async {
         let admin = Admin::new(ClientConfig::new(&bootstrap))?;
-        eventually(Duration::from_secs(20), "three brokers", || async {
-            admin
-                .describe_cluster()
-                .await
-                .is_ok_and(|c| c.brokers.len() == 3)
-        })
-        .await?;
+        live_brokers(&admin, 3, Duration::from_secs(20)).await?;
         let described = admin.describe_cluster().await?;
         ensure!(
             described
@@ -278,13 +272,7 @@ fn broker_only_nodes_join_as_learners() {
     let broker_only = cluster.node(4).addr();
     run(Duration::from_secs(90), async {
         let admin = Admin::new(ClientConfig::new(&bootstrap))?;
-        eventually(Duration::from_secs(20), "four brokers", || async {
-            admin
-                .describe_cluster()
-                .await
-                .is_ok_and(|c| c.brokers.len() == 4)
-        })
-        .await?;
+        live_brokers(&admin, 4, Duration::from_secs(20)).await?;
         // Four brokers now: RF 4 is placed, partition 3 led by node 4.
         let mut wide = NewTopic::new("wide", 4);
         wide.replication_factor = 4;

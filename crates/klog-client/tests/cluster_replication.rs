@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use bytes::Bytes;
-use common::{eventually, run, serial};
+use common::{eventually, live_brokers, run, serial};
 use klog_client::{
     Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
     ProducerRecord, TopicPartition,
@@ -31,13 +31,7 @@ const FAST: &[&str] = &[
 /// Creates `topic` with RF 3 and min ISR 2 and waits until every partition has
 /// its three replicas in sync.
 async fn replicated_topic(admin: &Admin, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    eventually(Duration::from_secs(20), "three live brokers", || async {
-        admin
-            .describe_cluster()
-            .await
-            .is_ok_and(|c| c.brokers.len() == 3)
-    })
-    .await?;
+    live_brokers(admin, 3, Duration::from_secs(20)).await?;
     let mut t = NewTopic::new(topic, partitions);
     t.replication_factor = 3;
     t.configs
@@ -256,13 +250,7 @@ fn paused_followers_leave_the_isr_and_rejoin() {
     let bootstrap = cluster.bootstrap();
     let leader = run(Duration::from_secs(60), async {
         let admin = Admin::new(ClientConfig::new(&bootstrap))?;
-        eventually(Duration::from_secs(20), "three brokers", || async {
-            admin
-                .describe_cluster()
-                .await
-                .is_ok_and(|c| c.brokers.len() == 3)
-        })
-        .await?;
+        live_brokers(&admin, 3, Duration::from_secs(20)).await?;
         replicated_topic(&admin, "pause", 1).await?;
         leader_of(&admin, "pause", 0).await
     });

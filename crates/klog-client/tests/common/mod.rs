@@ -44,6 +44,21 @@ where
     Ok(())
 }
 
+/// Waits (at most `limit`) until DescribeCluster lists `n` live brokers.
+pub async fn live_brokers(
+    admin: &klog_client::Admin,
+    n: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    eventually(limit, &format!("{n} live brokers"), || async {
+        admin
+            .describe_cluster()
+            .await
+            .is_ok_and(|c| c.brokers.len() == n)
+    })
+    .await
+}
+
 /// The cluster tests of one test binary run one at a time: each runs a cluster
 /// whose failure detection is timed, and two at once on a small machine would
 /// starve them.
