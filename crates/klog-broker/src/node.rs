@@ -178,7 +178,9 @@ impl Node {
 
         // The controller, on a controller node.
         let controller = if config.cluster.roles.controller {
-            let seed = now_ms() as u64 ^ u64::from(std::process::id());
+            // Differs per node even for nodes of one process started together.
+            let seed =
+                now_ms() as u64 ^ u64::from(std::process::id()) ^ (config.node_id as u64) << 32;
             let (handle, task) = ControllerRuntime::start(
                 &config,
                 quorum.clone(),
@@ -228,13 +230,12 @@ impl Node {
             .controller_listener
             .filter(|_| wants_listener)
         {
-            let listener =
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| StartError::Io {
-                        path: PathBuf::from(addr.to_string()),
-                        source: e,
-                    })?;
+            let listener = klog_client::net::bind(addr)
+                .await
+                .map_err(|e| StartError::Io {
+                    path: PathBuf::from(addr.to_string()),
+                    source: e,
+                })?;
             controller_addr = listener.local_addr().ok();
             tracing::info!(address = ?controller_addr, "controller listener");
             let task = match (controller.clone(), admin.clone()) {
@@ -405,7 +406,7 @@ impl Node {
 /// Serves the controller listener (raft RPCs, and the controller APIs on a
 /// controller) until `stop`.
 fn spawn_listener<H: crate::quorum::FrameHandler>(
-    listener: tokio::net::TcpListener,
+    listener: klog_client::net::Listener,
     handler: Arc<H>,
     max_frame: usize,
     mut stop: watch::Receiver<bool>,

@@ -440,3 +440,60 @@ fn image_and_records_round_trip() {
     assert_eq!(restored, s.image);
     assert!(klog_coordinator::metadata::decode_batch(b"not json").is_err());
 }
+
+/// A controller that takes over with the same id seed as the one before it (two
+/// controllers in one process, started in the same millisecond) still gives each
+/// new topic an id no other topic has.
+#[test]
+fn a_new_controller_seeded_alike_gives_new_topics_fresh_ids() {
+    let mut s = State {
+        controller: Controller::new(ControllerConfig::default(), 7),
+        image: MetadataImage::new(),
+    };
+    let create = |name: &str| CreateTopic {
+        name: name.to_owned(),
+        num_partitions: 1,
+        replication_factor: 1,
+        assignments: Vec::new(),
+        configs: BTreeMap::new(),
+    };
+    let o = s
+        .controller
+        .register_broker(
+            &s.image,
+            RegisterBroker {
+                id: 1,
+                incarnation: "i1".to_owned(),
+                endpoints: Vec::new(),
+                rack: None,
+                previous_epoch: -1,
+            },
+            0,
+        )
+        .expect("register");
+    commit(&mut s, &o.records, &mut Vec::new());
+    let hb = Heartbeat {
+        id: 1,
+        epoch: o.response,
+        metadata_offset: s.image.offset,
+        want_fence: false,
+        want_shut_down: false,
+    };
+    let o = s.controller.heartbeat(&s.image, hb, 1).expect("heartbeat");
+    commit(&mut s, &o.records, &mut Vec::new());
+    let ok = |_: &BTreeMap<String, String>| Ok(());
+    let o = s
+        .controller
+        .create_topics(&s.image, &[create("a")], false, &ok);
+    commit(&mut s, &o.records, &mut Vec::new());
+    // Failover: a fresh controller with the same seed.
+    s.controller = Controller::new(ControllerConfig::default(), 7);
+    s.controller.activate(&s.image, 2);
+    let o = s
+        .controller
+        .create_topics(&s.image, &[create("b")], false, &ok);
+    commit(&mut s, &o.records, &mut Vec::new());
+    let a = s.image.topic("a").expect("a").id;
+    let b = s.image.topic("b").expect("b").id;
+    assert_ne!(a, b, "two topics share an id");
+}

@@ -321,16 +321,23 @@ impl Controller {
         self.sessions.remove(&broker);
     }
 
-    fn next_topic_id(&mut self) -> TopicId {
-        // splitmix64, twice: 128 bits that differ for every topic.
-        let mut half = || {
-            self.id_state = self.id_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.id_state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        TopicId((u128::from(half()) << 64) | u128::from(half()))
+    /// A topic id no topic of `image` has (nor the zero id): two controllers seeded
+    /// alike (in one process, say) must not give a new topic an existing id.
+    fn next_topic_id(&mut self, image: &MetadataImage) -> TopicId {
+        loop {
+            // splitmix64, twice: 128 bits that differ for every topic.
+            let mut half = || {
+                self.id_state = self.id_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = self.id_state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            };
+            let id = TopicId((u128::from(half()) << 64) | u128::from(half()));
+            if id.0 != 0 && image.topic_by_id(id).is_none() {
+                return id;
+            }
+        }
     }
 
     fn min_isr(&self, image: &MetadataImage, topic: &str) -> usize {
@@ -625,7 +632,7 @@ impl Controller {
             match placed {
                 Err(r) => results.push(r),
                 Ok(assignment) => {
-                    let id = self.next_topic_id();
+                    let id = self.next_topic_id(changes.image());
                     let rf = assignment.first().map_or(0, |r| r.len());
                     results.push(CreatedTopic {
                         name: t.name.clone(),
@@ -986,7 +993,7 @@ impl Controller {
             if changes.image().topic(&t.name).is_some() {
                 continue;
             }
-            let id = self.next_topic_id();
+            let id = self.next_topic_id(changes.image());
             changes.push(MetadataRecord::Topic {
                 name: t.name.clone(),
                 id,
