@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponseWriter};
@@ -59,12 +61,10 @@ use klog_codec::protocol::parse_request_header;
 use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 use klog_replication::ProduceOutcome;
 
-/// Milliseconds since the Unix epoch: the broker's clock, read only here.
+/// Milliseconds since the Unix epoch: the broker's clock, read only here (through
+/// the wall-clock seam, [`klog_client::clock`], which a simulator replaces).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    klog_client::clock::now_ms()
 }
 
 fn code(e: ResponseError) -> i16 {
@@ -762,7 +762,7 @@ impl Broker {
                 return parts;
             }
             tokio::select! {
-                _ = tokio::time::timeout_at(deadline.into(), waiter.notified()) => {}
+                _ = tokio::time::timeout_at(deadline, waiter.notified()) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -1412,7 +1412,7 @@ pub(crate) async fn wait_committed(
     match partition.wait_committed(offset, deadline_ms) {
         CommitWait::Done(outcome) => outcome,
         CommitWait::Waiting { id, mut outcome } => {
-            match tokio::time::timeout_at(deadline.into(), &mut outcome).await {
+            match tokio::time::timeout_at(deadline, &mut outcome).await {
                 Ok(Ok(o)) => o,
                 // The partition went away with the wait unanswered.
                 Ok(Err(_)) => ProduceOutcome::NotLeader,

@@ -721,7 +721,7 @@ impl Groups {
         // Committed only once the offsets are on the ISR of their partition
         // (acks=all, as Kafka writes them): a new coordinator must find them.
         let mut persisted = appended.is_some();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         for (p, offset) in appended.unwrap_or_default() {
             persisted &= crate::broker::wait_committed(&p, offset, deadline).await
                 == klog_replication::ProduceOutcome::Committed;

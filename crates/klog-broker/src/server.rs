@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use klog_client::net::{Listener, Stream};
 use klog_codec::protocol::fetch::FetchPart;
 use klog_codec::protocol::messages::ApiKey;
 use klog_codec::protocol::{
@@ -27,9 +28,8 @@ use klog_codec::protocol::{
     encode_response, parse_request_header,
 };
 use klog_storage::FileRegion;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -46,9 +46,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The caller then calls [`Broker::shutdown`] to flush and mark a clean stop.
 pub async fn run(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
+    let listener = listener.into();
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(maintenance(broker.clone(), stop_rx.clone()));
     let group_timer = tokio::spawn(crate::groups::Groups::run_timer(
@@ -61,7 +62,7 @@ pub async fn run(
         let broker = broker.clone();
         let stop = stop_rx.clone();
         async move {
-            if let Err(e) = serve_connection(broker, stream, stop).await {
+            if let Err(e) = serve_connection(broker, stream, peer, stop).await {
                 tracing::debug!(%peer, error = %e, "connection closed");
             }
         }
@@ -87,12 +88,12 @@ pub async fn run(
 /// future for each in `connections` and reaping the finished ones. A failed accept
 /// (out of file descriptors and the like) is logged and retried after a short pause.
 pub(crate) async fn accept_until<F, Fut>(
-    listener: &TcpListener,
+    listener: &Listener,
     connections: &mut JoinSet<()>,
     shutdown: impl std::future::Future<Output = ()>,
     mut serve: F,
 ) where
-    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    F: FnMut(Stream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     tokio::pin!(shutdown);
@@ -213,14 +214,75 @@ enum Queued {
 
 async fn serve_connection(
     broker: Arc<Broker>,
-    stream: tokio::net::TcpStream,
+    stream: Stream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let fetch_mode = broker.config().fetch_mode;
+    match stream {
+        Stream::Tcp(s) => {
+            let (reader, writer) = s.into_split();
+            serve_split(broker, reader, Writer::Tcp(writer), fetch_mode, peer, stop).await
+        }
+        // Not a socket (a simulator's stream): no sendfile, regions are copied.
+        other => {
+            let (reader, writer) = tokio::io::split(other);
+            let writer = Writer::Other(writer);
+            serve_split(broker, reader, writer, FetchMode::Buffered, peer, stop).await
+        }
+    }
+}
+
+/// Where a connection's replies go: a TCP socket's write half (which `sendfile`
+/// can write to), or another stream's.
+enum Writer {
+    Tcp(OwnedWriteHalf),
+    Other(tokio::io::WriteHalf<Stream>),
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            Self::Other(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(w) => std::pin::Pin::new(w).poll_flush(cx),
+            Self::Other(w) => std::pin::Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            Self::Other(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+async fn serve_split(
+    broker: Arc<Broker>,
+    mut reader: impl AsyncRead + Unpin,
+    writer: Writer,
+    fetch_mode: FetchMode,
+    peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let peer = stream.peer_addr().ok();
-    let (mut reader, writer) = stream.into_split();
+    let peer = Some(peer);
     let max = broker.config().socket_request_max_bytes;
-    let fetch_mode = broker.config().fetch_mode;
     // Requests are handled one at a time, in order, by this task; replies leave in
     // the same order from the writer task. A Produce request is appended here and
     // then waits (fsync, high watermark) in the writer's queue, so the next request
@@ -287,7 +349,7 @@ async fn serve_connection(
 
 /// Writes the replies of one connection in order, waiting for each pending Produce.
 async fn write_replies(
-    mut writer: OwnedWriteHalf,
+    mut writer: Writer,
     mut rx: mpsc::Receiver<Queued>,
     fetch_mode: FetchMode,
 ) -> io::Result<()> {
@@ -435,7 +497,7 @@ fn frame<R: Encodable>(header: &RequestHeader, resp: &R) -> io::Result<Reply> {
 }
 
 async fn write_fetch(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut Writer,
     parts: Vec<FetchPart<FileRegion>>,
     mode: FetchMode,
     scratch: &mut Vec<u8>,
@@ -443,13 +505,11 @@ async fn write_fetch(
     for part in parts {
         match part {
             FetchPart::Bytes(b) => writer.write_all(&b).await?,
-            FetchPart::Region(region, len) => match mode {
-                FetchMode::Sendfile => {
-                    send_region(writer, &region.file, region.position, len).await?
+            FetchPart::Region(region, len) => match (mode, &mut *writer) {
+                (FetchMode::Sendfile, Writer::Tcp(tcp)) => {
+                    send_region(tcp, &region.file, region.position, len).await?
                 }
-                FetchMode::Buffered => {
-                    copy_region(writer, &region.file, region.position, len, scratch).await?
-                }
+                _ => copy_region(writer, &region.file, region.position, len, scratch).await?,
             },
         }
     }
@@ -503,7 +563,7 @@ async fn send_region(
 
 /// Sends a region by reading it into memory first (the buffered fetch path).
 async fn copy_region(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut Writer,
     file: &File,
     mut position: u64,
     mut len: u64,

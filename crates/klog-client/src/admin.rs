@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use klog_codec::protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use klog_codec::protocol::messages::delete_records_request::{

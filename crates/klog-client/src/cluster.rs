@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use klog_codec::protocol::StrBytes;
 use klog_codec::protocol::messages::metadata_request::MetadataRequestTopic;

@@ -37,9 +37,8 @@ use klog_codec::protocol::client::{
     encode_produce_request, encode_request, response_correlation_id,
 };
 use klog_codec::protocol::messages::{ApiKey, ApiVersionsRequest, ProduceRequest, ProduceResponse};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ConnectionError;
@@ -174,7 +173,7 @@ impl Connection {
             addr: addr.to_owned(),
             source: Arc::new(source),
         };
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(connect_timeout, crate::net::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(connect_error(e)),
             Err(_) => {
@@ -184,16 +183,24 @@ impl Connection {
                 )));
             }
         };
-        stream.set_nodelay(true).map_err(connect_error)?;
-        let (read, write) = stream.into_split();
         let shared = Arc::new(Shared {
             addr: addr.to_owned(),
             pending: Mutex::new(Pending::default()),
             closed: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(shared.clone(), write, rx));
-        tokio::spawn(reader(shared.clone(), read));
+        match stream {
+            crate::net::Stream::Tcp(s) => {
+                let (read, write) = s.into_split();
+                tokio::spawn(writer(shared.clone(), write, rx));
+                tokio::spawn(reader(shared.clone(), read));
+            }
+            other => {
+                let (read, write) = tokio::io::split(other);
+                tokio::spawn(writer(shared.clone(), write, rx));
+                tokio::spawn(reader(shared.clone(), read));
+            }
+        }
         let mut conn = Self {
             shared,
             tx,
@@ -415,7 +422,7 @@ const MAX_IOVECS: usize = 64;
 
 async fn writer(
     shared: Arc<Shared>,
-    mut write: OwnedWriteHalf,
+    mut write: impl AsyncWrite + Unpin,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     // Pieces of queued frames not yet (fully) written, in order. Everything
@@ -520,7 +527,11 @@ fn io_error(addr: &str, e: std::io::Error) -> ConnectionError {
 
 /// Reads at least `want` bytes into `buf` (in total), growing it in steps of at
 /// least 64 KiB; may read more (the start of the next response).
-async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> std::io::Result<()> {
+async fn fill(
+    read: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    want: usize,
+) -> std::io::Result<()> {
     while buf.len() < want {
         if buf.capacity() == buf.len() {
             buf.reserve((want - buf.len()).max(64 * 1024));
@@ -532,7 +543,7 @@ async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> std:
     Ok(())
 }
 
-async fn reader(shared: Arc<Shared>, mut read: OwnedReadHalf) {
+async fn reader(shared: Arc<Shared>, mut read: impl AsyncRead + Unpin) {
     // Responses are read into one buffer and split off it: a small response (size
     // prefix and body) usually takes one read, nothing is zeroed, and once the
     // application has dropped a response's records the next one reuses the same
@@ -605,7 +616,7 @@ mod tests {
     use klog_codec::protocol::messages::ApiVersionsResponse;
     use klog_codec::protocol::messages::api_versions_response::ApiVersion;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     fn api(key: i16, min: i16, max: i16) -> ApiVersion {
         ApiVersion::default()

@@ -24,7 +24,9 @@ use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use klog_codec::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -364,14 +366,14 @@ impl Consumer {
                 return Ok(self.ready.drain(..n).collect());
             }
             if self.assigned.is_empty() {
-                tokio::time::sleep_until(deadline.into()).await;
+                tokio::time::sleep_until(deadline).await;
                 return Ok(Vec::new());
             }
             self.ensure_fetcher().await?;
             let Some((_, rx)) = &mut self.fetcher else {
                 return Ok(Vec::new());
             };
-            let event = match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            let event = match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Ok(Vec::new()),
                 Ok(None) => {
                     // The fetcher stopped; start it again on the next round.

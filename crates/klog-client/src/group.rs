@@ -33,7 +33,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use klog_assign::{Assignor, MemberSubscription, RebalanceProtocol};
 use klog_codec::protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -434,7 +436,7 @@ impl GroupConsumer {
             }
             let records = if self.owned.is_empty() {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.into()) => return Ok(Vec::new()),
+                    _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
                     _ = wake => continue,
                 }
             } else {

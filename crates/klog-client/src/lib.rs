@@ -42,12 +42,14 @@
 //! their background tasks when created or first polled.
 
 pub mod admin;
+pub mod clock;
 mod cluster;
 pub mod conn;
 pub mod consumer;
 pub mod consumer_protocol;
 pub mod error;
 pub mod group;
+pub mod net;
 pub mod producer;
 
 pub use admin::{

@@ -31,7 +31,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use klog_assign::{StickyPartitioner, partition_for_key};
@@ -502,9 +504,7 @@ impl std::fmt::Debug for Producer {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::clock::now_ms()
 }
 
 impl Producer {
@@ -585,11 +585,8 @@ impl Producer {
             Ok(permit) => permit.forget(),
             Err(tokio::sync::TryAcquireError::Closed) => return Err(ProduceError::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
-                match tokio::time::timeout_at(
-                    deadline().into(),
-                    inner.buffer.acquire_many(size as u32),
-                )
-                .await
+                match tokio::time::timeout_at(deadline(), inner.buffer.acquire_many(size as u32))
+                    .await
                 {
                     Ok(Ok(permit)) => permit.forget(),
                     Ok(Err(_)) => return Err(ProduceError::Closed),
@@ -863,7 +860,7 @@ async fn sender(inner: Arc<Inner>) {
             Some(at) => {
                 tokio::select! {
                     _ = &mut notified => {}
-                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = tokio::time::sleep_until(at) => {}
                 }
             }
             None => notified.await,

@@ -28,7 +28,6 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use klog_codec::{BatchBuilder, Compression, RecordBatches};
 use klog_storage::{Log, LogConfig};
@@ -122,9 +121,7 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    klog_client::clock::now_ms()
 }
 
 fn offset(index: u64) -> Result<i64, LogStoreError> {

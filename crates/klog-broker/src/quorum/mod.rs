@@ -40,16 +40,16 @@
 //! corrupt `quorum-state`, or a log starting after what the snapshot covers, fails
 //! the start with a [`QuorumError`] naming the file.
 //!
-//! # Ready for simulation, and what is not yet
+//! # Ready for simulation
 //!
 //! Connections to peers go through the [`Connector`] trait ([`TcpConnector`] by
-//! default) and [`serve_connection`] serves any byte stream, so a simulator
-//! (turmoil) can substitute its own network. openraft runs on tokio
-//! ([`openraft::TokioRuntime`]): its timers are tokio's, which a simulator driving a
-//! tokio runtime with paused time controls. Not simulated yet: storage writes run
-//! on tokio's blocking pool against real files (`std::fs`), and openraft draws
-//! election timeouts from its own thread-local RNG, so a run is not replayable from
-//! a seed.
+//! default, which opens them with [`klog_client::net::connect`]: TCP, or the
+//! network a simulator installed), and [`serve`] accepts on a
+//! [`klog_client::net::Listener`], so a simulator (turmoil) substitutes its own
+//! network. openraft runs on [`KlogRuntime`]: tokio's timers, which a simulator
+//! driving a tokio runtime with paused time controls, and election timeouts drawn
+//! from a generator [`seed_election_rng`] seeds. Storage writes run on tokio's
+//! blocking pool against real files (`std::fs`).
 //!
 //! # Wiring (for the broker)
 //!
@@ -69,6 +69,7 @@ mod log_store;
 mod network;
 mod node;
 mod rpc;
+mod runtime;
 mod state_machine;
 mod types;
 
@@ -82,6 +83,7 @@ pub use rpc::{
     APPEND_ENTRIES_API, FrameHandler, INSTALL_SNAPSHOT_API, RaftRpc, VOTE_API, WithFallback,
     encode_request, is_raft_api, serve, serve_connection,
 };
+pub use runtime::{ElectionRng, KlogRuntime, seed_election_rng};
 pub use state_machine::MetadataStateMachine;
 pub use types::{
     Applied, Entry, LogId, Membership, Node, Payload, Raft, SnapshotMeta, StorageError,

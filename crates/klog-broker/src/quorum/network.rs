@@ -49,15 +49,15 @@ pub trait Connector: Send + Sync + 'static {
     fn connect<'a>(&'a self, addr: &'a str) -> ConnectFuture<'a>;
 }
 
-/// Connects with tokio's [`TcpStream`](tokio::net::TcpStream), `TCP_NODELAY` on.
+/// Connects through [`klog_client::net::connect`]: tokio's TCP with
+/// `TCP_NODELAY` on, or the network a simulator installed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TcpConnector;
 
 impl Connector for TcpConnector {
     fn connect<'a>(&'a self, addr: &'a str) -> ConnectFuture<'a> {
         Box::pin(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
+            let stream = klog_client::net::connect(addr).await?;
             Ok(Box::new(stream) as BoxStream)
         })
     }

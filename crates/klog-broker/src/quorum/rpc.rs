@@ -24,11 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use klog_client::net::Listener;
 use klog_codec::protocol::{RequestHeader, parse_request_header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::error::RpcError;
@@ -169,14 +169,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Accepts connections on `listener` and serves each with [`serve_connection`]
 /// until `shutdown` completes; then stops accepting and ends the connections.
 pub async fn serve<H: FrameHandler>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     handler: Arc<H>,
     max_frame_size: usize,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let listener = listener.into();
     let mut connections = JoinSet::new();
     crate::server::accept_until(&listener, &mut connections, shutdown, |stream, peer| {
-        let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         async move {
             if let Err(e) = serve_connection(stream, &*handler, max_frame_size).await {

@@ -20,7 +20,8 @@ pub struct Applied {
 openraft::declare_raft_types!(
     /// The openraft type configuration of klog's metadata quorum: node ids are
     /// klog's `node.id`, a node is known by its controller listener address, entries
-    /// carry opaque [`Payload`]s, snapshots are byte buffers, openraft runs on tokio.
+    /// carry opaque [`Payload`]s, snapshots are byte buffers, openraft runs on tokio
+    /// ([`KlogRuntime`](super::KlogRuntime): seedable election timeouts).
     pub TypeConfig:
         D = Payload,
         R = Applied,
@@ -28,7 +29,7 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = super::runtime::KlogRuntime,
 );
 
 /// A node of the quorum: its controller listener address (`host:port`).
