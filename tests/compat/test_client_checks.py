@@ -1,9 +1,10 @@
 """Behaviours real Kafka clients check, where klog must answer as Kafka does (issue
 16): per-record Produce errors, OffsetCommit to partitions that do not exist,
 CreateTopics with a manual replica assignment, deprecated topic configs,
-ListOffsets for the largest timestamp, feature levels in ApiVersions, and failing
-fast on transactions. Driven by kafka-python and confluent-kafka (librdkafka 2.16)
-against the real broker binary; every wait is bounded."""
+ListOffsets for the largest timestamp, and failing fast on transactions (feature
+levels in ApiVersions are in test_features.py). Driven by kafka-python and
+confluent-kafka (librdkafka 2.16) against the real broker binary; every wait is
+bounded."""
 
 import time
 
@@ -293,47 +294,3 @@ def test_create_topics_with_manual_assignment(broker, admin):
         admin.create_topics([NewTopic("asg-bad", 2, -1, replica_assignments={0: [1], 1: [1]})])
     assert "asg-bad" not in admin.list_topics()
     assert not list(broker.data_dir.glob("asg-bad-*"))
-
-
-# ---------------------------------------------------------------------------------
-# Feature levels in ApiVersions v3 (KIP-584): klog has none it can truthfully report
-# (metadata.version comes with the controller; transaction.version 0 would claim the
-# classic transaction protocol, and a supported minimum of 0 is not allowed below
-# ApiVersions v4, KAFKA-17011), so SupportedFeatures and FinalizedFeatures are
-# absent and the finalized epoch is the "unknown" -1.
-
-
-def uvarint(buf, at):
-    value = shift = 0
-    while True:
-        b = buf[at]
-        at += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, at
-        shift += 7
-
-
-def test_api_versions_v3_carries_no_feature_levels(broker, admin):
-    import socket
-    import struct
-
-    body = b"\x05klog" + b"\x041.0" + b"\x00"
-    payload = struct.pack(">hhih", 18, 3, 77, 1) + b"x" + b"\x00" + body
-    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
-        s.sendall(struct.pack(">i", len(payload)) + payload)
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        resp = s.recv(size, socket.MSG_WAITALL)
-    # Response header v0 (correlation id), then the flexible v3 body.
-    corr, error = struct.unpack(">ih", resp[:6])
-    assert (corr, error) == (77, 0)
-    n, at = uvarint(resp, 6)
-    for _ in range(n - 1):
-        at += 6  # api key, min, max
-        tagged, at = uvarint(resp, at)
-        assert tagged == 0
-    at += 4  # throttle_time_ms
-    tagged, at = uvarint(resp, at)
-    assert tagged == 0, "SupportedFeatures (0), FinalizedFeaturesEpoch (1) or FinalizedFeatures (2) sent"
-    assert at == len(resp)
-    assert admin.describe_features() == {}

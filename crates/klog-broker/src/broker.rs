@@ -47,6 +47,7 @@ use crate::config::BrokerConfig;
 use crate::configs::{self, ConfigEntry};
 use crate::controller::{ControllerReply, ControllerRequest};
 use crate::controller_api::AdminHandler;
+use crate::features;
 use crate::forward::ControllerClient;
 use crate::lifecycle::Lifecycle;
 use crate::metadata::MetadataStore;
@@ -504,18 +505,19 @@ impl Broker {
     // ----------------------------------------------------------------------------
     // ApiVersions
 
-    /// ApiVersions: the version table. An unsupported version gets
+    /// ApiVersions at `version`: the version table. An unsupported version gets
     /// UNSUPPORTED_VERSION, encoded by the caller in the v0 layout.
     ///
-    /// Feature levels (KIP-584, v3 tagged fields): none are reported, because klog
-    /// has none it could truthfully report at the versions it serves.
-    /// `metadata.version` comes with the controller's metadata log. A
-    /// `transaction.version` range of 0..0 would say the classic transaction
-    /// protocol works (level 0 is Kafka's pre-KIP-890 transactions, not "no
-    /// transactions"), and a supported minimum of 0 is not allowed in ApiVersions v3
-    /// anyway (KAFKA-17011: Kafka 3.9 lists such features from v4 only). There is no
-    /// finalized-features state, so the epoch is -1, "unknown" in KIP-584.
-    pub fn api_versions(&self, error_code: i16) -> ApiVersionsResponse {
+    /// From v3 the answer carries klog's feature levels (KIP-584, tagged fields):
+    /// `metadata.version` supported and finalized at
+    /// [`features::METADATA_VERSION_LEVEL`] (Kafka's `3.0-IV1`: Kafka 3.0 is as far
+    /// as klog's client APIs reach), and the finalized epoch is the offset of the
+    /// metadata image this broker serves from, as a Kafka broker in KRaft mode
+    /// sends (-1 before it has applied any entry). `transaction.version` (0: no
+    /// transactions) is never finalized and, with its supported minimum of 0, is
+    /// listed from v4 only (KAFKA-17492), which klog does not serve. See
+    /// [`features`] for the reasoning.
+    pub fn api_versions(&self, error_code: i16, version: i16) -> ApiVersionsResponse {
         let api_keys = versions::SUPPORTED_APIS
             .iter()
             .map(|s| {
@@ -525,12 +527,10 @@ impl Broker {
                     .with_max_version(s.max)
             })
             .collect();
-        ApiVersionsResponse::default()
+        let resp = ApiVersionsResponse::default()
             .with_error_code(error_code)
-            .with_api_keys(api_keys)
-            .with_supported_features(Vec::new())
-            .with_finalized_features_epoch(-1)
-            .with_finalized_features(Vec::new())
+            .with_api_keys(api_keys);
+        features::with_features(resp, version, self.store.image().offset)
     }
 
     // ----------------------------------------------------------------------------

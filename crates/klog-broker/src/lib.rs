@@ -31,6 +31,7 @@ pub mod config;
 pub mod configs;
 pub mod controller;
 pub mod controller_api;
+pub mod features;
 pub mod fetcher;
 pub mod forward;
 pub mod groups;

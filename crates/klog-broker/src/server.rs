@@ -395,8 +395,10 @@ async fn handle(
                 api_version: 0,
                 ..header.clone()
             };
-            let resp =
-                broker.api_versions(klog_codec::protocol::ResponseError::UnsupportedVersion.code());
+            let resp = broker.api_versions(
+                klog_codec::protocol::ResponseError::UnsupportedVersion.code(),
+                0,
+            );
             return frame(&v0, &resp).map(Queued::Ready);
         }
         Err(e) => {
@@ -411,7 +413,7 @@ async fn handle(
         }
     };
     let reply = match request {
-        Request::ApiVersions(_) => frame(header, &broker.api_versions(0)),
+        Request::ApiVersions(_) => frame(header, &broker.api_versions(0, header.api_version)),
         Request::Metadata(r) => frame(header, &broker.metadata(&r, header.api_version).await),
         Request::Produce(r) => {
             // A topic not hosted here may not exist: auto-create it first, as a

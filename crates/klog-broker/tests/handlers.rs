@@ -351,16 +351,50 @@ async fn create_topics_with_manual_assignment() {
     assert!(b.topic("unknown-broker").is_none() && b.topic("with-count").is_none());
 }
 
-/// ApiVersions v3 feature levels (KIP-584): klog reports no supported or finalized
-/// feature and the "unknown" finalized epoch -1 (see `Broker::api_versions` for
-/// why).
+/// ApiVersions v3 feature levels (KIP-584): `metadata.version` 1 (Kafka's
+/// `3.0-IV1`) supported and finalized; `transaction.version` (0..0) left out below
+/// v4 (KAFKA-17492) and never finalized (KIP-1022); the finalized epoch is the
+/// offset of the broker's metadata image, as in Kafka's KRaft mode, so it moves
+/// with every metadata change (see `klog_broker::features`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_versions_reports_no_feature_levels() {
+async fn api_versions_reports_feature_levels_at_the_image_offset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let n = node(dir.path()).await;
-    let resp = n.broker().api_versions(0);
-    assert!(resp.supported_features.is_empty() && resp.finalized_features.is_empty());
-    assert_eq!(resp.finalized_features_epoch, -1);
+    let b = n.broker();
+    let supported = |version| -> Vec<(String, i16, i16)> {
+        b.api_versions(0, version)
+            .supported_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+            .collect()
+    };
+    assert_eq!(supported(3), vec![("metadata.version".to_owned(), 1, 1)]);
+    assert_eq!(
+        supported(4),
+        vec![
+            ("metadata.version".to_owned(), 1, 1),
+            ("transaction.version".to_owned(), 0, 0)
+        ]
+    );
+
+    let before = b.api_versions(0, 3);
+    let offset = b.image().offset;
+    assert!(offset > 0, "a started node has applied its registration");
+    assert_eq!(before.finalized_features_epoch, offset as i64);
+    let finalized: Vec<(String, i16, i16)> = before
+        .finalized_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+        .collect();
+    assert_eq!(finalized, vec![("metadata.version".to_owned(), 1, 1)]);
+
+    create(b, "features-epoch", 1, BTreeMap::new(), false)
+        .await
+        .expect("created");
+    let after = b.api_versions(0, 3);
+    assert!(after.finalized_features_epoch > before.finalized_features_epoch);
+    assert_eq!(after.finalized_features_epoch, b.image().offset as i64);
+    assert_eq!(after.finalized_features, before.finalized_features);
 }
 
 /// KIP-108's create topic policy: every topic a client creates passes it first,
