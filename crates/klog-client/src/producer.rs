@@ -1056,25 +1056,25 @@ fn fail_expired(inner: &Inner, expired: Vec<Sent>) {
 }
 
 fn spawn_metadata_refresh(inner: &Arc<Inner>) {
-    if inner.refreshing.swap(true, Ordering::AcqRel) {
+    let topics: Vec<String> = lock(&inner.state)
+        .topics
+        .iter()
+        .map(|t| t.key.to_string())
+        .collect();
+    // Nothing to ask about until the first record names a topic. (Refreshing
+    // nothing and waking the sender again would spin it: the cache stays stale.)
+    if topics.is_empty() || inner.refreshing.swap(true, Ordering::AcqRel) {
         return;
     }
     inner.metadata_wanted.store(false, Ordering::Release);
     let inner = inner.clone();
     tokio::spawn(async move {
-        let topics: Vec<String> = lock(&inner.state)
-            .topics
-            .iter()
-            .map(|t| t.key.to_string())
-            .collect();
-        if !topics.is_empty() {
-            match inner.cluster.refresh(Some(&topics)).await {
-                Ok(_) => grow_partitions(&inner),
-                Err(e) => {
-                    tracing::debug!(error = %e, "metadata refresh failed");
-                    tokio::time::sleep(inner.config.client.retry_backoff).await;
-                    inner.metadata_wanted.store(true, Ordering::Release);
-                }
+        match inner.cluster.refresh(Some(&topics)).await {
+            Ok(_) => grow_partitions(&inner),
+            Err(e) => {
+                tracing::debug!(error = %e, "metadata refresh failed");
+                tokio::time::sleep(inner.config.client.retry_backoff).await;
+                inner.metadata_wanted.store(true, Ordering::Release);
             }
         }
         inner.refreshing.store(false, Ordering::Release);
