@@ -1,0 +1,67 @@
+//! A deterministic simulation of a whole klog cluster: three (or more) combined
+//! controller + broker nodes and a producer, run by [turmoil] on one thread in
+//! simulated time, under a fault schedule drawn from a seed, with invariants
+//! checked after every step and once the faults have healed.
+//!
+//! ```text
+//!  seed ──► Schedule (faults, times) ─────────────┐
+//!    │                                            ▼ applied between steps
+//!    ├──► turmoil Sim: hosts n1..nN ── klog_broker::node::Node + server::run
+//!    │                 client ─────── klog_client Admin + idempotent Producer
+//!    │                    │ step (one tick of simulated time)
+//!    │                    ▼
+//!    │           Observation of every running node ──► StepChecks (invariants/)
+//!    └──► openraft election timeouts (seed_election_rng)
+//!  after the last fault: heal, restart, wait for the replicas to catch up,
+//!  then read every replica's log ──► acked, replicas (invariants/)
+//! ```
+//!
+//! # What is real and what is simulated
+//!
+//! Real: everything klog runs — the broker's request handling, partitions and
+//! replica fetchers, the `klog-replication` state machines, the controller, the
+//! metadata quorum on openraft with its log in `__cluster_metadata-0/`, the
+//! storage engine writing real segment files (in a temporary directory, on
+//! `/dev/shm` when there is one), and `klog-client`'s admin client and producer.
+//!
+//! Simulated, through seams in the real code:
+//! * **sockets**: turmoil's TCP, installed behind [`klog_client::net`] (every
+//!   connection and listener klog makes goes through it); the fetch path copies
+//!   file regions instead of `sendfile`, which needs a real socket;
+//! * **time**: turmoil's paused tokio clocks drive every timer and deadline
+//!   (`tokio::time::Instant`), and its simulated epoch is the wall clock
+//!   ([`klog_client::clock`]) the protocol cores are given;
+//! * **task scheduling**: each node is a turmoil host, its tasks on one
+//!   single-threaded runtime; hosts are stepped in a fixed order;
+//! * **randomness**: turmoil's network from the seed, openraft's election
+//!   timeouts from [`klog_broker::quorum::seed_election_rng`].
+//!
+//! Not simulated (yet): the file system. Files are real, so a crash keeps every
+//! write the process made (like a process crash on a machine that stays up):
+//! losing unsynced writes and tearing the last one, and slow disks, are not
+//! exercised. Blocking file work runs on tokio's blocking pool, and
+//! `std::collections::HashMap` iteration order differs between processes, so a
+//! replay follows the same schedule and workload but is not guaranteed to take
+//! the same interleaving step for step.
+//!
+//! # Faults ([`faults`])
+//!
+//! Crash and restart of a node, isolating a node, one-way packet loss between
+//! two nodes, holding the packets between two nodes and delivering them late,
+//! and raised latency (messages on different connections overtake each other).
+//!
+//! # Invariants ([`invariants`])
+//!
+//! At every step: one leader per (partition, leader epoch); a node's high
+//! watermark never decreases; a leader's high watermark never exceeds the log
+//! end of a running ISR member. After healing: every acknowledged record is in
+//! the log exactly once, at its acknowledged offset, in produce order; offsets are
+//! dense; no record twice; every replica identical up to the high watermark.
+
+pub mod faults;
+pub mod invariants;
+mod net;
+mod run;
+
+pub use net::install;
+pub use run::{FAULTS_FROM, FAULTS_UNTIL, Options, Report, run};
