@@ -20,14 +20,17 @@ pub enum Fault {
         /// How long it stays down.
         down: Duration,
     },
-    /// The node cannot reach any other host, nor they it (packets dropped).
+    /// The node cannot reach any other host, nor they it: its packets are held
+    /// and delivered when the isolation ends (as TCP retransmits them once the
+    /// network heals).
     Isolate {
         /// Node id.
         node: usize,
         /// How long.
         span: Duration,
     },
-    /// Packets from `from` to `to` are dropped; the other way works.
+    /// Packets from node `from` to node `to` are dropped for good; the other way
+    /// works (a connection that lost some stalls until a timeout drops it).
     OneWay {
         /// Sending node.
         from: usize,

@@ -18,10 +18,18 @@ use crate::invariants::acked::{self, Acked};
 use crate::invariants::replicas::{self, ReplicaLog};
 use crate::invariants::{Observation, ReplicaView, StepChecks, Violation};
 
-/// The topic the workload writes.
+/// The topic the workload writes from the start.
 const TOPIC: &str = "sim";
-/// Its partitions.
-const PARTITIONS: i32 = 3;
+/// The topic the workload creates while the faults happen, then writes too.
+const LATE_TOPIC: &str = "sim-late";
+/// The workload's topics and their partition counts.
+const TOPICS: [(&str, i32); 2] = [(TOPIC, 3), (LATE_TOPIC, 2)];
+/// When the late topic is created.
+const LATE_TOPIC_AT: Duration = Duration::from_secs(9);
+/// The consumer group.
+const GROUP: &str = "sim-group";
+/// The client hosts.
+const CLIENTS: [&str; 2] = ["client", "consumer"];
 /// One step of simulated time.
 const TICK: Duration = Duration::from_millis(2);
 /// The base message latency range.
@@ -69,6 +77,10 @@ pub struct Report {
     pub schedule: Schedule,
     /// Records acknowledged to the producer.
     pub acked: usize,
+    /// Committed offsets the group consumer read back.
+    pub commits: usize,
+    /// Whether the topic created during the faults was created.
+    pub late_topic: bool,
     /// (partition, epoch) leaderships seen.
     pub leaderships: usize,
     /// Simulated time at the end.
@@ -97,10 +109,16 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "seed {}: {} ({} acknowledged, {} leaderships, {} ms simulated, {} steps)",
+            "seed {}: {} ({} acknowledged, {} commits read back, late topic {}, {} leaderships, {} ms simulated, {} steps)",
             self.seed,
             if self.passed() { "passed" } else { "FAILED" },
             self.acked,
+            self.commits,
+            if self.late_topic {
+                "created"
+            } else {
+                "not created"
+            },
             self.leaderships,
             self.sim_time.as_millis(),
             self.steps
@@ -126,6 +144,12 @@ struct Shared {
     incarnation: Vec<u32>,
     acked: Vec<Acked>,
     failed_sends: u64,
+    /// Whether the late topic exists (the producer then writes to it too).
+    late_topic: bool,
+    /// Whether the producer has finished.
+    produced: bool,
+    /// What the group consumer read back as committed after each commit.
+    committed: Vec<crate::invariants::groups::Committed>,
     trace: Vec<String>,
     tracing: bool,
 }
@@ -198,6 +222,7 @@ async fn client_main(
     records: u64,
     shared: Rc<RefCell<Shared>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let start = tokio::time::Instant::now();
     let bootstrap = (1..=nodes)
         .map(|i| format!("n{i}:9092"))
         .collect::<Vec<_>>()
@@ -207,26 +232,16 @@ async fn client_main(
     client.connect_timeout = Duration::from_secs(2);
     client.metadata_max_age = Duration::from_secs(5);
     let admin = Admin::new(client.clone())?;
-    let topic = NewTopic::new(TOPIC, PARTITIONS)
-        .with_replication_factor(3)
-        .with_config("min.insync.replicas", "2");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let created = match admin.create_topics(std::slice::from_ref(&topic)).await {
-            Ok(results) => results.into_iter().all(|r| match r {
-                Ok(()) => true,
-                Err(e) => e.to_string().contains("already exists"),
-            }),
-            Err(_) => false,
-        };
-        if created {
-            break;
+    create_topic(&admin, TOPIC, 3).await?;
+    // The late topic is created while the faults happen, by its own task.
+    let late_shared = shared.clone();
+    let late_admin = admin;
+    let late = tokio::task::spawn_local(async move {
+        tokio::time::sleep_until(start + LATE_TOPIC_AT).await;
+        if create_topic(&late_admin, LATE_TOPIC, 2).await.is_ok() {
+            late_shared.borrow_mut().late_topic = true;
         }
-        if tokio::time::Instant::now() > deadline {
-            return Err("the topic could not be created in 60 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    });
     let mut config = ProducerConfig::new(&bootstrap);
     config.client = client;
     config.acks = Acks::All;
@@ -236,8 +251,10 @@ async fn client_main(
     let producer = Producer::new(config).await?;
     let mut deliveries = Vec::new();
     for value in 0..records {
-        let mut record = ProducerRecord::new(TOPIC, value.to_string());
-        record.partition = Some((value % PARTITIONS as u64) as i32);
+        let late = value % 2 == 1 && shared.borrow().late_topic;
+        let (topic, partitions) = if late { TOPICS[1] } else { TOPICS[0] };
+        let mut record = ProducerRecord::new(topic, value.to_string());
+        record.partition = Some((value % partitions as u64) as i32);
         match producer.send(record).await {
             Ok(d) => deliveries.push((value, d)),
             Err(_) => shared.borrow_mut().failed_sends += 1,
@@ -259,6 +276,103 @@ async fn client_main(
             Err(_) => shared.borrow_mut().failed_sends += 1,
         }
     }
+    shared.borrow_mut().produced = true;
+    // The late topic's creation is part of the workload: wait for it (it retries
+    // for at most a minute).
+    let _ = late.await;
+    Ok(())
+}
+
+/// Creates `name` (RF 3, min ISR 2), retrying while the cluster cannot (forming,
+/// or no quorum during a fault) for at most a minute.
+async fn create_topic(
+    admin: &Admin,
+    name: &str,
+    partitions: i32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let topic = NewTopic::new(name, partitions)
+        .with_replication_factor(3)
+        .with_config("min.insync.replicas", "2");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = match admin.create_topics(std::slice::from_ref(&topic)).await {
+            Ok(results) => results.into_iter().all(|r| match r {
+                Ok(()) => true,
+                Err(e) => e.to_string().contains("already exists"),
+            }),
+            Err(_) => false,
+        };
+        if created {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("topic {name} could not be created in 60 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A consumer in a group on the workload's first topic: polls, commits what it
+/// consumed, reads the committed offsets back; until the producer is done and it
+/// has caught up (or a bound).
+async fn consumer_main(
+    nodes: usize,
+    shared: Rc<RefCell<Shared>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use klog_client::{GroupConfig, GroupConsumer, TopicPartition};
+    let bootstrap = (1..=nodes)
+        .map(|i| format!("n{i}:9092"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut config = GroupConfig::new(&bootstrap, GROUP);
+    config.set("enable.auto.commit", "false")?;
+    config.set("auto.offset.reset", "earliest")?;
+    config.set("session.timeout.ms", "6000")?;
+    config.set("heartbeat.interval.ms", "1000")?;
+    config.consumer.client.request_timeout = Duration::from_secs(5);
+    let mut consumer = GroupConsumer::new(config)?;
+    consumer.subscribe([TOPIC]);
+    let started = tokio::time::Instant::now();
+    let deadline = started + WORKLOAD_LIMIT;
+    let mut idle_after_produced = 0;
+    while tokio::time::Instant::now() < deadline {
+        let records = match consumer.poll(Duration::from_millis(500)).await {
+            Ok(r) => r,
+            Err(e) => {
+                let at = tokio::time::Instant::now() - started;
+                shared
+                    .borrow_mut()
+                    .note(at, || format!("consumer: poll failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if shared.borrow().produced && records.is_empty() {
+            idle_after_produced += 1;
+            if idle_after_produced > 10 {
+                break;
+            }
+        }
+        if records.is_empty() || consumer.commit_sync().await.is_err() {
+            continue;
+        }
+        let generation = consumer.generation();
+        let assigned: Vec<TopicPartition> = consumer.assignment();
+        if let Ok(committed) = consumer.committed(&assigned).await {
+            let mut s = shared.borrow_mut();
+            for (tp, offset) in committed {
+                if let Some(offset) = offset {
+                    s.committed.push(crate::invariants::groups::Committed {
+                        generation,
+                        topic: tp.topic.to_string(),
+                        partition: tp.partition,
+                        offset,
+                    });
+                }
+            }
+        }
+    }
+    let _ = consumer.close().await;
     Ok(())
 }
 
@@ -282,7 +396,7 @@ impl Harness<'_> {
         (1..=self.nodes)
             .filter(|&n| n != node)
             .map(name)
-            .chain(std::iter::once("client".to_owned()))
+            .chain(CLIENTS.iter().map(|c| (*c).to_owned()))
             .collect()
     }
 
@@ -303,14 +417,18 @@ impl Harness<'_> {
                     self.restart(*node);
                 }
             }
+            // turmoil drops a partitioned link's TCP segments for good (its TCP
+            // does not retransmit), so a connection across it would stall
+            // forever; real TCP delivers them once the network heals. Isolation
+            // therefore holds the node's packets, and delivers them at the heal.
             Edge::Start(Fault::Isolate { node, .. }) => {
                 for o in self.others(*node) {
-                    self.sim.partition(name(*node), o);
+                    self.sim.hold(name(*node), o);
                 }
             }
             Edge::End(Fault::Isolate { node, .. }) => {
                 for o in self.others(*node) {
-                    self.sim.repair(name(*node), o);
+                    self.sim.release(name(*node), o);
                 }
             }
             Edge::Start(Fault::OneWay { from, to, .. }) => {
@@ -336,7 +454,7 @@ impl Harness<'_> {
     fn heal(&mut self) {
         let names: Vec<String> = (1..=self.nodes)
             .map(name)
-            .chain(std::iter::once("client".to_owned()))
+            .chain(CLIENTS.iter().map(|c| (*c).to_owned()))
             .collect();
         for a in &names {
             for b in &names {
@@ -392,37 +510,59 @@ impl Harness<'_> {
         if self.shared.borrow().nodes.iter().any(Option::is_none) {
             return false;
         }
-        (0..PARTITIONS).all(|p| {
-            let replicas: Vec<&ReplicaView> = obs
-                .replicas
-                .iter()
-                .filter(|r| r.topic == TOPIC && r.partition == p)
-                .collect();
-            let leaders: Vec<&&ReplicaView> = replicas.iter().filter(|r| r.is_leader).collect();
-            let [leader] = leaders.as_slice() else {
-                return false;
-            };
-            replicas.len() == self.nodes
-                && leader.isr.len() == self.nodes
-                && replicas.iter().all(|r| {
-                    r.log_end_offset == leader.log_end_offset
-                        && r.high_watermark == leader.high_watermark
-                        && r.leader_epoch == leader.leader_epoch
-                })
+        let late = self.shared.borrow().late_topic;
+        let topics = if late { &TOPICS[..] } else { &TOPICS[..1] };
+        topics.iter().all(|&(topic, partitions)| {
+            (0..partitions).all(|p| {
+                let replicas: Vec<&ReplicaView> = obs
+                    .replicas
+                    .iter()
+                    .filter(|r| r.topic == topic && r.partition == p)
+                    .collect();
+                let leaders: Vec<&&ReplicaView> = replicas.iter().filter(|r| r.is_leader).collect();
+                let [leader] = leaders.as_slice() else {
+                    return false;
+                };
+                replicas.len() == self.nodes
+                    && leader.isr.len() == self.nodes
+                    && replicas.iter().all(|r| {
+                        r.log_end_offset == leader.log_end_offset
+                            && r.high_watermark == leader.high_watermark
+                            && r.leader_epoch == leader.leader_epoch
+                    })
+            })
         })
     }
 
     /// Reads every replica of the workload's topic and checks the final invariants.
     fn final_checks(&self, out: &mut Vec<Violation>) {
         let shared = self.shared.borrow();
-        for p in 0..PARTITIONS {
+        crate::invariants::groups::check(&shared.committed, out);
+        let topics = if shared.late_topic {
+            &TOPICS[..]
+        } else {
+            &TOPICS[..1]
+        };
+        for &(topic, partitions) in topics {
+            self.final_checks_of(&shared, topic, partitions, out);
+        }
+    }
+
+    fn final_checks_of(
+        &self,
+        shared: &Shared,
+        topic: &str,
+        partitions: i32,
+        out: &mut Vec<Violation>,
+    ) {
+        for p in 0..partitions {
             // (leads, its log, log start, (offset, value) below the high watermark)
             type Read = (bool, ReplicaLog, i64, Vec<(i64, u64)>);
             let mut logs: Vec<Read> = Vec::new();
             for (i, node) in shared.nodes.iter().enumerate() {
                 let Some(part) = node
                     .as_ref()
-                    .and_then(|n| n.broker().replicas().partition(TOPIC, p))
+                    .and_then(|n| n.broker().replicas().partition(topic, p))
                 else {
                     continue;
                 };
@@ -437,7 +577,7 @@ impl Harness<'_> {
                     let Ok((_, batch)) = batch else {
                         out.push(Violation {
                             invariant: "replicas identical up to the high watermark",
-                            detail: format!("{TOPIC}-{p} on n{}: a batch does not parse", i + 1),
+                            detail: format!("{topic}-{p} on n{}: a batch does not parse", i + 1),
                         });
                         break;
                     };
@@ -460,10 +600,10 @@ impl Harness<'_> {
             }
             logs.sort_by_key(|(leader, ..)| !*leader);
             if let Some((_, _, start, records)) = logs.first() {
-                acked::check_partition(TOPIC, p, *start, records, &shared.acked, out);
+                acked::check_partition(topic, p, *start, records, &shared.acked, out);
             }
             let views: Vec<ReplicaLog> = logs.into_iter().map(|(_, v, ..)| v).collect();
-            replicas::check_partition(TOPIC, p, &views, out);
+            replicas::check_partition(topic, p, &views, out);
         }
     }
 }
@@ -518,6 +658,8 @@ pub fn run(options: &Options) -> Report {
     let client_shared = shared.clone();
     h.sim
         .client("client", client_main(nodes, records, client_shared));
+    h.sim
+        .client("consumer", consumer_main(nodes, shared.clone()));
 
     let mut edges: Vec<(Duration, Edge)> = schedule
         .faults
@@ -629,6 +771,8 @@ pub fn run(options: &Options) -> Report {
         seed: options.seed,
         schedule,
         acked: shared.acked.len(),
+        commits: shared.committed.len(),
+        late_topic: shared.late_topic,
         leaderships: checks.leaderships(),
         sim_time,
         steps,

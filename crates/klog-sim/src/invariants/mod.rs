@@ -3,6 +3,7 @@
 //! the faults have healed and the replicas have caught up.
 
 pub mod acked;
+pub mod groups;
 pub mod high_watermark;
 pub mod leaders;
 pub mod replicas;
