@@ -151,6 +151,14 @@ pub struct ClusterConfig {
     pub auto_leader_rebalance: bool,
     /// `leader.imbalance.check.interval.seconds`, in ms.
     pub leader_imbalance_check_interval_ms: i64,
+    /// `klog.boot.id.file` (default `/proc/sys/kernel/random/boot_id`; empty:
+    /// none): where the kernel's boot id is read. A broker that stopped without a
+    /// clean shutdown but finds the boot id it ran under lost only its process,
+    /// not the page cache that holds its unsynced writes, so it registers as after
+    /// a clean stop and stays an eligible leader (KIP-966 counts every unclean
+    /// stop as a possible loss; this tells a `kill -9` from a power loss). With
+    /// no boot id every unclean stop counts as a loss.
+    pub boot_id_file: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -173,6 +181,7 @@ impl Default for ClusterConfig {
             unclean_leader_election: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 300_000,
+            boot_id_file: Some(PathBuf::from(crate::lifecycle::BOOT_ID_FILE)),
         }
     }
 }
@@ -495,6 +504,9 @@ impl BrokerConfig {
                 }
                 "offsets.retention.check.interval.ms" => {
                     c.offsets_retention_check_interval_ms = positive(k, v)?
+                }
+                "klog.boot.id.file" => {
+                    c.cluster.boot_id_file = (!v.is_empty()).then(|| PathBuf::from(v))
                 }
                 "klog.fetch.mode" => {
                     c.fetch_mode = match v {

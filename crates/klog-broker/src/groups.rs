@@ -236,7 +236,12 @@ impl Groups {
     }
 
     /// Replays one `__consumer_offsets` partition this broker now leads into the
-    /// coordinator.
+    /// coordinator. Whatever the coordinator still held of it (this broker led
+    /// it at an earlier epoch, and a new one began without a leader in between)
+    /// is unloaded first: requests parked in its groups hear NOT_COORDINATOR and
+    /// the groups are rebuilt from the log alone. (Loading over them set the
+    /// groups Stable with a member still waiting in a JoinGroup nobody would
+    /// answer; found by the simulation, seed 183.)
     pub fn load_partition(&self, broker: &Broker, index: i32) {
         self.adopt_partition_count(broker);
         let Some(p) = broker
@@ -246,6 +251,9 @@ impl Groups {
             return;
         };
         let mut inner = self.lock();
+        inner.coordinator.unload_partition(index);
+        let actions = inner.coordinator.take_actions();
+        self.perform(broker, &mut inner, actions);
         let mut loaded = 0usize;
         let log = p.log();
         let mut offset = log.log_start_offset();

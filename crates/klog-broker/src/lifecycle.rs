@@ -9,6 +9,16 @@
 //! broker had at a clean stop is kept in `<first log dir>/klog-broker-epoch`
 //! (written at a clean stop, removed at start), so that the next registration can
 //! say it stopped cleanly (KIP-966: only then does it stay an eligible leader).
+//!
+//! KIP-966 counts every other stop as a possible loss of unsynced writes, which
+//! a `kill -9` is not: the kernel keeps the page cache of a killed process, and
+//! only a reboot (a power loss, a kernel crash) drops it. So the broker also
+//! keeps `<first log dir>/klog-broker-run`, the kernel's boot id and its epoch,
+//! written at each registration; a broker that finds no clean-stop epoch but the
+//! boot id it ran under registers with that epoch, as after a clean stop. After a
+//! reboot (another boot id) it registers with -1 and the controller takes it out
+//! of every ELR, and out of the last-known-leader fallback where an ELR member
+//! holds the committed records.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +35,45 @@ use crate::metadata::MetadataStore;
 
 /// The file holding the broker epoch of the last clean stop.
 pub const EPOCH_FILE: &str = "klog-broker-epoch";
+
+/// The file holding the boot id and broker epoch of the current run.
+pub const RUN_FILE: &str = "klog-broker-run";
+
+/// Where Linux gives the id of the current boot.
+pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The id of the current boot, read from `file` (None: unknown).
+pub fn boot_id(file: Option<&Path>) -> Option<String> {
+    let id = std::fs::read_to_string(file?).ok()?;
+    let id = id.trim();
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_owned())
+}
+
+/// The epoch the next registration reports as its previous one: the clean-stop
+/// epoch if the last stop was clean (the file is removed), else the epoch of the
+/// last run if it ran under the boot `boot` (a process that died without a
+/// reboot lost nothing the kernel had), else -1.
+pub fn previous_epoch(dir: &Path, boot: Option<&str>) -> i64 {
+    let clean = take_clean_epoch(dir);
+    if clean >= 0 {
+        return clean;
+    }
+    let Some(boot) = boot else {
+        return -1;
+    };
+    let run = std::fs::read_to_string(dir.join(RUN_FILE)).unwrap_or_default();
+    let mut fields = run.split_whitespace();
+    match (fields.next(), fields.next().and_then(|e| e.parse().ok())) {
+        (Some(b), Some(epoch)) if b == boot => {
+            tracing::info!(
+                epoch,
+                "no clean stop, but the same boot: the page cache kept every write"
+            );
+            epoch
+        }
+        _ => -1,
+    }
+}
 
 /// Where the broker stands with the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +95,11 @@ pub struct BrokerIdentity {
     pub incarnation: String,
     /// Its listeners, as clients and brokers reach them.
     pub endpoints: Vec<Endpoint>,
-    /// The epoch of its last clean stop (-1: none).
+    /// The epoch of its last clean stop, or of its last run in this boot (-1:
+    /// none).
     pub previous_epoch: i64,
+    /// The id of the current boot, if known.
+    pub boot_id: Option<String>,
 }
 
 /// Registration and heartbeats.
@@ -63,6 +115,8 @@ pub struct Lifecycle {
     state: watch::Sender<LifecycleState>,
     shut_down: watch::Sender<bool>,
     epoch_file: PathBuf,
+    run_file: PathBuf,
+    boot_id: Option<String>,
 }
 
 /// Reads and removes the epoch of the last clean stop (-1: none).
@@ -105,6 +159,8 @@ impl Lifecycle {
             }),
             shut_down: watch::Sender::new(false),
             epoch_file: first_log_dir.join(EPOCH_FILE),
+            run_file: first_log_dir.join(RUN_FILE),
+            boot_id: who.boot_id,
         })
     }
 
@@ -131,6 +187,16 @@ impl Lifecycle {
         }
         if let Err(e) = std::fs::write(&self.epoch_file, epoch.to_string()) {
             tracing::warn!(path = %self.epoch_file.display(), error = %e, "could not record the clean-stop epoch");
+        }
+    }
+
+    /// Records this run's boot id and epoch, for a restart in the same boot.
+    fn record_run(&self, epoch: i64) {
+        let Some(boot) = &self.boot_id else {
+            return;
+        };
+        if let Err(e) = std::fs::write(&self.run_file, format!("{boot} {epoch}\n")) {
+            tracing::warn!(path = %self.run_file.display(), error = %e, "could not record the run's boot id");
         }
     }
 
@@ -168,6 +234,7 @@ impl Lifecycle {
                 Ok(Ok(ControllerReply::Registered(epoch))) => {
                     tracing::info!(node = self.node_id, epoch, "registered with the controller");
                     self.state.send_modify(|s| s.epoch = epoch);
+                    self.record_run(epoch);
                     // Heartbeat at once: the first one unfences.
                     next = Duration::from_millis(10);
                 }
@@ -199,7 +266,9 @@ impl Lifecycle {
                         epoch,
                         "the controller does not know this registration; registering again"
                     );
-                    self.previous_epoch.store(-1, Ordering::SeqCst);
+                    // This process kept its logs: it registers as after a
+                    // clean stop of the epoch it had.
+                    self.previous_epoch.store(epoch, Ordering::SeqCst);
                     self.state.send_modify(|s| {
                         s.epoch = -1;
                         s.fenced = true;
@@ -221,6 +290,49 @@ impl Lifecycle {
                 _ = shut_down.changed() => {}
                 _ = stop.changed() => return,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_previous_epoch_tells_a_killed_process_from_a_reboot() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let d = dir.path();
+        // Nothing recorded: a first start, or a stop that left nothing.
+        assert_eq!(previous_epoch(d, Some("boot-a")), -1);
+        // A run registered at epoch 7 in boot a, then died (kill -9).
+        std::fs::write(d.join(RUN_FILE), "boot-a 7\n").expect("write");
+        assert_eq!(previous_epoch(d, Some("boot-a")), 7);
+        // The machine rebooted: the page cache may have lost its writes.
+        assert_eq!(previous_epoch(d, Some("boot-b")), -1);
+        // No boot id known: every unclean stop counts as a loss.
+        assert_eq!(previous_epoch(d, None), -1);
+        // A clean stop wins, whatever the boot, and is taken once.
+        std::fs::write(d.join(EPOCH_FILE), "9").expect("write");
+        assert_eq!(previous_epoch(d, Some("boot-b")), 9);
+        assert!(!d.join(EPOCH_FILE).exists());
+        assert_eq!(previous_epoch(d, Some("boot-b")), -1);
+    }
+
+    #[test]
+    fn the_boot_id_is_one_word_or_none() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let f = dir.path().join("boot_id");
+        assert_eq!(boot_id(Some(&f)), None);
+        std::fs::write(&f, "1c0a7f9e-0d3c-4f1e-9a51-6f7a2e1b9c44\n").expect("write");
+        assert_eq!(
+            boot_id(Some(&f)).as_deref(),
+            Some("1c0a7f9e-0d3c-4f1e-9a51-6f7a2e1b9c44")
+        );
+        std::fs::write(&f, "\n").expect("write");
+        assert_eq!(boot_id(Some(&f)), None);
+        assert_eq!(boot_id(None), None);
+        if Path::new(BOOT_ID_FILE).exists() {
+            assert!(boot_id(Some(Path::new(BOOT_ID_FILE))).is_some());
         }
     }
 }

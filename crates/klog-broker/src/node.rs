@@ -39,7 +39,7 @@ use crate::controller::{ControllerHandle, ControllerRuntime, MetadataQuorum};
 use crate::controller_api::ControllerApi;
 use crate::fetcher::ReplicaFetchers;
 use crate::forward::ControllerClient;
-use crate::lifecycle::{BrokerIdentity, Lifecycle, take_clean_epoch};
+use crate::lifecycle::{BrokerIdentity, Lifecycle, boot_id, previous_epoch};
 use crate::metadata::{ImageChange, MetadataStore};
 use crate::policy::CreateTopicPolicy;
 use crate::quorum::{MetadataStateMachine, QuorumConfig, QuorumRole};
@@ -268,12 +268,14 @@ impl Node {
                 port: addr.port(),
             });
         }
+        let boot = boot_id(config.cluster.boot_id_file.as_deref());
         let lifecycle = Lifecycle::new(
             BrokerIdentity {
                 node_id: config.node_id,
                 incarnation: incarnation(),
                 endpoints,
-                previous_epoch: take_clean_epoch(&first),
+                previous_epoch: previous_epoch(&first, boot.as_deref()),
+                boot_id: boot,
             },
             Duration::from_millis(
                 u64::try_from(config.cluster.heartbeat_interval_ms).unwrap_or(500),

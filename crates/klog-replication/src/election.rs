@@ -248,16 +248,34 @@ impl PartitionRegistration {
         changed
     }
 
-    /// A broker restarted after an unclean shutdown (KIP-966): it may have lost
-    /// records it held only in its page cache, so it is no longer an eligible
-    /// leader. Returns whether the ELR changed.
-    pub fn remove_from_elr(&mut self, broker: i32) -> bool {
-        if !self.elr.contains(&broker) {
-            return false;
-        }
+    /// A broker restarted after an unclean shutdown that may have lost the records
+    /// it held only in its page cache (KIP-966): it is no longer an eligible
+    /// leader. It leaves the ELR; and if it was the last leader of an offline
+    /// partition whose ELR still has a member, it stops being the last-known-leader
+    /// fallback too (that member holds every committed record; this broker may
+    /// not, so the partition waits for the member rather than elect it). When it
+    /// was the ELR's last member, it becomes the fallback of a partition that has
+    /// none: every replica that held the committed records may have lost some, and
+    /// the last one standing is the best guess left. Returns whether anything
+    /// changed.
+    pub fn unclean_restart(&mut self, broker: i32) -> bool {
+        let before = self.clone();
         self.elr.retain(|&r| r != broker);
-        self.partition_epoch += 1;
-        true
+        if !self.is_online() {
+            if !self.elr.is_empty() && self.last_known_leader == broker {
+                self.last_known_leader = NO_LEADER;
+            } else if self.elr.is_empty()
+                && before.elr.contains(&broker)
+                && self.last_known_leader == NO_LEADER
+            {
+                self.last_known_leader = broker;
+            }
+        }
+        let changed = *self != before;
+        if changed {
+            self.partition_epoch += 1;
+        }
+        changed
     }
 
     /// A broker came back (unfenced): an offline partition elects a leader again.

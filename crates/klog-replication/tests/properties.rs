@@ -305,7 +305,7 @@ proptest! {
                     reg.broker_unfenced(|r| !f.contains(&r), unclean);
                 }
                 ElectionOp::UncleanRestart(b) => {
-                    reg.remove_from_elr(b);
+                    reg.unclean_restart(b);
                 }
                 ElectionOp::Preferred => {
                     let f = fenced.clone();

@@ -357,7 +357,7 @@ fn run(s: &mut State, name: &str, a: &Args) -> Vec<String> {
             let unfenced = |r: i32| !fenced.contains(&r);
             let changed = match name {
                 "fence" => p.reg.fence_broker(broker, unfenced, p.min_isr, p.unclean),
-                "unclean_restart" => p.reg.remove_from_elr(broker),
+                "unclean_restart" => p.reg.unclean_restart(broker),
                 "unfence" => p.reg.broker_unfenced(unfenced, p.unclean),
                 "preferred" => p.reg.elect_preferred(unfenced),
                 _ => match p.reg.alter_isr(

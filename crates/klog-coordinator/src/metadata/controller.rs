@@ -442,7 +442,7 @@ impl Controller {
             if req.previous_epoch != old.registration.epoch {
                 changes.change_partitions(|_, p| {
                     let mut new = p.clone();
-                    new.remove_from_elr(req.id).then_some(new)
+                    new.unclean_restart(req.id).then_some(new)
                 });
             }
         }
