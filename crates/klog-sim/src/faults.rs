@@ -20,6 +20,17 @@ pub enum Fault {
         /// How long it stays down.
         down: Duration,
     },
+    /// Power loss: the node stops, and every partition log loses what it had not
+    /// fsynced (cut back to its synced offset), with a torn piece of the next write
+    /// left at the end of the last segment; it restarts after `down`. At most one
+    /// per schedule (klog, as Kafka, keeps acknowledged records through the power
+    /// loss of one broker, not of two: they are in page caches, not fsynced).
+    PowerLoss {
+        /// Node id.
+        node: usize,
+        /// How long it stays down.
+        down: Duration,
+    },
     /// The node cannot reach any other host, nor they it: its packets are held
     /// and delivered when the isolation ends (as TCP retransmits them once the
     /// network heals).
@@ -63,6 +74,11 @@ impl fmt::Display for Fault {
         let ms = |d: &Duration| d.as_millis();
         match self {
             Self::Crash { node, down } => write!(f, "crash n{node}, restart after {} ms", ms(down)),
+            Self::PowerLoss { node, down } => write!(
+                f,
+                "power loss of n{node} (unsynced writes lost, last one torn), restart after {} ms",
+                ms(down)
+            ),
             Self::Isolate { node, span } => write!(f, "isolate n{node} for {} ms", ms(span)),
             Self::OneWay { from, to, span } => {
                 write!(f, "drop n{from} -> n{to} for {} ms", ms(span))
@@ -79,7 +95,7 @@ impl Fault {
     /// How long the fault lasts.
     pub fn span(&self) -> Duration {
         match self {
-            Self::Crash { down, .. } => *down,
+            Self::Crash { down, .. } | Self::PowerLoss { down, .. } => *down,
             Self::Isolate { span, .. }
             | Self::OneWay { span, .. }
             | Self::Hold { span, .. }
@@ -120,6 +136,7 @@ impl Schedule {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
         let count = rng.gen_range(1..=6);
         let ms = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.gen_range(lo..hi));
+        let mut power_lost = false;
         let mut faults: Vec<Scheduled> = (0..count)
             .map(|_| {
                 let at = ms(&mut rng, from.as_millis() as u64, until.as_millis() as u64);
@@ -128,8 +145,15 @@ impl Schedule {
                     let o = rng.gen_range(1..nodes);
                     if o >= node { o + 1 } else { o }
                 };
-                let fault = match rng.gen_range(0..10) {
-                    0..=3 => Fault::Crash {
+                let fault = match rng.gen_range(0..11) {
+                    10 if !power_lost => {
+                        power_lost = true;
+                        Fault::PowerLoss {
+                            node,
+                            down: ms(&mut rng, 200, 8_000),
+                        }
+                    }
+                    0..=3 | 10 => Fault::Crash {
                         node,
                         down: ms(&mut rng, 200, 8_000),
                     },

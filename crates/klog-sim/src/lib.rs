@@ -1,5 +1,6 @@
 //! A deterministic simulation of a whole klog cluster: three (or more) combined
-//! controller + broker nodes and a producer, run by [turmoil] on one thread in
+//! controller + broker nodes, an idempotent producer and a consumer group, run
+//! by [turmoil] on one thread in
 //! simulated time, under a fault schedule drawn from a seed, with invariants
 //! checked after every step and once the faults have healed.
 //!
@@ -8,12 +9,13 @@
 //!    │                                            ▼ applied between steps
 //!    ├──► turmoil Sim: hosts n1..nN ── klog_broker::node::Node + server::run
 //!    │                 client ─────── klog_client Admin + idempotent Producer
+//!    │                 consumer ───── klog_client GroupConsumer (commit, read back)
 //!    │                    │ step (one tick of simulated time)
 //!    │                    ▼
 //!    │           Observation of every running node ──► StepChecks (invariants/)
 //!    └──► openraft election timeouts (seed_election_rng)
 //!  after the last fault: heal, restart, wait for the replicas to catch up,
-//!  then read every replica's log ──► acked, replicas (invariants/)
+//!  then read every replica's log ──► acked, replicas, groups (invariants/)
 //! ```
 //!
 //! # What is real and what is simulated
@@ -36,27 +38,46 @@
 //! * **randomness**: turmoil's network from the seed, openraft's election
 //!   timeouts from [`klog_broker::quorum::seed_election_rng`].
 //!
-//! Not simulated (yet): the file system. Files are real, so a crash keeps every
-//! write the process made (like a process crash on a machine that stays up):
-//! losing unsynced writes and tearing the last one, and slow disks, are not
-//! exercised. Blocking file work runs on tokio's blocking pool, and
+//! The file system is real, with one fault played on it by the harness: a
+//! **power loss** cuts every partition log of the node back to what the storage
+//! engine had fsynced (`Log::synced_offset`) and leaves a torn piece of a batch
+//! at the end of its last segment, and gives the node a new boot id (the
+//! `klog.boot.id.file` seam, `/proc/sys/kernel/random/boot_id` in production),
+//! so that it knows it rebooted. A plain crash keeps every write the process
+//! made, as a `kill -9` on a machine that stays up does. The metadata log is
+//! fsynced before its records count, so a power loss keeps it. Slow disks are
+//! not simulated. Blocking file work runs on tokio's blocking pool, and
 //! `std::collections::HashMap` iteration order differs between processes, so a
 //! replay follows the same schedule and workload but is not guaranteed to take
 //! the same interleaving step for step.
 //!
 //! # Faults ([`faults`])
 //!
-//! Crash and restart of a node, isolating a node, one-way packet loss between
-//! two nodes, holding the packets between two nodes and delivering them late,
-//! and raised latency (messages on different connections overtake each other).
+//! Crash and restart of a node, power loss of a node (at most one per schedule:
+//! klog, as Kafka, promises acknowledged records through the loss of one
+//! broker's unsynced writes, not two), isolating a node, one-way packet loss
+//! between two nodes, holding the packets between two nodes and delivering them
+//! late, and raised latency (messages on different connections overtake each
+//! other). Not simulated: paused nodes (a long GC; turmoil cannot stop a host's
+//! clock alone) and slow disks.
 //!
 //! # Invariants ([`invariants`])
 //!
 //! At every step: one leader per (partition, leader epoch); a node's high
 //! watermark never decreases; a leader's high watermark never exceeds the log
-//! end of a running ISR member. After healing: every acknowledged record is in
-//! the log exactly once, at its acknowledged offset, in produce order; offsets are
-//! dense; no record twice; every replica identical up to the high watermark.
+//! end of a running ISR member (a member back from a power loss is excused until
+//! it has left the ISR or caught up). After healing: every acknowledged record is
+//! in the log exactly once, at its acknowledged offset, in produce order; offsets
+//! are dense; no record twice; every replica identical up to the high watermark;
+//! the group's committed offsets, as read back after each commit, never went
+//! back within a generation.
+//!
+//! # Proof that it can fail
+//!
+//! The `mutation` feature builds `klog-replication` with a planted bug (the
+//! leader advances the high watermark ignoring its last ISR follower);
+//! `scripts/sim --mutation --seeds 100 --expect-failure` must find a failing
+//! seed, and CI runs it. Seeds that found real bugs are kept in `tests/seeds.rs`.
 
 pub mod faults;
 pub mod invariants;

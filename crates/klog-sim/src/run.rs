@@ -12,6 +12,7 @@ use klog_broker::config::BrokerConfig;
 use klog_broker::node::Node;
 use klog_client::{Acks, Admin, ClientConfig, NewTopic, Producer, ProducerConfig, ProducerRecord};
 use klog_codec::RecordBatches;
+use rand::RngCore;
 
 use crate::faults::{Fault, Schedule};
 use crate::invariants::acked::{self, Acked};
@@ -54,6 +55,9 @@ pub struct Options {
     pub records: u64,
     /// Keep a trace of what happened (faults, leaderships, acknowledgements).
     pub trace: bool,
+    /// The fault schedule to play instead of the seed's (regression cases pin
+    /// the schedule that found their bug, whatever the generator draws later).
+    pub schedule: Option<Schedule>,
 }
 
 impl Options {
@@ -64,6 +68,7 @@ impl Options {
             nodes: 3,
             records: 200,
             trace: false,
+            schedule: None,
         }
     }
 }
@@ -142,6 +147,8 @@ impl std::fmt::Display for Report {
 struct Shared {
     nodes: Vec<Option<Arc<Node>>>,
     incarnation: Vec<u32>,
+    /// Per node, the incarnation that started after its power loss.
+    power_lost: Vec<Option<u32>>,
     acked: Vec<Acked>,
     failed_sends: u64,
     /// Whether the late topic exists (the producer then writes to it too).
@@ -167,7 +174,12 @@ fn name(node: usize) -> String {
     format!("n{node}")
 }
 
-fn node_config(id: usize, dir: &Path, nodes: usize) -> BrokerConfig {
+/// The file a node reads its boot id from (rewritten by a power loss: a new boot).
+fn boot_file(root: &Path, node: usize) -> PathBuf {
+    root.join(format!("n{node}.boot_id"))
+}
+
+fn node_config(id: usize, dir: &Path, boot: &Path, nodes: usize) -> BrokerConfig {
     let voters = (1..=nodes)
         .map(|i| format!("{i}@n{i}:9093"))
         .collect::<Vec<_>>()
@@ -188,6 +200,7 @@ fn node_config(id: usize, dir: &Path, nodes: usize) -> BrokerConfig {
         ("offsets.topic.replication.factor", "3".to_owned()),
         ("offsets.topic.num.partitions", "1".to_owned()),
         ("auto.create.topics.enable", "false".to_owned()),
+        ("klog.boot.id.file", boot.display().to_string()),
     ];
     let (config, unknown) =
         BrokerConfig::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
@@ -276,7 +289,14 @@ async fn client_main(
             Err(_) => shared.borrow_mut().failed_sends += 1,
         }
     }
-    shared.borrow_mut().produced = true;
+    {
+        let mut s = shared.borrow_mut();
+        s.produced = true;
+        let (acked, failed) = (s.acked.len(), s.failed_sends);
+        s.note(start.elapsed(), || {
+            format!("producer: done, {acked} acknowledged, {failed} failed")
+        });
+    }
     // The late topic's creation is part of the workload: wait for it (it retries
     // for at most a minute).
     let _ = late.await;
@@ -372,6 +392,10 @@ async fn consumer_main(
             }
         }
     }
+    let at = tokio::time::Instant::now() - started;
+    shared.borrow_mut().note(at, || {
+        format!("consumer: done, generation {}", consumer.generation())
+    });
     let _ = consumer.close().await;
     Ok(())
 }
@@ -385,6 +409,10 @@ enum Edge {
 
 struct Harness<'a> {
     sim: turmoil::Sim<'a>,
+    /// Draws the length of torn writes (from the seed).
+    torn_bytes: rand::rngs::StdRng,
+    /// The data root (node folders and boot id files).
+    root: PathBuf,
     shared: Rc<RefCell<Shared>>,
     nodes: usize,
     /// How many overlapping crashes hold each node down.
@@ -411,7 +439,26 @@ impl Harness<'_> {
                     self.shared.borrow_mut().nodes[node - 1] = None;
                 }
             }
-            Edge::End(Fault::Crash { node, .. }) => {
+            Edge::Start(Fault::PowerLoss { node, .. }) => {
+                self.down[node - 1] += 1;
+                let synced = self.synced_offsets(*node);
+                self.sim.crash(name(*node));
+                {
+                    let mut shared = self.shared.borrow_mut();
+                    shared.nodes[node - 1] = None;
+                    shared.power_lost[node - 1] = Some(shared.incarnation[node - 1] + 1);
+                }
+                // The machine reboots: a new boot id.
+                let boot = format!("boot-n{node}-{}", self.torn_bytes.next_u64());
+                if let Err(e) = std::fs::write(boot_file(&self.root, *node), boot) {
+                    panic!("boot id of n{node}: {e}");
+                }
+                let torn = self.torn_bytes.next_u32() % 48;
+                for (dir, upto) in synced {
+                    lose_unsynced(&dir, upto, torn as usize);
+                }
+            }
+            Edge::End(Fault::Crash { node, .. } | Fault::PowerLoss { node, .. }) => {
                 self.down[node - 1] = self.down[node - 1].saturating_sub(1);
                 if self.down[node - 1] == 0 {
                     self.restart(*node);
@@ -442,6 +489,23 @@ impl Harness<'_> {
             Edge::Start(Fault::Slow { max, .. }) => self.sim.set_max_message_latency(*max),
             Edge::End(Fault::Slow { .. }) => self.sim.set_max_message_latency(LATENCY),
         }
+    }
+
+    /// Each partition log of `node` (not the metadata log, whose writes are
+    /// fsynced before they count): its folder and its synced offset.
+    fn synced_offsets(&self, node: usize) -> Vec<(PathBuf, i64)> {
+        let shared = self.shared.borrow();
+        let Some(Some(n)) = shared.nodes.get(node - 1) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for topic in n.broker().replicas().topic_list() {
+            for p in topic.partitions.values() {
+                let log = p.log();
+                out.push((log.dir().to_owned(), log.synced_offset()));
+            }
+        }
+        out
     }
 
     fn restart(&mut self, node: usize) {
@@ -490,6 +554,7 @@ impl Harness<'_> {
                     obs.replicas.push(ReplicaView {
                         node: (i + 1) as i32,
                         incarnation: shared.incarnation[i],
+                        lost_writes: shared.power_lost[i] == Some(shared.incarnation[i]),
                         topic: topic.meta.name.clone(),
                         partition: index,
                         is_leader: p.is_leader(),
@@ -608,6 +673,38 @@ impl Harness<'_> {
     }
 }
 
+/// What a power loss does to one log: everything after `synced` is gone, and
+/// `torn` bytes of a write that was under way are left at the end of the last
+/// segment. Done with the storage engine itself, offline (the node is down).
+fn lose_unsynced(dir: &Path, synced: i64, torn: usize) {
+    let config = klog_storage::LogConfig::default();
+    if let Ok(mut log) = klog_storage::Log::open(dir, config, 0) {
+        if log.log_end_offset() > synced {
+            let _ = log.truncate_to(synced);
+        }
+        let _ = log.close();
+    }
+    if torn == 0 {
+        return;
+    }
+    let last = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max();
+    if let Some(path) = last
+        && let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path)
+    {
+        use std::io::Write;
+        // A batch header's start (base offset, length) and then garbage.
+        let mut bytes = synced.to_be_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(0xA5u8, torn));
+        let _ = f.write_all(&bytes[..torn.min(bytes.len())]);
+    }
+}
+
 fn data_root() -> PathBuf {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
@@ -622,7 +719,10 @@ pub fn run(options: &Options) -> Report {
     crate::install();
     klog_broker::quorum::seed_election_rng(options.seed);
     let nodes = options.nodes;
-    let schedule = Schedule::generate(options.seed, nodes, FAULTS_FROM, FAULTS_UNTIL);
+    let schedule = options
+        .schedule
+        .clone()
+        .unwrap_or_else(|| Schedule::generate(options.seed, nodes, FAULTS_FROM, FAULTS_UNTIL));
     let root = tempfile::Builder::new()
         .prefix("klog-sim-")
         .tempdir_in(data_root())
@@ -638,20 +738,27 @@ pub fn run(options: &Options) -> Report {
     let shared = Rc::new(RefCell::new(Shared {
         nodes: vec![None; nodes],
         incarnation: vec![0; nodes],
+        power_lost: vec![None; nodes],
         tracing: options.trace,
         ..Shared::default()
     }));
     let mut h = Harness {
         sim,
+        torn_bytes: rand::SeedableRng::seed_from_u64(options.seed ^ 0x7042),
+        root: root.path().to_owned(),
         shared: shared.clone(),
         nodes,
         down: vec![0; nodes],
     };
     for id in 1..=nodes {
         let dir = root.path().join(name(id));
+        let boot = boot_file(root.path(), id);
+        if let Err(e) = std::fs::write(&boot, format!("boot-n{id}-first")) {
+            panic!("boot id of n{id}: {e}");
+        }
         let shared = shared.clone();
         h.sim.host(name(id), move || {
-            node_main(id, node_config(id, &dir, nodes), shared.clone())
+            node_main(id, node_config(id, &dir, &boot, nodes), shared.clone())
         });
     }
     let records = options.records;

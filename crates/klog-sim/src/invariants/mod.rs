@@ -15,6 +15,9 @@ pub struct ReplicaView {
     pub node: i32,
     /// How many times the node has been (re)started: 0 for the first run.
     pub incarnation: u32,
+    /// Whether this incarnation started after a power loss of the node (its
+    /// unsynced writes gone).
+    pub lost_writes: bool,
     /// Topic.
     pub topic: String,
     /// Partition index.
