@@ -246,7 +246,7 @@ impl ControllerRuntime {
             bootstrap,
             active: active_tx,
         };
-        let task = tokio::spawn(runtime.run(rx, stop));
+        let task = klog_client::task::spawn(runtime.run(rx, stop));
         (
             ControllerHandle {
                 tx,
@@ -391,7 +391,7 @@ impl ControllerRuntime {
             // controller listener. Added in the background: a membership change
             // is a write of its own.
             let quorum = self.quorum.clone();
-            tokio::spawn(async move {
+            klog_client::task::spawn(async move {
                 match quorum.add_learner(id as u64, addr.clone()).await {
                     Ok(_) => {
                         tracing::info!(node = id, %addr, "broker-only node added to the quorum as a learner")

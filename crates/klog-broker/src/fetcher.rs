@@ -135,7 +135,7 @@ impl ReplicaFetchers {
             wake: wake.clone(),
             connection: None,
         };
-        tokio::spawn(task.run(self.stop.clone()));
+        klog_client::task::spawn(task.run(self.stop.clone()));
         Fetcher { partitions, wake }
     }
 }

@@ -295,20 +295,22 @@ impl Node {
             admin,
             lifecycle.clone(),
         )?;
-        tasks.push(tokio::spawn(follow_image(
+        tasks.push(klog_client::task::spawn(follow_image(
             broker.clone(),
             store.clone(),
             changes,
             stop_rx.clone(),
         )));
-        tasks.push(tokio::spawn(lifecycle.clone().run(stop_rx.clone())));
-        tasks.push(tokio::spawn(send_isr_changes(
+        tasks.push(klog_client::task::spawn(
+            lifecycle.clone().run(stop_rx.clone()),
+        ));
+        tasks.push(klog_client::task::spawn(send_isr_changes(
             broker.clone(),
             lifecycle.clone(),
             isr_rx,
             stop_rx.clone(),
         )));
-        tasks.push(tokio::spawn(isr_expiration(
+        tasks.push(klog_client::task::spawn(isr_expiration(
             broker.clone(),
             stop_rx.clone(),
         )));
@@ -413,7 +415,7 @@ fn spawn_listener<H: crate::quorum::FrameHandler>(
     max_frame: usize,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    klog_client::task::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -556,7 +558,7 @@ async fn follow_image(
         let image = store.image();
         let b = broker.clone();
         // Opening and deleting logs blocks: off the runtime's threads.
-        let events = tokio::task::spawn_blocking(move || b.replicas().apply(&image, &change))
+        let events = klog_client::task::blocking(move || b.replicas().apply(&image, &change))
             .await
             .unwrap_or_default();
         broker.replica_events(events);

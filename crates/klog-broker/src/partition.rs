@@ -914,10 +914,12 @@ impl Partition {
                 };
                 // Not awaited: this caller returns when its own data is covered,
                 // while the loop may go on for later appends.
-                drop(tokio::task::spawn_blocking(move || {
-                    sync_loop(&target, &end.synced);
-                    drop(end);
-                }));
+                drop(klog_client::task::spawn(klog_client::task::blocking(
+                    move || {
+                        sync_loop(&target, &end.synced);
+                        drop(end);
+                    },
+                )));
             }
             // A loop is running: it publishes every sync and its own end.
             if synced.changed().await.is_err() {
@@ -1100,7 +1102,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..16u8 {
             let p = p.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.push(klog_client::task::spawn(async move {
                 append_and_sync(&p, &[i; 100]).await;
             }));
         }
@@ -1124,7 +1126,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..4u8 {
             let p = p.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.push(klog_client::task::spawn(async move {
                 for _ in 0..50 {
                     append_and_sync(&p, &[i; 200]).await;
                 }

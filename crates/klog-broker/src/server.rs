@@ -51,8 +51,8 @@ pub async fn run(
 ) -> io::Result<()> {
     let listener = listener.into();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let maintenance = tokio::spawn(maintenance(broker.clone(), stop_rx.clone()));
-    let group_timer = tokio::spawn(crate::groups::Groups::run_timer(
+    let maintenance = klog_client::task::spawn(maintenance(broker.clone(), stop_rx.clone()));
+    let group_timer = klog_client::task::spawn(crate::groups::Groups::run_timer(
         broker.clone(),
         stop_rx.clone(),
     ));
@@ -101,7 +101,7 @@ pub(crate) async fn accept_until<F, Fut>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve(stream, peer));
+                    connections.spawn(klog_client::task::inherit(serve(stream, peer)));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -140,7 +140,7 @@ async fn maintenance(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         }
         let b = broker.clone();
         // fsync and file deletion block: keep them off the connection threads.
-        let _ = tokio::task::spawn_blocking(move || b.maintenance(retention, checkpoint)).await;
+        let _ = klog_client::task::blocking(move || b.maintenance(retention, checkpoint)).await;
     }
 }
 
@@ -289,7 +289,7 @@ async fn serve_split(
     // of the connection is read and appended meanwhile: a producer's pipelined
     // requests share one group commit.
     let (tx, rx) = mpsc::channel::<Queued>(MAX_QUEUED_REPLIES);
-    let writer = tokio::spawn(write_replies(writer, rx, fetch_mode));
+    let writer = klog_client::task::spawn(write_replies(writer, rx, fetch_mode));
     let mut buf = BytesMut::new();
     let read_result: io::Result<()> = async {
         loop {

@@ -192,13 +192,13 @@ impl Connection {
         match stream {
             crate::net::Stream::Tcp(s) => {
                 let (read, write) = s.into_split();
-                tokio::spawn(writer(shared.clone(), write, rx));
-                tokio::spawn(reader(shared.clone(), read));
+                crate::task::spawn(writer(shared.clone(), write, rx));
+                crate::task::spawn(reader(shared.clone(), read));
             }
             other => {
                 let (read, write) = tokio::io::split(other);
-                tokio::spawn(writer(shared.clone(), write, rx));
-                tokio::spawn(reader(shared.clone(), read));
+                crate::task::spawn(writer(shared.clone(), write, rx));
+                crate::task::spawn(reader(shared.clone(), read));
             }
         }
         let mut conn = Self {
@@ -654,7 +654,7 @@ mod tests {
     async fn negotiation_falls_back_and_picks_common_versions() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
-        let broker = tokio::spawn(async move {
+        let broker = crate::task::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
             let (key, version, corr) = read_request(&mut s).await;
             assert_eq!((key, version), (18, 3));
@@ -700,7 +700,7 @@ mod tests {
     async fn correlation_mismatch_closes_the_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
             let (_, _, corr) = read_request(&mut s).await;
             let ok =

@@ -345,7 +345,7 @@ impl Consumer {
             .iter()
             .map(|a| (a.tp.clone(), a.position.unwrap_or(0)))
             .collect();
-        let task = tokio::spawn(fetcher(
+        let task = crate::task::spawn(fetcher(
             self.cluster.clone(),
             self.config.clone(),
             parts,
@@ -647,7 +647,7 @@ async fn fetcher(
                 .with_session_epoch(-1)
                 .with_topics(topics);
             let cluster = cluster.clone();
-            inflight.spawn(async move {
+            inflight.spawn(crate::task::inherit(async move {
                 let conn = cluster.connection(leader).await?;
                 let response = conn
                     .send(&request)
@@ -655,7 +655,7 @@ async fn fetcher(
                     .await
                     .map_err(ClientError::from)?;
                 Ok::<_, ClientError>((idx, response))
-            });
+            }));
         }
         while let Some(joined) = inflight.join_next().await {
             let Ok(result) = joined else { continue };

@@ -298,9 +298,9 @@ impl Drop for GroupConsumer {
             )
         {
             let member = self.member.clone();
-            rt.spawn(async move {
+            rt.spawn(crate::task::inherit(async move {
                 let _ = leave_group(&conn, &member).await;
-            });
+            }));
         }
     }
 }
@@ -536,7 +536,7 @@ impl GroupConsumer {
         let conn = self.coordinator().await?;
         let member = self.member.clone();
         let signals = self.signals.clone();
-        Ok(CommitHandle(tokio::spawn(async move {
+        Ok(CommitHandle(crate::task::spawn(async move {
             if offsets.is_empty() {
                 return Ok(());
             }
@@ -922,7 +922,7 @@ impl GroupConsumer {
         if let Ok(mut t) = self.signals.last_poll.lock() {
             *t = Some(Instant::now());
         }
-        self.heartbeat = Some(tokio::spawn(heartbeat(
+        self.heartbeat = Some(crate::task::spawn(heartbeat(
             conn,
             self.member.clone(),
             self.config.heartbeat_interval,

@@ -40,6 +40,9 @@
 //!
 //! Everything runs on the caller's tokio runtime; the producer and consumer spawn
 //! their background tasks when created or first polled.
+//! Three seams let a simulator run all of this (and the broker) in simulated
+//! time: [`net`] (sockets), [`clock`] (the wall clock) and [`task`] (spawned
+//! tasks, which it can pause, and blocking file work, which it can slow).
 
 pub mod admin;
 pub mod clock;
@@ -51,6 +54,7 @@ pub mod error;
 pub mod group;
 pub mod net;
 pub mod producer;
+pub mod task;
 
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, CommittedOffset, ConfigEntry, ConfigResource,

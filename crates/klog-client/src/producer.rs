@@ -548,7 +548,7 @@ impl Producer {
             refreshing: AtomicBool::new(false),
             spare: Mutex::new(Vec::new()),
         });
-        tokio::spawn(sender(inner.clone()));
+        crate::task::spawn(sender(inner.clone()));
         Ok(Self {
             _handles: Arc::new(CloseOnDrop(inner.clone())),
             inner,
@@ -1068,7 +1068,7 @@ fn spawn_metadata_refresh(inner: &Arc<Inner>) {
     }
     inner.metadata_wanted.store(false, Ordering::Release);
     let inner = inner.clone();
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         match inner.cluster.refresh(Some(&topics)).await {
             Ok(_) => grow_partitions(&inner),
             Err(e) => {
@@ -1132,7 +1132,7 @@ async fn send_request(inner: &Arc<Inner>, node: i32, batches: Vec<Sent>) {
         }
         Ok(fut) => {
             let inner = inner.clone();
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 let result = fut.await.map_err(|e| Failure::Client(e.into()));
                 complete(&inner, node, batches, result);
             });

@@ -59,6 +59,26 @@ pub enum Fault {
         /// How long.
         span: Duration,
     },
+    /// The node's process stops (SIGSTOP, a long GC pause) and then goes on
+    /// where it was: no task of it runs, its timers fire late, all at once,
+    /// when it resumes, and what it is sent waits in its sockets.
+    Pause {
+        /// Node id.
+        node: usize,
+        /// How long.
+        span: Duration,
+    },
+    /// The node's disk is slow: every piece of blocking file work the node
+    /// waits for (the metadata log's fsyncs, opening and deleting partition
+    /// logs, checkpoints) takes `delay` longer.
+    SlowDisk {
+        /// Node id.
+        node: usize,
+        /// Extra time each operation takes.
+        delay: Duration,
+        /// How long.
+        span: Duration,
+    },
     /// Every message takes up to `max` to arrive (so messages on different
     /// connections overtake each other).
     Slow {
@@ -84,6 +104,13 @@ impl fmt::Display for Fault {
                 write!(f, "drop n{from} -> n{to} for {} ms", ms(span))
             }
             Self::Hold { a, b, span } => write!(f, "hold n{a} <-> n{b} for {} ms", ms(span)),
+            Self::Pause { node, span } => write!(f, "pause n{node} for {} ms", ms(span)),
+            Self::SlowDisk { node, delay, span } => write!(
+                f,
+                "slow disk on n{node} (+{} ms per blocking file operation) for {} ms",
+                ms(delay),
+                ms(span)
+            ),
             Self::Slow { max, span } => {
                 write!(f, "latency up to {} ms for {} ms", ms(max), ms(span))
             }
@@ -99,6 +126,8 @@ impl Fault {
             Self::Isolate { span, .. }
             | Self::OneWay { span, .. }
             | Self::Hold { span, .. }
+            | Self::Pause { span, .. }
+            | Self::SlowDisk { span, .. }
             | Self::Slow { span, .. } => *span,
         }
     }
@@ -145,7 +174,7 @@ impl Schedule {
                     let o = rng.gen_range(1..nodes);
                     if o >= node { o + 1 } else { o }
                 };
-                let fault = match rng.gen_range(0..11) {
+                let fault = match rng.gen_range(0..13) {
                     10 if !power_lost => {
                         power_lost = true;
                         Fault::PowerLoss {
@@ -170,6 +199,16 @@ impl Schedule {
                         a: node,
                         b: other,
                         span: ms(&mut rng, 100, 3_000),
+                    },
+                    11 => Fault::Pause {
+                        node,
+                        // Past the broker session timeout (9 s) at times.
+                        span: ms(&mut rng, 500, 12_000),
+                    },
+                    12 => Fault::SlowDisk {
+                        node,
+                        delay: ms(&mut rng, 20, 500),
+                        span: ms(&mut rng, 1_000, 8_000),
                     },
                     _ => Fault::Slow {
                         max: ms(&mut rng, 20, 400),

@@ -34,7 +34,12 @@
 //!   (`tokio::time::Instant`), and its simulated epoch is the wall clock
 //!   ([`klog_client::clock`]) the protocol cores are given;
 //! * **task scheduling**: each node is a turmoil host, its tasks on one
-//!   single-threaded runtime; hosts are stepped in a fixed order;
+//!   single-threaded runtime; hosts are stepped in a fixed order. Every task a
+//!   node spawns goes through [`klog_client::task`], under the node's gate, so
+//!   the harness can pause the node (no task of it runs; its timers fire late,
+//!   at once, when it resumes; what it is sent waits in its sockets), and its
+//!   blocking file work runs inline on the simulation's thread, followed by the
+//!   node's disk latency (a slow disk) in simulated time;
 //! * **randomness**: turmoil's network from the seed, openraft's election
 //!   timeouts from [`klog_broker::quorum::seed_election_rng`].
 //!
@@ -45,8 +50,7 @@
 //! `klog.boot.id.file` seam, `/proc/sys/kernel/random/boot_id` in production),
 //! so that it knows it rebooted. A plain crash keeps every write the process
 //! made, as a `kill -9` on a machine that stays up does. The metadata log is
-//! fsynced before its records count, so a power loss keeps it. Slow disks are
-//! not simulated. Blocking file work runs on tokio's blocking pool, and
+//! fsynced before its records count, so a power loss keeps it.
 //! `std::collections::HashMap` iteration order differs between processes, so a
 //! replay follows the same schedule and workload but is not guaranteed to take
 //! the same interleaving step for step.
@@ -58,8 +62,7 @@
 //! broker's unsynced writes, not two), isolating a node, one-way packet loss
 //! between two nodes, holding the packets between two nodes and delivering them
 //! late, and raised latency (messages on different connections overtake each
-//! other). Not simulated: paused nodes (a long GC; turmoil cannot stop a host's
-//! clock alone) and slow disks.
+//! other), pausing a node (a long GC pause, SIGSTOP), and a slow disk on a node.
 //!
 //! # Invariants ([`invariants`])
 //!
@@ -80,6 +83,7 @@
 //! seed, and CI runs it. Seeds that found real bugs are kept in `tests/seeds.rs`.
 
 pub mod faults;
+mod gate;
 pub mod invariants;
 mod net;
 mod run;

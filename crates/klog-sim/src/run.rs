@@ -14,7 +14,10 @@ use klog_client::{Acks, Admin, ClientConfig, NewTopic, Producer, ProducerConfig,
 use klog_codec::RecordBatches;
 use rand::RngCore;
 
+use klog_client::task::Gate;
+
 use crate::faults::{Fault, Schedule};
+use crate::gate::NodeGate;
 use crate::invariants::acked::{self, Acked};
 use crate::invariants::replicas::{self, ReplicaLog};
 use crate::invariants::{Observation, ReplicaView, StepChecks, Violation};
@@ -417,6 +420,8 @@ struct Harness<'a> {
     nodes: usize,
     /// How many overlapping crashes hold each node down.
     down: Vec<u32>,
+    /// Each node's gate (pauses, slow disks), kept across its restarts.
+    gates: Vec<Arc<NodeGate>>,
 }
 
 impl Harness<'_> {
@@ -435,6 +440,7 @@ impl Harness<'_> {
             Edge::Start(Fault::Crash { node, .. }) => {
                 self.down[node - 1] += 1;
                 if self.down[node - 1] == 1 {
+                    self.gates[node - 1].crashed();
                     self.sim.crash(name(*node));
                     self.shared.borrow_mut().nodes[node - 1] = None;
                 }
@@ -442,6 +448,7 @@ impl Harness<'_> {
             Edge::Start(Fault::PowerLoss { node, .. }) => {
                 self.down[node - 1] += 1;
                 let synced = self.synced_offsets(*node);
+                self.gates[node - 1].crashed();
                 self.sim.crash(name(*node));
                 {
                     let mut shared = self.shared.borrow_mut();
@@ -486,6 +493,14 @@ impl Harness<'_> {
             }
             Edge::Start(Fault::Hold { a, b, .. }) => self.sim.hold(name(*a), name(*b)),
             Edge::End(Fault::Hold { a, b, .. }) => self.sim.release(name(*a), name(*b)),
+            Edge::Start(Fault::Pause { node, .. }) => self.gates[node - 1].pause(),
+            Edge::End(Fault::Pause { node, .. }) => self.gates[node - 1].resume(),
+            Edge::Start(Fault::SlowDisk { node, delay, .. }) => {
+                self.gates[node - 1].slow_disk(*delay);
+            }
+            Edge::End(Fault::SlowDisk { node, delay, .. }) => {
+                self.gates[node - 1].disk_recovers(*delay);
+            }
             Edge::Start(Fault::Slow { max, .. }) => self.sim.set_max_message_latency(*max),
             Edge::End(Fault::Slow { .. }) => self.sim.set_max_message_latency(LATENCY),
         }
@@ -529,6 +544,9 @@ impl Harness<'_> {
             }
         }
         self.sim.set_max_message_latency(LATENCY);
+        for gate in &self.gates {
+            gate.reset();
+        }
         for node in 1..=self.nodes {
             if self.down[node - 1] > 0 {
                 self.down[node - 1] = 0;
@@ -734,6 +752,10 @@ pub fn run(options: &Options) -> Report {
         .tick_duration(TICK)
         .min_message_latency(Duration::ZERO)
         .max_message_latency(LATENCY)
+        // A paused node's listeners keep receiving connection attempts (the
+        // kernel queues them, the process does not accept): turmoil's default
+        // backlog of 64 would overflow, and it panics when one does.
+        .tcp_capacity(4096)
         .build();
     let shared = Rc::new(RefCell::new(Shared {
         nodes: vec![None; nodes],
@@ -749,6 +771,7 @@ pub fn run(options: &Options) -> Report {
         shared: shared.clone(),
         nodes,
         down: vec![0; nodes],
+        gates: (0..nodes).map(|_| Arc::new(NodeGate::default())).collect(),
     };
     for id in 1..=nodes {
         let dir = root.path().join(name(id));
@@ -757,8 +780,10 @@ pub fn run(options: &Options) -> Report {
             panic!("boot id of n{id}: {e}");
         }
         let shared = shared.clone();
+        let gate: Arc<dyn Gate> = h.gates[id - 1].clone();
         h.sim.host(name(id), move || {
-            node_main(id, node_config(id, &dir, &boot, nodes), shared.clone())
+            let main = node_main(id, node_config(id, &dir, &boot, nodes), shared.clone());
+            klog_client::task::gated(gate.clone(), main)
         });
     }
     let records = options.records;

@@ -148,7 +148,7 @@ where
     let io_error = |e: &dyn std::error::Error| StorageError::IO {
         source: StorageIOError::new(subject.clone(), verb, AnyError::error(e)),
     };
-    match tokio::task::spawn_blocking(f).await {
+    match klog_client::task::blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(io_error(&e)),
         Err(e) => Err(io_error(&e)),

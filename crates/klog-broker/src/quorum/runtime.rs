@@ -1,6 +1,8 @@
 //! The async runtime openraft runs on: tokio, as [`openraft::TokioRuntime`], except
 //! that the election timeouts come from a random number generator a simulator can
-//! seed ([`seed_election_rng`]), so that a seeded run elects the same leaders.
+//! seed ([`seed_election_rng`]), so that a seeded run elects the same leaders, and
+//! that its tasks are spawned through [`klog_client::task::spawn`] (a simulator
+//! can pause them with the rest of the process).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -77,7 +79,9 @@ impl AsyncRuntime for KlogRuntime {
         T: Future + OptionalSend + 'static,
         T::Output: OptionalSend + 'static,
     {
-        TokioRuntime::spawn(future)
+        // Through klog's task seam, so that a simulator can pause the quorum
+        // node's tasks with the rest of its process.
+        klog_client::task::spawn(future)
     }
 
     fn sleep(duration: Duration) -> Self::Sleep {
