@@ -30,12 +30,14 @@ const LATE_TOPIC: &str = "sim-late";
 const TOPICS: [(&str, i32); 2] = [(TOPIC, 3), (LATE_TOPIC, 2)];
 /// When the late topic is created.
 const LATE_TOPIC_AT: Duration = Duration::from_secs(9);
+/// The replication factor of the workload's topics (on 3 to 5 nodes).
+const REPLICATION_FACTOR: usize = 3;
 /// The consumer group.
 const GROUP: &str = "sim-group";
 /// The client hosts.
 const CLIENTS: [&str; 2] = ["client", "consumer"];
 /// One step of simulated time.
-const TICK: Duration = Duration::from_millis(2);
+const TICK: Duration = Duration::from_millis(4);
 /// The base message latency range.
 const LATENCY: Duration = Duration::from_millis(2);
 /// The faults start in this window of simulated time.
@@ -314,7 +316,7 @@ async fn create_topic(
     partitions: i32,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let topic = NewTopic::new(name, partitions)
-        .with_replication_factor(3)
+        .with_replication_factor(REPLICATION_FACTOR as i16)
         .with_config("min.insync.replicas", "2");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -587,8 +589,8 @@ impl Harness<'_> {
         obs
     }
 
-    /// Whether every partition of the workload's topic has a leader whose ISR is
-    /// every replica, and every replica's log ends at the leader's high watermark.
+    /// Whether every partition of the workload's topics has a leader whose ISR is
+    /// all its replicas, and every replica's log ends at the leader's high watermark.
     fn converged(&self, obs: &Observation) -> bool {
         if self.shared.borrow().nodes.iter().any(Option::is_none) {
             return false;
@@ -606,8 +608,8 @@ impl Harness<'_> {
                 let [leader] = leaders.as_slice() else {
                     return false;
                 };
-                replicas.len() == self.nodes
-                    && leader.isr.len() == self.nodes
+                replicas.len() == REPLICATION_FACTOR
+                    && leader.isr.len() == REPLICATION_FACTOR
                     && replicas.iter().all(|r| {
                         r.log_end_offset == leader.log_end_offset
                             && r.high_watermark == leader.high_watermark
