@@ -169,7 +169,7 @@ mod tests {
         let mut changes = store.changes();
         let waiter = {
             let store = store.clone();
-            klog_client::task::spawn(async move { store.wait_for(3, Duration::from_secs(5)).await })
+            tokio::spawn(async move { store.wait_for(3, Duration::from_secs(5)).await })
         };
         let waiter_done = || waiter.is_finished();
         assert!(!waiter_done());

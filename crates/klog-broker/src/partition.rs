@@ -1102,7 +1102,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..16u8 {
             let p = p.clone();
-            tasks.push(klog_client::task::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 append_and_sync(&p, &[i; 100]).await;
             }));
         }
@@ -1126,7 +1126,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..4u8 {
             let p = p.clone();
-            tasks.push(klog_client::task::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 for _ in 0..50 {
                     append_and_sync(&p, &[i; 200]).await;
                 }

@@ -654,7 +654,7 @@ mod tests {
     async fn negotiation_falls_back_and_picks_common_versions() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
-        let broker = crate::task::spawn(async move {
+        let broker = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
             let (key, version, corr) = read_request(&mut s).await;
             assert_eq!((key, version), (18, 3));
@@ -700,7 +700,7 @@ mod tests {
     async fn correlation_mismatch_closes_the_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
-        crate::task::spawn(async move {
+        tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
             let (_, _, corr) = read_request(&mut s).await;
             let ok =

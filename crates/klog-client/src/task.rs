@@ -1,5 +1,6 @@
-//! The task seam: every task klog spawns, and every piece of blocking file work it
-//! waits for, goes through [`spawn`] and [`blocking`], so that a simulator can
+//! The task seam: every task the broker and client libraries spawn (and openraft's,
+//! through the broker's runtime), and every piece of blocking file work they
+//! wait for, goes through [`spawn`] and [`blocking`], so that a simulator can
 //! stop one simulated process's tasks (a long GC pause, a SIGSTOP) and make its
 //! disk slow, while the other processes in the same runtime thread go on.
 //!
@@ -43,11 +44,14 @@ fn current() -> Option<Arc<dyn Gate>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// A future that asks its gate (if any) before each poll, and makes the gate
-/// current while it is polled. See [`gated`].
-pub struct Gated<F> {
-    gate: Option<Arc<dyn Gate>>,
-    inner: Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    /// A future that asks its gate (if any) before each poll, and makes the gate
+    /// current while it is polled. See [`gated`].
+    pub struct Gated<F> {
+        gate: Option<Arc<dyn Gate>>,
+        #[pin]
+        inner: F,
+    }
 }
 
 impl<F: fmt::Debug> fmt::Debug for Gated<F> {
@@ -63,15 +67,15 @@ impl<F: Future> Future for Gated<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.get_mut();
-        let Some(gate) = &this.gate else {
-            return this.inner.as_mut().poll(cx);
+        let this = self.project();
+        let Some(gate) = this.gate.as_ref() else {
+            return this.inner.poll(cx);
         };
         if gate.poll_open(cx).is_pending() {
             return Poll::Pending;
         }
         let previous = CURRENT.with(|c| c.replace(Some(gate.clone())));
-        let out = this.inner.as_mut().poll(cx);
+        let out = this.inner.poll(cx);
         CURRENT.with(|c| *c.borrow_mut() = previous);
         out
     }
@@ -82,7 +86,7 @@ impl<F: Future> Future for Gated<F> {
 pub fn gated<F: Future>(gate: Arc<dyn Gate>, future: F) -> Gated<F> {
     Gated {
         gate: Some(gate),
-        inner: Box::pin(future),
+        inner: future,
     }
 }
 
@@ -91,7 +95,7 @@ pub fn gated<F: Future>(gate: Arc<dyn Gate>, future: F) -> Gated<F> {
 pub fn inherit<F: Future>(future: F) -> Gated<F> {
     Gated {
         gate: current(),
-        inner: Box::pin(future),
+        inner: future,
     }
 }
 

@@ -69,8 +69,10 @@ pub enum Fault {
         span: Duration,
     },
     /// The node's disk is slow: every piece of blocking file work the node
-    /// waits for (the metadata log's fsyncs, opening and deleting partition
-    /// logs, checkpoints) takes `delay` longer.
+    /// waits for (the metadata log's writes and fsyncs, opening partition logs
+    /// and taking deleted ones out of service, checkpoints) takes `delay`
+    /// longer. Unlinking deleted partitions runs on a thread of its own, which
+    /// nothing waits for, and is not slowed.
     SlowDisk {
         /// Node id.
         node: usize,

@@ -61,16 +61,10 @@ impl NodeGate {
         }
     }
 
-    /// Ends every pause and slow disk (a crash, whose restart is a new process,
-    /// or the heal).
+    /// Ends every pause and slow disk (the heal).
     pub fn reset(&self) {
-        let parked = {
-            let mut s = self.state();
-            s.pauses = 0;
-            s.disk.clear();
-            std::mem::take(&mut s.parked)
-        };
-        parked.into_iter().for_each(Waker::wake);
+        self.state().disk.clear();
+        self.crashed();
     }
 
     /// The node's process was killed: a pause ends with it (its restart is a
