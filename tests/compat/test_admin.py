@@ -560,6 +560,11 @@ def test_commit_metadata_describe_assignments_and_deleted_topic_offsets(broker_f
     assert TopicPartition("gone", 0) in admin.list_group_offsets("gone-group")["gone-group"]
     admin.delete_topics(["gone"])
     assert admin.list_group_offsets("gone-group")["gone-group"] == {}
+    # Its folder is renamed out of service, then removed in the background.
+    deadline = time.monotonic() + 30
+    while any(e.name.startswith("gone-0") for e in b.data_dir.iterdir()):
+        assert time.monotonic() < deadline, sorted(e.name for e in b.data_dir.iterdir())
+        time.sleep(0.05)
     assert TopicPartition("gd", 0) in admin.list_group_offsets("gd-group")["gd-group"]
     admin.close()
     assert b.stop() == 0

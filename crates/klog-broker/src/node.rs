@@ -96,13 +96,10 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartError +
     }
 }
 
-/// A random 128-bit id for this run (the broker's incarnation), from the clock
-/// and the process id: distinct between restarts, which is all it is for.
+/// A random 128-bit id for this run (the broker's incarnation): distinct
+/// between restarts, which is all it is for.
 fn incarnation() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{:032x}", nanos ^ (u128::from(std::process::id()) << 96))
+    format!("{:032x}", rand::random::<u128>())
 }
 
 impl Node {

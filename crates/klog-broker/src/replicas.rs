@@ -448,24 +448,36 @@ fn partition_registered(p: &Partition) -> bool {
     p.registration().is_some()
 }
 
-/// Removes detached partition folders on one thread of its own: unlinking large
-/// logs (freeing their page cache, the journal commit) must not stall the thread
-/// applying metadata. A folder left behind (the thread could not start, or the
+/// Removes detached partition folders off the thread applying metadata:
+/// unlinking large logs (freeing their page cache, the journal commit) must not
+/// stall it. On a tokio runtime that is [`klog_client::task::blocking`] (tokio's
+/// blocking pool; under a simulator's gate, the node's own simulated disk, so
+/// the removal stops with the node as it would with its process), otherwise a
+/// thread of its own. A folder left behind (the work could not start, or the
 /// process stopped first) is removed at the next start.
 fn remove_in_background(detached: Vec<DetachedPartition>) {
     if detached.is_empty() {
         return;
     }
-    let spawned = std::thread::Builder::new()
-        .name("klog-delete".to_owned())
-        .spawn(move || {
-            for d in detached {
-                let path = d.path().display().to_string();
-                if let Err(e) = d.remove() {
-                    tracing::error!(%path, error = %e, "could not delete partition folder");
-                }
+    let remove = move || {
+        for d in detached {
+            let path = d.path().display().to_string();
+            if let Err(e) = d.remove() {
+                tracing::error!(%path, error = %e, "could not delete partition folder");
+            }
+        }
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        klog_client::task::spawn(async move {
+            if klog_client::task::blocking(remove).await.is_err() {
+                tracing::error!("deleting partition folders panicked");
             }
         });
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("klog-delete".to_owned())
+        .spawn(remove);
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start a thread to delete partition folders");
     }

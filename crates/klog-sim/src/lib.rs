@@ -41,7 +41,10 @@
 //!   blocking file work runs inline on the simulation's thread, followed by the
 //!   node's disk latency (a slow disk) in simulated time;
 //! * **randomness**: turmoil's network from the seed, openraft's election
-//!   timeouts from [`klog_broker::quorum::seed_election_rng`].
+//!   timeouts from [`klog_broker::quorum::seed_election_rng`], and everything
+//!   else that draws from the C library's `getrandom` (`HashMap` keys, and so
+//!   every map's iteration order; tokio's scheduler and `select!` seeds; ids)
+//!   from a stream [`entropy`] starts at the seed.
 //!
 //! The file system is real, with one fault played on it by the harness: a
 //! **power loss** cuts every partition log of the node back to what the storage
@@ -51,9 +54,17 @@
 //! so that it knows it rebooted. A plain crash keeps every write the process
 //! made, as a `kill -9` on a machine that stays up does. The metadata log is
 //! fsynced before its records count, so a power loss keeps it.
-//! `std::collections::HashMap` iteration order differs between processes, so a
-//! replay follows the same schedule and workload but is not guaranteed to take
-//! the same interleaving step for step.
+//!
+//! # Replay
+//!
+//! A seed runs the same way every time, step for step: one thread, hosts
+//! stepped in a fixed order, blocking file work inline, simulated time, and
+//! every random draw from the seed ([`entropy`]). What would make two runs of
+//! one seed differ is what an earlier run left in the process (`HashMap` keys
+//! already drawn, counters), so `klog-sim` runs each seed of a sweep in a
+//! process of its own: `klog-sim --seed S`, the command a failure prints, is
+//! the run that failed. `tests/replay.rs` checks that a seed's trace is the
+//! same byte for byte from one run to the next, with the nodes' logs on or off.
 //!
 //! # Faults ([`faults`])
 //!
@@ -82,6 +93,7 @@
 //! `scripts/sim --mutation --seeds 100 --expect-failure` must find a failing
 //! seed, and CI runs it. Seeds that found real bugs are kept in `tests/seeds.rs`.
 
+pub mod entropy;
 pub mod faults;
 mod gate;
 pub mod invariants;

@@ -83,6 +83,10 @@ impl Options {
 pub struct Report {
     /// The seed.
     pub seed: u64,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Records the producer was to send.
+    pub records: u64,
     /// Its fault schedule.
     pub schedule: Schedule,
     /// Records acknowledged to the producer.
@@ -111,7 +115,15 @@ impl Report {
 
     /// The command that replays this seed with its trace.
     pub fn replay_command(&self) -> String {
-        format!("scripts/sim --seed {} --trace", self.seed)
+        let mut command = format!("scripts/sim --seed {} --trace", self.seed);
+        let defaults = Options::new(self.seed);
+        if self.nodes != defaults.nodes {
+            command.push_str(&format!(" --nodes {}", self.nodes));
+        }
+        if self.records != defaults.records {
+            command.push_str(&format!(" --records {}", self.records));
+        }
+        command
     }
 }
 
@@ -903,6 +915,8 @@ pub fn run(options: &Options) -> Report {
         .unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut()));
     Report {
         seed: options.seed,
+        nodes: options.nodes,
+        records: options.records,
         schedule,
         acked: shared.acked.len(),
         commits: shared.committed.len(),
