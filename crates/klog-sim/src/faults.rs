@@ -40,6 +40,15 @@ pub enum Fault {
         /// How long.
         span: Duration,
     },
+    /// A minority of two nodes (on four or five) is cut off from the other
+    /// nodes and the clients, its two members still connected to each other;
+    /// what is sent across is held and delivered when it ends.
+    Split {
+        /// The two node ids of the minority.
+        minority: [usize; 2],
+        /// How long.
+        span: Duration,
+    },
     /// Packets from node `from` to node `to` are dropped for good; the other way
     /// works (a connection that lost some stalls until a timeout drops it).
     OneWay {
@@ -102,6 +111,10 @@ impl fmt::Display for Fault {
                 ms(down)
             ),
             Self::Isolate { node, span } => write!(f, "isolate n{node} for {} ms", ms(span)),
+            Self::Split {
+                minority: [a, b],
+                span,
+            } => write!(f, "split n{a} and n{b} from the rest for {} ms", ms(span)),
             Self::OneWay { from, to, span } => {
                 write!(f, "drop n{from} -> n{to} for {} ms", ms(span))
             }
@@ -126,6 +139,7 @@ impl Fault {
         match self {
             Self::Crash { down, .. } | Self::PowerLoss { down, .. } => *down,
             Self::Isolate { span, .. }
+            | Self::Split { span, .. }
             | Self::OneWay { span, .. }
             | Self::Hold { span, .. }
             | Self::Pause { span, .. }
@@ -188,6 +202,13 @@ impl Schedule {
                         node,
                         down: ms(&mut rng, 200, 8_000),
                     },
+                    // On four or five nodes, half the isolations cut off a
+                    // minority of two instead of one node. (The extra draw is
+                    // made only there: three-node schedules stay as they were.)
+                    4 | 5 if nodes >= 4 && rng.gen_bool(0.5) => Fault::Split {
+                        minority: [node, other],
+                        span: ms(&mut rng, 500, 8_000),
+                    },
                     4 | 5 => Fault::Isolate {
                         node,
                         span: ms(&mut rng, 500, 8_000),
@@ -249,6 +270,28 @@ mod tests {
         assert!(distinct.len() > 45, "{} distinct schedules", distinct.len());
         for s in &a.faults {
             assert!(s.at >= from && s.at < until);
+        }
+    }
+
+    #[test]
+    fn minority_splits_only_on_four_or_five_nodes() {
+        let (from, until) = (Duration::from_secs(2), Duration::from_secs(20));
+        let splits = |nodes: usize| -> Vec<[usize; 2]> {
+            (0..300)
+                .flat_map(|seed| Schedule::generate(seed, nodes, from, until).faults)
+                .filter_map(|s| match s.fault {
+                    Fault::Split { minority, .. } => Some(minority),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(splits(3).is_empty());
+        for nodes in [4, 5] {
+            let found = splits(nodes);
+            assert!(found.len() > 20, "{} splits on {nodes} nodes", found.len());
+            for [a, b] in found {
+                assert!(a != b && (1..=nodes).contains(&a) && (1..=nodes).contains(&b));
+            }
         }
     }
 }

@@ -70,7 +70,8 @@
 //!
 //! Crash and restart of a node, power loss of a node (at most one per schedule:
 //! klog, as Kafka, promises acknowledged records through the loss of one
-//! broker's unsynced writes, not two), isolating a node, one-way packet loss
+//! broker's unsynced writes, not two), isolating a node (or, on four or five
+//! nodes, a minority of two from the rest), one-way packet loss
 //! between two nodes, holding the packets between two nodes and delivering them
 //! late, and raised latency (messages on different connections overtake each
 //! other), pausing a node (a long GC pause, SIGSTOP), and a slow disk on a node.

@@ -447,6 +447,20 @@ impl Harness<'_> {
             .collect()
     }
 
+    /// Every pair of hosts on either side of a split: a minority node and a
+    /// node or client outside it.
+    fn across(&self, minority: &[usize]) -> Vec<(String, String)> {
+        minority
+            .iter()
+            .flat_map(|&m| {
+                self.others(m)
+                    .into_iter()
+                    .filter(|o| !minority.iter().any(|&n| name(n) == *o))
+                    .map(move |o| (name(m), o))
+            })
+            .collect()
+    }
+
     fn apply(&mut self, edge: &Edge) {
         let at = self.sim.elapsed();
         self.shared.borrow_mut().note(at, || format!("{edge:?}"));
@@ -497,6 +511,16 @@ impl Harness<'_> {
             Edge::End(Fault::Isolate { node, .. }) => {
                 for o in self.others(*node) {
                     self.sim.release(name(*node), o);
+                }
+            }
+            Edge::Start(Fault::Split { minority, .. }) => {
+                for (m, o) in self.across(minority) {
+                    self.sim.hold(m, o);
+                }
+            }
+            Edge::End(Fault::Split { minority, .. }) => {
+                for (m, o) in self.across(minority) {
+                    self.sim.release(m, o);
                 }
             }
             Edge::Start(Fault::OneWay { from, to, .. }) => {
