@@ -153,9 +153,14 @@ fn run_worker(args: &Args, seed: u64) -> Outcome {
         acked: 0,
         output,
     };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return failed(format!("seed {seed}: cannot find klog-sim's binary: {e}\n")),
+    // This very binary: /proc/self/exe stays this process's image even when a
+    // build replaces the file on disk during a sweep.
+    let exe = match std::path::Path::new("/proc/self/exe") {
+        p if p.exists() => p.to_path_buf(),
+        _ => match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return failed(format!("seed {seed}: cannot find klog-sim's binary: {e}\n")),
+        },
     };
     let out = Command::new(exe)
         .args(["--seed", &seed.to_string(), "--worker"])
