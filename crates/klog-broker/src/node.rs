@@ -97,9 +97,13 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartError +
 }
 
 /// A random 128-bit id for this run (the broker's incarnation): distinct
-/// between restarts, which is all it is for.
+/// between restarts, which is all it is for. Drawn from std's randomly keyed
+/// hasher, whose keys come from the C library's `getrandom` (which a simulator
+/// can seed; rand 0.8's thread rng makes the system call itself).
 fn incarnation() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    use std::hash::{BuildHasher, RandomState};
+    let keys = RandomState::new();
+    format!("{:016x}{:016x}", keys.hash_one(1u8), keys.hash_one(2u8))
 }
 
 impl Node {

@@ -1,11 +1,15 @@
 //! The process's entropy, from the seed.
 //!
-//! `std`'s `HashMap` keys (and so every map's iteration order), tokio's
-//! scheduler and `select!` seeds, `uuid`'s v4 ids and `rand`'s thread rng all
-//! start from the C library's `getrandom`. This module defines that symbol, so
-//! the linker binds the calls of any binary that links this crate to it
-//! instead of glibc's: it fills buffers from a stream (splitmix64) that starts
-//! at a fixed point and that [`seed`] moves. A process that calls [`seed`]
+//! `std`'s `HashMap` keys (and so every map's iteration order, and the
+//! broker's incarnation id), and through them tokio's scheduler and `select!`
+//! seeds, start from the C library's `getrandom`, as does any crate on
+//! `getrandom` 0.3 or later. This module defines that symbol; in the
+//! `klog-sim` binary, which checks it with [`active`], the linker binds those
+//! calls to it instead of glibc's: it fills buffers from a stream (splitmix64)
+//! that starts at a fixed point and that [`seed`] moves. (`rand` 0.8's thread
+//! rng is not covered: its `getrandom` 0.2 makes the system call itself. The
+//! one user of it in a simulation, openraft's election timeouts, is seeded
+//! through [`klog_broker::quorum::seed_election_rng`].) A process that calls [`seed`]
 //! before it runs one simulation on one thread therefore hashes, schedules and
 //! draws the same way every time it runs, and so takes the same interleaving
 //! step for step. That is why a sweep runs each seed in a process of its own

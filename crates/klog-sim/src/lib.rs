@@ -43,8 +43,8 @@
 //! * **randomness**: turmoil's network from the seed, openraft's election
 //!   timeouts from [`klog_broker::quorum::seed_election_rng`], and everything
 //!   else that draws from the C library's `getrandom` (`HashMap` keys, and so
-//!   every map's iteration order; tokio's scheduler and `select!` seeds; ids)
-//!   from a stream [`entropy`] starts at the seed.
+//!   every map's iteration order; tokio's scheduler and `select!` seeds; the
+//!   broker's incarnation id) from a stream [`entropy`] starts at the seed.
 //!
 //! The file system is real, with one fault played on it by the harness: a
 //! **power loss** cuts every partition log of the node back to what the storage

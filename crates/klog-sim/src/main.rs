@@ -138,30 +138,31 @@ fn run_one(args: &Args, seed: u64) -> ExitCode {
 
 /// What a worker process said about its seed.
 struct Outcome {
-    passed: bool,
-    acked: usize,
-    /// What it printed before its result line (its report, if it failed).
+    /// Whether the seed passed, and the records it acknowledged; `None` if the
+    /// worker did not get as far as a result (it could not start, or died).
+    result: Option<(bool, usize)>,
+    /// What it printed before its result line (its report, if it failed), or
+    /// why there is no result.
     output: String,
+}
+
+impl Outcome {
+    fn passed(&self) -> bool {
+        self.result.is_some_and(|(passed, _)| passed)
+    }
 }
 
 /// Runs `seed` in a process of its own (this binary, `--seed S --worker`):
 /// nothing of an earlier seed (HashMap keys drawn, counters, tokio's seeds)
 /// leaks into it, so it runs exactly as `klog-sim --seed S` does.
 fn run_worker(args: &Args, seed: u64) -> Outcome {
-    let failed = |output: String| Outcome {
-        passed: false,
-        acked: 0,
+    let no_result = |output: String| Outcome {
+        result: None,
         output,
     };
     // This very binary: /proc/self/exe stays this process's image even when a
     // build replaces the file on disk during a sweep.
-    let exe = match std::path::Path::new("/proc/self/exe") {
-        p if p.exists() => p.to_path_buf(),
-        _ => match std::env::current_exe() {
-            Ok(exe) => exe,
-            Err(e) => return failed(format!("seed {seed}: cannot find klog-sim's binary: {e}\n")),
-        },
-    };
+    let exe = std::path::PathBuf::from("/proc/self/exe");
     let out = Command::new(exe)
         .args(["--seed", &seed.to_string(), "--worker"])
         .args(["--records", &args.records.to_string()])
@@ -171,7 +172,7 @@ fn run_worker(args: &Args, seed: u64) -> Outcome {
         .output();
     let out = match out {
         Ok(out) => out,
-        Err(e) => return failed(format!("seed {seed}: cannot start a worker: {e}\n")),
+        Err(e) => return no_result(format!("seed {seed}: FAILED: cannot start a worker: {e}\n")),
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let (output, last) = match stdout.trim_end().rsplit_once('\n') {
@@ -181,11 +182,10 @@ fn run_worker(args: &Args, seed: u64) -> Outcome {
     let result: Vec<&str> = last.split(' ').collect();
     match result[..] {
         [RESULT_PREFIX, passed, acked] => Outcome {
-            passed: passed == "1" && out.status.success(),
-            acked: acked.parse().unwrap_or(0),
+            result: Some((passed == "1", acked.parse().unwrap_or(0))),
             output,
         },
-        _ => failed(format!(
+        _ => no_result(format!(
             "{stdout}seed {seed}: FAILED: its process ended ({}) without a result\nreplay: scripts/sim --seed {seed} --trace\n",
             out.status
         )),
@@ -215,15 +215,16 @@ fn sweep(args: &Args) -> ExitCode {
                         return;
                     }
                     let outcome = run_worker(args, seed);
-                    // A failure is replayed once, in a fresh process, to show
-                    // that the replay command repeats it. (Not in the mutation
-                    // check, which wants any failure.)
-                    let replay = (!outcome.passed && !args.expect_failure)
-                        .then(|| run_worker(args, seed));
+                    // A seed that ran and failed is replayed once, in a fresh
+                    // process, to show that the replay command repeats it.
+                    // (Not in the mutation check, which wants any failure.)
+                    let ran_and_failed = outcome.result.is_some() && !outcome.passed();
+                    let replay =
+                        (ran_and_failed && !args.expect_failure).then(|| run_worker(args, seed));
                     let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
-                    r.1 += outcome.acked;
+                    r.1 += outcome.result.map_or(0, |(_, acked)| acked);
                     r.2 += 1;
-                    if outcome.passed {
+                    if outcome.passed() {
                         continue;
                     }
                     print!("{}", outcome.output);
