@@ -18,7 +18,40 @@ ROOT = Path(__file__).resolve().parents[2]
 BROKER_BIN = Path(os.environ.get("KLOG_BROKER_BIN", ROOT / "target" / "debug" / "klog-broker"))
 
 
+def _below_ephemeral() -> tuple[int, int]:
+    """Ports [low, high) below the kernel's ephemeral range."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    return 10000, max(first, 10000)
+
+
+_next_port = [0]
+
+
 def free_port() -> int:
+    """A port nobody listens on now, from below the ephemeral range.
+
+    A port from bind(0) is one the kernel may also give to an outgoing
+    connection as its source port (or to a connection to that very port, which
+    then connects to itself) before the broker binds it, failing its start with
+    "address in use". The kernel never picks ports below its range; this process
+    starts at its own point (from its pid), walks on, and checks each by binding.
+    """
+    low, high = _below_ephemeral()
+    span = high - low
+    if span >= 1000:
+        start = (os.getpid() * 7919) % span
+        for _ in range(span):
+            port = low + (start + _next_port[0]) % span
+            _next_port[0] += 1
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

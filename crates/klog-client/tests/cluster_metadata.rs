@@ -66,7 +66,21 @@ fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
                 if *error == klog_codec::protocol::ResponseError::InvalidReplicationFactor),
             "{refused:?}"
         );
-        // Every broker's Metadata already has the new topics: answered once applied.
+        // Node 3 answered once its image applied the topics, so its Metadata has
+        // them now; node 1's image catches up from the quorum (at once, or a
+        // moment later).
+        let topics = ["spread".to_owned(), "replicated".to_owned()];
+        let on_first = Admin::new(ClientConfig::new(&first))?;
+        eventually(
+            Duration::from_secs(20),
+            "node 1's image has the topics",
+            || {
+                let on_first = &on_first;
+                let topics = &topics;
+                async move { on_first.describe_topics(topics).await.is_ok() }
+            },
+        )
+        .await?;
         for addr in [&first, &third] {
             let a = Admin::new(ClientConfig::new(addr))?;
             let topics = a
@@ -277,8 +291,16 @@ fn broker_only_nodes_join_as_learners() {
         let mut wide = NewTopic::new("wide", 4);
         wide.replication_factor = 4;
         admin.create_topics(&[wide]).await?[0].clone()?;
-        // The broker-only node's own image has it (it receives the metadata log).
+        // The broker-only node's own image has it (it receives the metadata log;
+        // CreateTopics answers once the quorum commits, so a broker's image may
+        // catch up a moment later, as in Kafka).
         let local = Admin::new(ClientConfig::new(&broker_only))?;
+        eventually(
+            Duration::from_secs(20),
+            "node 4's image has wide",
+            || async { local.describe_topics(&["wide".to_owned()]).await.is_ok() },
+        )
+        .await?;
         let topics = local.describe_topics(&["wide".to_owned()]).await?;
         let leaders: Vec<i32> = topics[0].partitions.iter().map(|p| p.leader).collect();
         ensure!(leaders == vec![1, 2, 3, 4], "{leaders:?}");

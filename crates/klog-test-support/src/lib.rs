@@ -51,11 +51,46 @@ pub fn broker_binary() -> PathBuf {
 }
 
 /// A port nobody listens on now (bound and released: a test claims it next).
+///
+/// It is drawn from below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), not from it: a port the kernel hands out
+/// for `bind(0)` is one it may also give, before our server binds it, to any
+/// outgoing connection as its source port, or to a connection to that very
+/// port (which then connects to itself while nobody listens). Either makes the
+/// server's bind fail with "address in use". Ports below the range are never
+/// chosen by the kernel, so only another process that picks the same number
+/// can take one; each process starts at its own point (from its pid) and
+/// walks on, and every port is checked by binding it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = below_ephemeral();
+    let span = u32::from(high - low);
+    if span >= 1000 {
+        let start = std::process::id().wrapping_mul(7919) % span;
+        for _ in 0..span {
+            let step = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = low + ((start + step) % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
+}
+
+/// The ports `[low, high)` that tests pick from: from 10000 up to where the
+/// kernel's ephemeral range starts (Linux's default 32768 when it cannot be
+/// read).
+fn below_ephemeral() -> (u16, u16) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10000, first_ephemeral.max(10000))
 }
 
 /// A running `klog-broker` process; killed (by pid) on drop.
