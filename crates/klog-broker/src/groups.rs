@@ -111,7 +111,7 @@ impl Groups {
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             offsets_retention_ms: config.offsets_retention_ms,
             offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
-            member_id_seed: now_ms() as u64,
+            member_id_seed: member_id_seed(),
             ..CoordinatorConfig::default()
         });
         Self {
@@ -573,13 +573,43 @@ impl Groups {
             self.perform(broker, &mut inner, actions);
             rx
         };
-        let response = wait(rx, stop).await.unwrap_or(SyncResponse {
+        let mut response = wait(rx, stop).await.unwrap_or(SyncResponse {
             error: code(ResponseError::NotCoordinator),
             assignment: Bytes::new(),
         });
+        if response.error == 0
+            && !self
+                .group_records_replicated(broker, req.group_id.0.as_str())
+                .await
+        {
+            // As Kafka's SyncGroup answers only once the group's assignment is
+            // written with acks=all: a member must not take up an assignment that a
+            // coordinator elected after a failover would not know (it would start
+            // the group over, and hand out the same generation and member ids to
+            // others). The member rejoins.
+            response = SyncResponse {
+                error: code(ResponseError::CoordinatorNotAvailable),
+                assignment: Bytes::new(),
+            };
+        }
         SyncGroupResponse::default()
             .with_error_code(response.error)
             .with_assignment(response.assignment)
+    }
+
+    /// Waits (at most 5 s) until everything this broker's log holds of the
+    /// `__consumer_offsets` partition of `group`, the group's latest records among
+    /// it, is on the partition's ISR. False if it is not by then, or if this broker
+    /// no longer leads the partition.
+    async fn group_records_replicated(&self, broker: &Broker, group: &str) -> bool {
+        let index = self.lock_quiet().coordinator.partition_for(group);
+        let Some(p) = broker.replicas().partition(OFFSETS_TOPIC, index) else {
+            return false;
+        };
+        let log_end = p.log().log_end_offset();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        crate::broker::wait_committed(&p, log_end, deadline).await
+            == klog_replication::ProduceOutcome::Committed
     }
 
     // -------------------------------------------------------------------------------
@@ -963,6 +993,16 @@ async fn wait<T>(rx: oneshot::Receiver<T>, stop: &watch::Receiver<bool>) -> Opti
         r = rx => r.ok(),
         _ = stop.changed() => None,
     }
+}
+
+/// The seed the coordinator mixes into the member ids it hands out: random, from
+/// std's randomly keyed hasher (the C library's `getrandom`), so that ids from
+/// brokers started in the same millisecond, or from one broker's restarts, do not
+/// collide. Two coordinators in turn handing one id to two clients (after a
+/// failover the new one counts from 1 again) would make them one member.
+fn member_id_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
 }
 
 /// Appends records for `group` to its `__consumer_offsets` partition through the

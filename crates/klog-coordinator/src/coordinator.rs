@@ -56,8 +56,9 @@ pub struct CoordinatorConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes` (default 4096).
     pub max_metadata_size: usize,
-    /// Mixed into generated member ids so that ids stay unique across restarts
-    /// (the runtime passes e.g. its start time; tests pass a constant).
+    /// Mixed into generated member ids so that ids stay unique across
+    /// coordinators and their restarts (the runtime passes a random number;
+    /// tests pass a constant).
     pub member_id_seed: u64,
 }
 

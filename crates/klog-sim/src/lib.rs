@@ -1,5 +1,6 @@
 //! A deterministic simulation of a whole klog cluster: three (or more) combined
-//! controller + broker nodes, an idempotent producer and a consumer group, run
+//! controller + broker nodes, an idempotent producer and a two-member consumer
+//! group, run
 //! by [turmoil] on one thread in
 //! simulated time, under a fault schedule drawn from a seed, with invariants
 //! checked after every step and once the faults have healed.
@@ -9,7 +10,8 @@
 //!    │                                            ▼ applied between steps
 //!    ├──► turmoil Sim: hosts n1..nN ── klog_broker::node::Node + server::run
 //!    │                 client ─────── klog_client Admin + idempotent Producer
-//!    │                 consumer ───── klog_client GroupConsumer (commit, read back)
+//!    │                 consumer, consumer2 ── klog_client GroupConsumer each
+//!    │                                         (one group: commit, read back)
 //!    │                    │ step (one tick of simulated time)
 //!    │                    ▼
 //!    │           Observation of every running node ──► StepChecks (invariants/)

@@ -34,8 +34,10 @@ const LATE_TOPIC_AT: Duration = Duration::from_secs(9);
 const REPLICATION_FACTOR: usize = 3;
 /// The consumer group.
 const GROUP: &str = "sim-group";
+/// The group's members, each a client host of its own.
+const CONSUMERS: [&str; 2] = ["consumer", "consumer2"];
 /// The client hosts.
-const CLIENTS: [&str; 2] = ["client", "consumer"];
+const CLIENTS: [&str; 3] = ["client", CONSUMERS[0], CONSUMERS[1]];
 /// One step of simulated time.
 const TICK: Duration = Duration::from_millis(4);
 /// The base message latency range.
@@ -349,12 +351,13 @@ async fn create_topic(
     }
 }
 
-/// A consumer in a group on the workload's first topic: polls, commits what it
-/// consumed, reads the committed offsets back; until the producer is done and it
-/// has caught up (or a bound).
+/// A member of the group on the workload's first topic (`member`, one of
+/// [`CONSUMERS`]): polls, commits what it consumed, reads the committed offsets
+/// back; until the producer is done and it has caught up (or a bound).
 async fn consumer_main(
     nodes: usize,
     shared: Rc<RefCell<Shared>>,
+    member: &'static str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use klog_client::{GroupConfig, GroupConsumer, TopicPartition};
     let bootstrap = (1..=nodes)
@@ -372,6 +375,8 @@ async fn consumer_main(
     let started = tokio::time::Instant::now();
     let deadline = started + WORKLOAD_LIMIT;
     let mut idle_after_produced = 0;
+    // The generation and assignment last traced.
+    let mut last: (i32, Vec<TopicPartition>) = (-1, Vec::new());
     while tokio::time::Instant::now() < deadline {
         let records = match consumer.poll(Duration::from_millis(500)).await {
             Ok(r) => r,
@@ -379,7 +384,7 @@ async fn consumer_main(
                 let at = tokio::time::Instant::now() - started;
                 shared
                     .borrow_mut()
-                    .note(at, || format!("consumer: poll failed: {e}"));
+                    .note(at, || format!("{member}: poll failed: {e}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -390,15 +395,41 @@ async fn consumer_main(
                 break;
             }
         }
-        if records.is_empty() || consumer.commit_sync().await.is_err() {
+        let generation = consumer.generation();
+        let assigned = consumer.assignment();
+        if (generation, &assigned) != (last.0, &last.1) {
+            let at = tokio::time::Instant::now() - started;
+            let names: Vec<String> = assigned
+                .iter()
+                .map(|tp| format!("{}-{}", tp.topic, tp.partition))
+                .collect();
+            shared.borrow_mut().note(at, || {
+                format!("{member}: generation {generation}, assigned {names:?}")
+            });
+            last = (generation, assigned);
+        }
+        if records.is_empty() {
             continue;
         }
-        let generation = consumer.generation();
+        if let Err(e) = consumer.commit_sync().await {
+            let at = tokio::time::Instant::now() - started;
+            shared
+                .borrow_mut()
+                .note(at, || format!("{member}: commit failed: {e}"));
+            continue;
+        }
         let assigned: Vec<TopicPartition> = consumer.assignment();
         if let Ok(committed) = consumer.committed(&assigned).await {
             let mut s = shared.borrow_mut();
+            let at = tokio::time::Instant::now() - started;
             for (tp, offset) in committed {
                 if let Some(offset) = offset {
+                    s.note(at, || {
+                        format!(
+                            "{member}: generation {generation}: {}-{} committed {offset}",
+                            tp.topic, tp.partition
+                        )
+                    });
                     s.committed.push(crate::invariants::groups::Committed {
                         generation,
                         topic: tp.topic.to_string(),
@@ -411,7 +442,7 @@ async fn consumer_main(
     }
     let at = tokio::time::Instant::now() - started;
     shared.borrow_mut().note(at, || {
-        format!("consumer: done, generation {}", consumer.generation())
+        format!("{member}: done, generation {}", consumer.generation())
     });
     let _ = consumer.close().await;
     Ok(())
@@ -828,8 +859,10 @@ pub fn run(options: &Options) -> Report {
     let client_shared = shared.clone();
     h.sim
         .client("client", client_main(nodes, records, client_shared));
-    h.sim
-        .client("consumer", consumer_main(nodes, shared.clone()));
+    for member in CONSUMERS {
+        h.sim
+            .client(member, consumer_main(nodes, shared.clone(), member));
+    }
 
     let mut edges: Vec<(Duration, Edge)> = schedule
         .faults

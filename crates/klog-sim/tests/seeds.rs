@@ -124,6 +124,29 @@ fn pinned() -> Vec<(u64, &'static str, Schedule)> {
                 ],
             },
         ),
+        // Two members in the group; n1, the group coordinator, isolated. After the
+        // heal n1 still believed it led __consumer_offsets-0 and answered a
+        // SyncGroup whose assignment it had not replicated (and never would: it
+        // was truncated away). The members rejoined at n2, which started the
+        // group over at generation 1 and handed out member ids counting from 1
+        // with the same seed n1 had used (every coordinator mixed in its start
+        // time, the same millisecond on every node): two clients became one
+        // member, both took every partition, and one committed 0 for sim-2 after
+        // the other had committed 66. Fixed by SyncGroup answering only once the
+        // group's records are on the ISR, and by random member-id seeds.
+        (
+            146,
+            "SyncGroup answered unreplicated; member ids repeated across coordinators",
+            Schedule {
+                faults: vec![at(
+                    5712,
+                    Fault::Isolate {
+                        node: 1,
+                        span: ms(3906),
+                    },
+                )],
+            },
+        ),
     ]
 }
 
