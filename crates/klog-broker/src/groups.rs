@@ -53,8 +53,8 @@ use klog_codec::protocol::messages::{
 };
 use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes};
 use klog_coordinator::{
-    Action, CommitPartition, CoordinatorConfig, GroupCoordinator, JoinResponse, MemberRef,
-    OFFSETS_TOPIC, OffsetCommit, Protocol, RequestId, SyncResponse, build_batch,
+    Action, CommitId, CommitPartition, CoordinatorConfig, GroupCoordinator, JoinResponse,
+    MemberRef, OFFSETS_TOPIC, OffsetCommit, Protocol, RequestId, SyncResponse, build_batch,
 };
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -339,6 +339,7 @@ impl Groups {
                     partition,
                     group,
                     records,
+                    ..
                 } => match append(broker, partition, &group, &records) {
                     Some(a) => appended.push(a),
                     None => ok = false,
@@ -373,7 +374,44 @@ impl Groups {
             }
         }
     }
+}
 
+/// OffsetCommits whose appends the coordinator waits to hear about: completed with
+/// the outcome, or as failed if the request is dropped (its connection closed)
+/// while it waits, so no staged offset is left pending for ever.
+struct StagedCommits<'a> {
+    groups: &'a Groups,
+    staged: Vec<(String, CommitId)>,
+}
+
+impl<'a> StagedCommits<'a> {
+    fn new(groups: &'a Groups, staged: Vec<(String, CommitId)>) -> Self {
+        Self { groups, staged }
+    }
+
+    /// Reports whether the appends reached the ISR.
+    fn complete(mut self, ok: bool) {
+        self.finish(ok);
+    }
+
+    fn finish(&mut self, ok: bool) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let mut inner = self.groups.lock_quiet();
+        for (group, id) in self.staged.drain(..) {
+            inner.coordinator.complete_commit(&group, id, ok);
+        }
+    }
+}
+
+impl Drop for StagedCommits<'_> {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl Groups {
     // -------------------------------------------------------------------------------
     // FindCoordinator
 
@@ -746,24 +784,41 @@ impl Groups {
             },
             offsets,
         };
-        let (results, appended) = if event.offsets.is_empty() || not_coordinator {
+        let (results, appended, staged) = if event.offsets.is_empty() || not_coordinator {
             // Nothing the coordinator may store: it is not asked at all.
-            (Vec::new(), Some(Vec::new()))
+            (
+                Vec::new(),
+                Some(Vec::new()),
+                StagedCommits::new(self, Vec::new()),
+            )
         } else {
             let mut inner = self.lock();
             let results = inner.coordinator.commit_offsets(event, now_ms());
             let actions = inner.coordinator.take_actions();
+            let staged: Vec<(String, CommitId)> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::PersistOffsets {
+                        group,
+                        commit: Some(id),
+                        ..
+                    } => Some((group.clone(), *id)),
+                    _ => None,
+                })
+                .collect();
             let appended = self.perform_appends(broker, &mut inner, actions);
-            (results, appended)
+            (results, appended, StagedCommits::new(self, staged))
         };
         // Committed only once the offsets are on the ISR of their partition
         // (acks=all, as Kafka writes them): a new coordinator must find them.
+        // Until then OffsetFetch answers the offsets committed before.
         let mut persisted = appended.is_some();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         for (p, offset) in appended.unwrap_or_default() {
             persisted &= crate::broker::wait_committed(&p, offset, deadline).await
                 == klog_replication::ProduceOutcome::Committed;
         }
+        staged.complete(persisted);
         // The coordinator answers each offset it was given, in order.
         let mut results = results.into_iter();
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();

@@ -310,18 +310,25 @@ fn paused_followers_leave_the_isr_and_rejoin() {
     });
 }
 
-/// One Produce request with `acks` to partition 0 of `topic` on `addr`; returns
-/// the partition's error code.
-async fn produce_raw(addr: &str, topic: &str, acks: i16) -> anyhow::Result<i16> {
-    use klog_codec::protocol::messages::ProduceRequest;
-    use klog_codec::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    let conn = klog_client::conn::Connection::connect(
+/// A protocol connection to `addr`, for requests the client does not make itself.
+async fn raw_connection(
+    addr: &str,
+) -> anyhow::Result<std::sync::Arc<klog_client::conn::Connection>> {
+    Ok(klog_client::conn::Connection::connect(
         addr,
         None,
         Duration::from_secs(5),
         Duration::from_secs(30),
     )
-    .await?;
+    .await?)
+}
+
+/// One Produce request with `acks` to partition 0 of `topic` on `addr`; returns
+/// the partition's error code.
+async fn produce_raw(addr: &str, topic: &str, acks: i16) -> anyhow::Result<i16> {
+    use klog_codec::protocol::messages::ProduceRequest;
+    use klog_codec::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let conn = raw_connection(addr).await?;
     let mut b = klog_codec::BatchBuilder::new(Vec::new(), klog_codec::Compression::None);
     b.push(1, None, Some(b"raw"), &[])?;
     let req = ProduceRequest::default()
@@ -420,25 +427,8 @@ fn consumer_group_moves_when_its_coordinator_crashes() {
             offsets[0].partitions.iter().all(|p| p.replicas.len() == 3),
             "__consumer_offsets is not RF 3"
         );
-        let conn = klog_client::conn::Connection::connect(
-            bootstrap.split(',').next().context("address")?,
-            None,
-            Duration::from_secs(5),
-            Duration::from_secs(30),
-        )
-        .await?;
-        let found = conn
-            .send(
-                &klog_codec::protocol::messages::FindCoordinatorRequest::default()
-                    .with_key(klog_codec::protocol::StrBytes::from_static_str("g")),
-            )?
-            .await?;
-        ensure!(
-            found.error_code == 0,
-            "FindCoordinator: {}",
-            found.error_code
-        );
-        let coordinator = found.node_id.0;
+        let coordinator =
+            coordinator_of(bootstrap.split(',').next().context("address")?, "g").await?;
         Ok((coordinator, committed))
     });
     cluster.kill(coordinator);
@@ -493,4 +483,142 @@ fn group_config(bootstrap: &str) -> klog_client::GroupConfig {
     c.consumer.fetch_max_wait = Duration::from_millis(100);
     c.consumer.client.request_timeout = Duration::from_secs(10);
     c
+}
+
+/// Failure detection slow enough that two paused followers stay in the ISR (and
+/// unfenced) for longer than an OffsetCommit waits for its records to reach it.
+const SLOW_ISR: &[&str] = &[
+    "broker.session.timeout.ms=30000",
+    "broker.heartbeat.interval.ms=300",
+    "replica.lag.time.max.ms=30000",
+    "offsets.topic.num.partitions=3",
+];
+
+/// The coordinator of `group` as FindCoordinator names it, once it has one.
+async fn coordinator_of(addr: &str, group: &str) -> anyhow::Result<i32> {
+    use klog_codec::protocol::StrBytes;
+    use klog_codec::protocol::messages::FindCoordinatorRequest;
+    let conn = raw_connection(addr).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = conn
+            .send(
+                &FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(group.to_owned())),
+            )?
+            .await?;
+        if found.error_code == 0 {
+            return Ok(found.node_id.0);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "FindCoordinator: {}",
+            found.error_code
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A simple (generation -1) OffsetCommit of `offset` for partition 0 of `topic`;
+/// returns the partition's error code.
+async fn commit_raw(addr: &str, group: &str, topic: &str, offset: i64) -> anyhow::Result<i16> {
+    use klog_codec::protocol::StrBytes;
+    use klog_codec::protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use klog_codec::protocol::messages::{GroupId, OffsetCommitRequest, TopicName};
+    let conn = raw_connection(addr).await?;
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ]);
+    let resp = conn.send(&req)?.await?;
+    Ok(resp.topics[0].partitions[0].error_code)
+}
+
+/// OffsetFetch of partition 0 of `topic`: (group error, committed offset).
+async fn fetch_raw(addr: &str, group: &str, topic: &str) -> anyhow::Result<(i16, i64)> {
+    use klog_codec::protocol::StrBytes;
+    use klog_codec::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use klog_codec::protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
+    let conn = raw_connection(addr).await?;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let resp = conn.send(&req)?.await?;
+    let p = &resp.topics[0].partitions[0];
+    Ok((resp.error_code.max(p.error_code), p.committed_offset))
+}
+
+/// An OffsetCommit whose records cannot reach the ISR of the group's
+/// `__consumer_offsets` partition (both followers paused) fails with
+/// COORDINATOR_NOT_AVAILABLE, and OffsetFetch keeps answering the offset committed
+/// before it: the coordinator stages commits until their append is replicated, as
+/// Kafka's does, instead of showing what a new coordinator would not find.
+#[test]
+fn an_unreplicated_offset_commit_is_not_visible() {
+    let _serial = serial();
+    // One voter (node 1) and two broker-only nodes, so pausing both of those
+    // leaves the metadata quorum whole.
+    let cluster = Cluster::start_mixed(1, 2, SLOW_ISR);
+    let addr = cluster.node(1).addr();
+    let group = run(Duration::from_secs(90), async {
+        let admin = Admin::new(ClientConfig::new(&addr))?;
+        live_brokers(&admin, 3, Duration::from_secs(20)).await?;
+        replicated_topic(&admin, "staged", 1).await?;
+        // A group whose coordinator is node 1.
+        let mut group = None;
+        for i in 0..30 {
+            let g = format!("staged-{i}");
+            if coordinator_of(&addr, &g).await? == 1 {
+                group = Some(g);
+                break;
+            }
+        }
+        let group = group.context("no group coordinated by node 1")?;
+        let offsets = admin
+            .describe_topics(&["__consumer_offsets".to_owned()])
+            .await?;
+        ensure!(
+            offsets[0].partitions.iter().all(|p| p.isr.len() == 3),
+            "__consumer_offsets is not fully in sync: {offsets:?}"
+        );
+        ensure!(commit_raw(&addr, &group, "staged", 10).await? == 0);
+        ensure!(fetch_raw(&addr, &group, "staged").await? == (0, 10));
+        Ok(group)
+    });
+    cluster.pause(2);
+    cluster.pause(3);
+    run(Duration::from_secs(60), async {
+        let error = commit_raw(&addr, &group, "staged", 20).await?;
+        ensure!(
+            error == klog_codec::protocol::ResponseError::CoordinatorNotAvailable.code(),
+            "a commit the followers cannot replicate answered {error}"
+        );
+        let fetched = fetch_raw(&addr, &group, "staged").await?;
+        ensure!(
+            fetched == (0, 10),
+            "after the failed commit OffsetFetch answered {fetched:?}"
+        );
+        Ok(())
+    });
+    cluster.resume(2);
+    cluster.resume(3);
+    run(Duration::from_secs(60), async {
+        ensure!(commit_raw(&addr, &group, "staged", 30).await? == 0);
+        ensure!(fetch_raw(&addr, &group, "staged").await? == (0, 30));
+        Ok(())
+    });
 }

@@ -17,7 +17,7 @@
 //! 4. After every call, drain [`GroupCoordinator::take_actions`] and perform them in
 //!    order: persist records first, then send the responses that follow them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use klog_codec::protocol::ResponseError;
@@ -31,6 +31,10 @@ use crate::schema::{
 /// Identifies a JoinGroup or SyncGroup request whose response may be delayed; chosen
 /// by the runtime, echoed in [`Action::RespondJoin`] / [`Action::RespondSync`].
 pub type RequestId = u64;
+
+/// Identifies one OffsetCommit's append, from [`Action::PersistOffsets`] to
+/// [`GroupCoordinator::complete_commit`]; increasing in the order of the appends.
+pub type CommitId = u64;
 
 const NONE: i16 = 0;
 
@@ -313,6 +317,11 @@ pub enum Action {
         group: String,
         /// The records.
         records: Vec<OffsetsRecord>,
+        /// For an OffsetCommit's offsets: they are staged, not yet visible to
+        /// OffsetFetch, until the runtime reports with
+        /// [`GroupCoordinator::complete_commit`] whether the append reached the
+        /// partition's ISR. `None` for tombstones, which apply at once.
+        commit: Option<CommitId>,
     },
 }
 
@@ -325,6 +334,7 @@ pub struct GroupCoordinator {
     actions: Vec<Action>,
     counter: u64,
     order: u64,
+    commits: CommitId,
     last_retention_check: Option<i64>,
 }
 
@@ -383,6 +393,7 @@ impl GroupCoordinator {
             actions: Vec::new(),
             counter: 0,
             order: 0,
+            commits: 0,
             last_retention_check: None,
         }
     }
@@ -624,8 +635,12 @@ impl GroupCoordinator {
     // Offsets
 
     /// OffsetCommit: returns an error code per partition, in request order, and emits
-    /// [`Action::PersistOffsets`] for what was accepted.
+    /// [`Action::PersistOffsets`] for what was accepted. The accepted offsets are
+    /// staged: OffsetFetch shows them once [`GroupCoordinator::complete_commit`]
+    /// reports their append done, and never if it failed.
     pub fn commit_offsets(&mut self, req: OffsetCommit, now: i64) -> Vec<(String, i32, i16)> {
+        self.commits += 1;
+        let commit = self.commits;
         let (groups, ctx) = self.split();
         let all = |e: i16| {
             req.offsets
@@ -667,6 +682,7 @@ impl GroupCoordinator {
         }
         let expire = (req.retention_time_ms > 0).then(|| now.saturating_add(req.retention_time_ms));
         let mut records = Vec::new();
+        let mut staged = Vec::new();
         let mut results = Vec::with_capacity(req.offsets.len());
         for p in req.offsets {
             let metadata = p.metadata.unwrap_or_default();
@@ -689,17 +705,50 @@ impl GroupCoordinator {
                 key: encode_offset_key(&group.id, &p.topic, p.partition),
                 value: Some(encode_offset_value(&value)),
             });
-            group.offsets.insert((p.topic.clone(), p.partition), value);
+            let key = (p.topic.clone(), p.partition);
+            group.pending_offsets.insert(key.clone(), commit);
+            staged.push((key, value));
             results.push((p.topic, p.partition, NONE));
         }
         if !records.is_empty() {
+            group.staged.insert(commit, staged);
             ctx.out.push(Action::PersistOffsets {
                 partition: ctx.partition(&group.id),
                 group: group.id.clone(),
                 records,
+                commit: Some(commit),
             });
         }
         results
+    }
+
+    /// The append of an OffsetCommit's offsets finished: `ok` if the records are on
+    /// the ISR of their partition. On success each offset becomes the committed one,
+    /// unless a later commit of the same partition completed first or the offset was
+    /// deleted meanwhile; on failure the offsets are dropped and OffsetFetch keeps
+    /// answering what was committed before (Kafka's `onOffsetCommitAppend` and
+    /// `failPendingOffsetWrite`). A group this coordinator no longer holds (its
+    /// partition moved) is ignored: whoever loads it reads the log.
+    pub fn complete_commit(&mut self, group_id: &str, commit: CommitId, ok: bool) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        let Some(staged) = group.staged.remove(&commit) else {
+            return;
+        };
+        for (key, value) in staged {
+            let Some(&newest) = group.pending_offsets.get(&key) else {
+                // Deleted while it was being appended.
+                continue;
+            };
+            if ok && group.committed_by.get(&key).is_none_or(|&by| by < commit) {
+                group.committed_by.insert(key.clone(), commit);
+                group.offsets.insert(key.clone(), value);
+            }
+            if newest == commit {
+                group.pending_offsets.remove(&key);
+            }
+        }
     }
 
     /// OffsetFetch: the committed offsets of `partitions`, or of every partition the
@@ -762,7 +811,7 @@ impl GroupCoordinator {
                 ));
                 continue;
             }
-            if group.offsets.remove(&(topic.clone(), *partition)).is_some() {
+            if group.remove_offset(&(topic.clone(), *partition)) {
                 records.push(OffsetsRecord {
                     key: encode_offset_key(&group.id, topic, *partition),
                     value: None,
@@ -775,6 +824,7 @@ impl GroupCoordinator {
                 partition: ctx.partition(&group.id),
                 group: group.id.clone(),
                 records,
+                commit: None,
             });
         }
         (NONE, results)
@@ -790,8 +840,11 @@ impl GroupCoordinator {
             let keys: Vec<(String, i32)> = group
                 .offsets
                 .keys()
+                .chain(group.pending_offsets.keys())
                 .filter(|(t, _)| t == topic)
                 .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect();
             if keys.is_empty() {
                 continue;
@@ -799,7 +852,7 @@ impl GroupCoordinator {
             let records = keys
                 .into_iter()
                 .map(|(t, p)| {
-                    group.offsets.remove(&(t.clone(), p));
+                    group.remove_offset(&(t.clone(), p));
                     OffsetsRecord {
                         key: encode_offset_key(&group.id, &t, p),
                         value: None,
@@ -810,6 +863,7 @@ impl GroupCoordinator {
                 partition: ctx.partition(&group.id),
                 group: group.id.clone(),
                 records,
+                commit: None,
             });
         }
     }
@@ -839,9 +893,14 @@ impl GroupCoordinator {
         };
         group.transition(GroupState::Dead, now);
         let partition = ctx.partition(id);
-        let mut records: Vec<OffsetsRecord> = group
+        // Offsets still being appended get tombstones too: the append lands first.
+        let keys: BTreeSet<&(String, i32)> = group
             .offsets
             .keys()
+            .chain(group.pending_offsets.keys())
+            .collect();
+        let mut records: Vec<OffsetsRecord> = keys
+            .into_iter()
             .map(|(t, p)| OffsetsRecord {
                 key: encode_offset_key(id, t, *p),
                 value: None,
@@ -852,6 +911,7 @@ impl GroupCoordinator {
                 partition,
                 group: id.to_owned(),
                 records: std::mem::take(&mut records),
+                commit: None,
             });
         }
         ctx.out.push(Action::PersistGroupMetadata {
@@ -978,6 +1038,8 @@ impl GroupCoordinator {
                 let expired: Vec<(String, i32)> = group
                     .offsets
                     .iter()
+                    // An offset being committed again does not expire (Kafka).
+                    .filter(|(key, _)| !group.pending_offsets.contains_key(*key))
                     .filter(|((topic, _), v)| match v.expire_timestamp {
                         Some(at) => now >= at,
                         None => {
@@ -991,7 +1053,7 @@ impl GroupCoordinator {
                     let records = expired
                         .iter()
                         .map(|(t, p)| {
-                            group.offsets.remove(&(t.clone(), *p));
+                            group.remove_offset(&(t.clone(), *p));
                             OffsetsRecord {
                                 key: encode_offset_key(&group.id, t, *p),
                                 value: None,
@@ -1002,9 +1064,10 @@ impl GroupCoordinator {
                         partition: ctx.partition(&group.id),
                         group: group.id.clone(),
                         records,
+                        commit: None,
                     });
                 }
-                if group.state == GroupState::Empty && group.offsets.is_empty() {
+                if group.state == GroupState::Empty && !group.has_offsets() {
                     dead.push(group.id.clone());
                 }
             }
@@ -1683,7 +1746,17 @@ mod tests {
             2,
         );
         assert_eq!(r, vec![("t".into(), 0, NONE)]);
-        all.extend(c.take_actions());
+        let commit = c.take_actions();
+        let Some(Action::PersistOffsets {
+            commit: Some(commit_id),
+            ..
+        }) = commit.first()
+        else {
+            panic!("{commit:?}");
+        };
+        assert_eq!(c.fetch_offsets("g", None), vec![], "staged, not committed");
+        c.complete_commit("g", *commit_id, true);
+        all.extend(commit);
         (id, all)
     }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use crate::coordinator::RequestId;
+use crate::coordinator::{CommitId, RequestId};
 use crate::schema::{GroupValue, MemberValue, OffsetValue};
 
 /// The states of a classic group (Kafka's `GroupState`).
@@ -107,6 +107,9 @@ pub(crate) struct InitialDelay {
     pub remaining_ms: i64,
 }
 
+/// A (topic, partition) key.
+pub(crate) type TopicPartition = (String, i32);
+
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub id: String,
@@ -124,6 +127,14 @@ pub(crate) struct Group {
     /// `group.instance.id` -> member id.
     pub static_members: BTreeMap<String, String>,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// The commit each entry of `offsets` came from; absent for offsets loaded
+    /// from the log, which are older than any commit made since.
+    pub committed_by: BTreeMap<(String, i32), CommitId>,
+    /// Offsets OffsetCommit accepted whose append has not completed, by commit
+    /// (Kafka's `pendingOffsetCommits`); OffsetFetch does not see them.
+    pub staged: BTreeMap<CommitId, Vec<(TopicPartition, OffsetValue)>>,
+    /// The newest staged commit of each partition.
+    pub pending_offsets: BTreeMap<(String, i32), CommitId>,
     /// PreparingRebalance: when the join phase ends at the latest.
     pub join_deadline: Option<i64>,
     pub initial_delay: Option<InitialDelay>,
@@ -144,10 +155,27 @@ impl Group {
             pending: BTreeMap::new(),
             static_members: BTreeMap::new(),
             offsets: BTreeMap::new(),
+            committed_by: BTreeMap::new(),
+            staged: BTreeMap::new(),
+            pending_offsets: BTreeMap::new(),
             join_deadline: None,
             initial_delay: None,
             new_member_added: false,
         }
+    }
+
+    /// Whether the group holds offsets, committed or still being appended (an
+    /// Empty group without any is deleted).
+    pub fn has_offsets(&self) -> bool {
+        !self.offsets.is_empty() || !self.pending_offsets.is_empty()
+    }
+
+    /// Forgets `key`'s offset, committed or pending (a commit of it that completes
+    /// later is not applied); returns whether one was committed.
+    pub fn remove_offset(&mut self, key: &(String, i32)) -> bool {
+        self.committed_by.remove(key);
+        self.pending_offsets.remove(key);
+        self.offsets.remove(key).is_some()
     }
 
     pub fn transition(&mut self, state: GroupState, now: i64) {

@@ -13,13 +13,19 @@
 //!  join(JoinGroup)        ─┐              ┌─► RespondJoin { request, response }
 //!  sync(SyncGroup)        ─┤              ├─► RespondSync { request, response }
 //!  heartbeat(..) -> code  ─┤  ┌────────┐  ├─► PersistGroupMetadata { partition, record }
-//!  leave(..) -> result    ─┼─►│ groups │──┤   PersistOffsets { partition, records }
-//!  commit_offsets(..)     ─┤  └────────┘  │     (records for __consumer_offsets,
+//!  leave(..) -> result    ─┼─►│ groups │──┤   PersistOffsets { partition, records,
+//!  commit_offsets(..)     ─┤  └────────┘  │                    commit }
+//!  complete_commit(id,ok) ─┤              │     (records for __consumer_offsets,
 //!  delete_offsets/groups  ─┤              │      built into batches by build_batch)
 //!  tick(now)              ─┤              │
 //!  load_record(key,value) ─┘              └── immediate answers: heartbeat, leave,
 //!                                             commit, fetch, list, describe, delete
 //! ```
+//!
+//! Committed offsets are staged, as Kafka's `pendingOffsetCommits`: an OffsetCommit's
+//! `PersistOffsets` carries a commit id, and OffsetFetch sees its offsets only once
+//! the runtime reports with `complete_commit` that the append reached the ISR. A
+//! failed append leaves the offsets committed before.
 //!
 //! Group states follow Kafka's classic protocol ([`GroupState`]): Empty →
 //! PreparingRebalance → CompletingRebalance → Stable, and Dead. Implemented as Kafka
@@ -52,9 +58,9 @@ pub mod metadata;
 pub mod schema;
 
 pub use coordinator::{
-    Action, CommitPartition, CoordinatorConfig, DescribedMember, FetchedOffset, GroupCoordinator,
-    GroupDescription, JoinGroup, JoinResponse, JoinedMember, LeaveResponse, ListedGroup, MemberRef,
-    OffsetCommit, RequestId, SyncGroup, SyncResponse,
+    Action, CommitId, CommitPartition, CoordinatorConfig, DescribedMember, FetchedOffset,
+    GroupCoordinator, GroupDescription, JoinGroup, JoinResponse, JoinedMember, LeaveResponse,
+    ListedGroup, MemberRef, OffsetCommit, RequestId, SyncGroup, SyncResponse,
 };
 pub use group::{GroupState, Protocol};
 pub use schema::{OFFSETS_TOPIC, OffsetsRecord, build_batch, partition_for};

@@ -14,7 +14,10 @@
 //! heartbeat t= group= gen= member= [instance=]
 //! leave t= group= members=id,... [instances=i,...]   (instances pair with empty ids)
 //! commit t= group= gen= member= offsets=topic-p:offset,... [retention=] [instance=]
+//!        [append=ok|fail|later]   (the append's outcome; `later` prints the commit id)
+//! appended group= commit= ok=true|false   (a `later` commit's append completes)
 //! fetch group= [partitions=topic-p,...]
+//! delete_offsets group= partitions=topic-p,...
 //! tick t=
 //! describe group=
 //! list
@@ -101,6 +104,7 @@ fn render_action(a: &Action) -> String {
             partition,
             group,
             records,
+            ..
         } => {
             let items: Vec<String> = records
                 .iter()
@@ -255,6 +259,32 @@ fn run(c: &mut GroupCoordinator, name: &str, a: &Args) -> Vec<String> {
                 .map(|(t, p, e)| format!("{t}-{p}={}", err_name(*e)))
                 .collect();
             out.push(format!("commit {}", per.join(" ")));
+            // The runtime appends the records, waits for the ISR, reports back.
+            let actions = c.take_actions();
+            out.extend(actions.iter().map(render_action));
+            for action in &actions {
+                if let Action::PersistOffsets {
+                    group,
+                    commit: Some(id),
+                    ..
+                } = action
+                {
+                    match a.opt("append").as_deref().unwrap_or("ok") {
+                        "ok" => c.complete_commit(group, *id, true),
+                        "fail" => c.complete_commit(group, *id, false),
+                        "later" => out.push(format!("staged commit={id}")),
+                        other => panic!("append={other}"),
+                    }
+                }
+            }
+        }
+        "appended" => {
+            let ok = match a.s("ok").as_str() {
+                "true" => true,
+                "false" => false,
+                other => panic!("ok={other}"),
+            };
+            c.complete_commit(&a.s("group"), a.i("commit") as u64, ok);
         }
         "fetch" => {
             let parts: Option<Vec<(String, i32)>> = a.opt("partitions").map(|_| {
@@ -269,6 +299,23 @@ fn run(c: &mut GroupCoordinator, name: &str, a: &Args) -> Vec<String> {
                 .map(|f| format!("{}-{}={}", f.topic, f.partition, f.offset))
                 .collect();
             out.push(format!("fetch {}", per.join(" ")));
+        }
+        "delete_offsets" => {
+            let parts: Vec<(String, i32)> = a
+                .list("partitions")
+                .iter()
+                .map(|s| topic_partition(s))
+                .collect();
+            let (top, per) = c.delete_offsets(&a.s("group"), &parts);
+            let per: Vec<String> = per
+                .iter()
+                .map(|(t, p, e)| format!("{t}-{p}={}", err_name(*e)))
+                .collect();
+            out.push(format!(
+                "delete_offsets err={} {}",
+                err_name(top),
+                per.join(" ")
+            ));
         }
         "tick" => {
             let now = a.i("t");
