@@ -43,6 +43,7 @@ use klog_storage::{FileRegion, LogManager, ReadError};
 use tokio::sync::Notify;
 
 use crate::admin::Admin;
+use crate::auto_create::TopicCreator;
 use crate::config::BrokerConfig;
 use crate::configs::{self, ConfigEntry};
 use crate::controller::{ControllerReply, ControllerRequest};
@@ -51,22 +52,18 @@ use crate::features;
 use crate::forward::ControllerClient;
 use crate::lifecycle::Lifecycle;
 use crate::metadata::MetadataStore;
-use crate::partition::{CommitWait, Partition};
-use crate::replicas::{ReplicaEvent, ReplicaManager, Topic};
+use crate::partition::Partition;
+use crate::replicas::{ReplicaManager, Topic};
 use crate::rules::Refusal;
 use crate::topics::{self};
 use klog_codec::protocol::messages::{
     CreateTopicsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use klog_codec::protocol::parse_request_header;
-use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
+use klog_coordinator::metadata::{ConfigResource, MetadataImage};
 use klog_replication::ProduceOutcome;
 
-/// Milliseconds since the Unix epoch: the broker's clock, read only here (through
-/// the wall-clock seam, [`klog_client::clock`], which a simulator replaces).
-pub fn now_ms() -> i64 {
-    klog_client::clock::now_ms()
-}
+use crate::clock::now_ms;
 
 fn code(e: ResponseError) -> i16 {
     e.code()
@@ -121,7 +118,7 @@ impl PendingProduce {
             return None;
         }
         for ((t, p), partition, offset) in std::mem::take(&mut self.waits) {
-            let outcome = wait_committed(&partition, offset, self.deadline).await;
+            let outcome = partition.await_committed(offset, self.deadline).await;
             if outcome != ProduceOutcome::Committed
                 && let Some(resp) = self.partition_response(t, p)
             {
@@ -153,8 +150,9 @@ pub enum Reply {
 /// shared by all connections.
 pub struct Broker {
     config: BrokerConfig,
-    replicas: ReplicaManager,
+    replicas: Arc<ReplicaManager>,
     store: Arc<MetadataStore>,
+    creator: Arc<TopicCreator>,
     client: Arc<ControllerClient>,
     /// The admin handlers, on a controller node (they run where the controller is
     /// active; elsewhere admin requests are forwarded).
@@ -163,7 +161,7 @@ pub struct Broker {
     /// Producer ids left from the last block the controller handed out: (next, end).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     cluster_id: String,
-    groups: crate::groups::Groups,
+    groups: Arc<crate::groups::Groups>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -199,11 +197,23 @@ impl Broker {
         admin: Option<Arc<Admin>>,
         lifecycle: Arc<Lifecycle>,
     ) -> Result<Arc<Self>, StartError> {
-        let groups = crate::groups::Groups::new(&config);
+        let replicas = Arc::new(replicas);
+        let creator = Arc::new(TopicCreator::new(
+            config.auto_create_topics,
+            admin.clone(),
+            client.clone(),
+        ));
+        let groups = Arc::new(crate::groups::Groups::new(
+            &config,
+            replicas.clone(),
+            store.clone(),
+            creator.clone(),
+        ));
         Ok(Arc::new(Self {
             cluster_id: cluster_id(&config),
             config,
             replicas,
+            creator,
             store,
             client,
             admin,
@@ -218,6 +228,11 @@ impl Broker {
         &self.groups
     }
 
+    /// The group runtime, shared (for its timer task).
+    pub fn groups_arc(&self) -> Arc<crate::groups::Groups> {
+        self.groups.clone()
+    }
+
     /// The configuration the broker runs with.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
@@ -229,7 +244,7 @@ impl Broker {
     }
 
     /// The hosted partitions.
-    pub fn replicas(&self) -> &ReplicaManager {
+    pub fn replicas(&self) -> &Arc<ReplicaManager> {
         &self.replicas
     }
 
@@ -252,49 +267,10 @@ impl Broker {
         self.replicas.topic_list()
     }
 
-    /// Reacts to what the replica manager did: deleted topics lose their group
-    /// offsets; `__consumer_offsets` partitions led here are loaded.
-    pub fn replica_events(self: &Arc<Self>, events: Vec<ReplicaEvent>) {
-        for e in events {
-            match e {
-                ReplicaEvent::TopicDeleted(name) => self.groups.topic_deleted(self, &name),
-                ReplicaEvent::BecameLeader(topic, index)
-                    if topic == klog_coordinator::OFFSETS_TOPIC =>
-                {
-                    self.groups.load_partition(self, index);
-                }
-                ReplicaEvent::StoppedLeading(topic, index)
-                    if topic == klog_coordinator::OFFSETS_TOPIC =>
-                {
-                    self.groups.unload_partition(self, index);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Creates topics that do not exist with the broker defaults (Metadata with
-    /// `allow_auto_topic_creation`, `auto.create.topics.enable`), through the
-    /// active controller, and waits until they are in this broker's image.
-    /// Returns the error code of each topic that could not be created.
+    /// Creates topics that do not exist with the broker defaults; see
+    /// [`TopicCreator::auto_create`].
     pub async fn auto_create(&self, names: &[String]) -> Vec<(String, i16)> {
-        if names.is_empty() || !self.config.auto_create_topics {
-            return Vec::new();
-        }
-        let topics: Vec<CreateTopic> = names
-            .iter()
-            .map(|n| CreateTopic {
-                name: n.clone(),
-                num_partitions: -1,
-                replication_factor: -1,
-                ..CreateTopic::default()
-            })
-            .collect();
-        self.create_internal(topics, false)
-            .await
-            .into_iter()
-            .filter(|(_, c)| *c != 0 && *c != code(ResponseError::TopicAlreadyExists))
-            .collect()
+        self.creator.auto_create(names).await
     }
 
     /// Creates one topic through the active controller, the create-topic policy
@@ -306,74 +282,9 @@ impl Broker {
         partitions: i32,
         replication_factor: i16,
     ) -> Result<(), i16> {
-        let topic = CreateTopic {
-            name: name.to_owned(),
-            num_partitions: partitions,
-            replication_factor,
-            ..CreateTopic::default()
-        };
-        match self.create_internal(vec![topic], true).await.first() {
-            Some((_, 0)) => Ok(()),
-            Some((_, c)) => Err(*c),
-            None => Err(code(ResponseError::UnknownServerError)),
-        }
-    }
-
-    /// Creates topics through the active controller (here or forwarded);
-    /// `internal` topics skip the create-topic policy. Returns each error code.
-    pub async fn create_internal(
-        &self,
-        topics: Vec<CreateTopic>,
-        internal: bool,
-    ) -> Vec<(String, i16)> {
-        if let Some(admin) = self.admin.as_ref().filter(|a| a.is_active()) {
-            return admin
-                .create(topics, false, internal)
-                .await
-                .into_iter()
-                .map(|(n, c, _)| (n, c))
-                .collect();
-        }
-        let new: Vec<klog_client::NewTopic> = topics
-            .iter()
-            .map(|t| klog_client::NewTopic {
-                name: t.name.clone(),
-                partitions: t.num_partitions,
-                replication_factor: t.replication_factor,
-                configs: t.configs.clone().into_iter().collect(),
-            })
-            .collect();
-        let req = klog_client::admin::create_topics_request(&new, 30_000);
-        match self.forward_request(&req, 4).await {
-            Ok(r) => r
-                .topics
-                .into_iter()
-                .map(|t| (t.name.0.to_string(), t.error_code))
-                .collect(),
-            Err(c) => topics.iter().map(|t| (t.name.clone(), c)).collect(),
-        }
-    }
-
-    /// Sends `req` at `version` to the active controller in an Envelope, as a
-    /// client's request would be forwarded; returns its response, once this
-    /// broker's image has the records, or the error code a client would get.
-    async fn forward_request<R>(&self, req: &R, version: i16) -> Result<R::Response, i16>
-    where
-        R: klog_codec::protocol::client::Request,
-    {
-        let mut frame = BytesMut::new();
-        klog_codec::protocol::client::encode_request(&mut frame, 0, None, version, req)
-            .map_err(|_| code(ResponseError::UnknownServerError))?;
-        // Without the size prefix, as a client's request frame is forwarded.
-        let request_frame = frame.freeze().slice(4..);
-        let resp = self
-            .client
-            .forward(request_frame, "")
+        self.creator
+            .create_topic(name, partitions, replication_factor)
             .await
-            .map_err(|e| e.code())?;
-        klog_codec::protocol::client::decode_response::<R>(resp, version)
-            .map(|(_, r)| r)
-            .map_err(|_| code(ResponseError::UnknownServerError))
     }
 
     /// CreateTopics, run by the active controller (here, or forwarded to it).
@@ -381,7 +292,7 @@ impl Broker {
         if let Some(admin) = self.admin.as_ref().filter(|a| a.is_active()) {
             return admin.create_topics(req).await;
         }
-        match self.forward_request(req, 4).await {
+        match self.creator.forward_request(req, 4).await {
             Ok(r) => r,
             Err(c) => CreateTopicsResponse::default().with_topics(
                 req.topics
@@ -1267,19 +1178,6 @@ impl Broker {
         name.is_empty() || name == self.config.node_id.to_string()
     }
 
-    /// Runs retention, time-based flushes and checkpoints once (the background
-    /// tasks call this on their intervals).
-    pub fn maintenance(&self, retention: bool, checkpoint: bool) {
-        let now = now_ms();
-        self.logs().flush_due(now);
-        if retention {
-            self.logs().run_retention(now);
-        }
-        if checkpoint && let Err(e) = self.logs().checkpoint() {
-            tracing::error!(error = %e, "writing checkpoints failed");
-        }
-    }
-
     /// Flushes every log, writes checkpoints and the clean-shutdown marker.
     pub fn shutdown(&self) -> std::io::Result<()> {
         self.logs().shutdown()
@@ -1396,30 +1294,6 @@ fn committed_record(
         Some(records) => pick(records),
         None => Some((base.max(start), max_ts)),
     })
-}
-
-/// Waits until `partition`'s high watermark passes `offset` (an `acks=all`
-/// produce), the replication state decides otherwise, or `deadline` passes. Woken
-/// by the replication state's answer, not by a timer; the deadline's own timer
-/// expires it.
-pub(crate) async fn wait_committed(
-    partition: &Partition,
-    offset: i64,
-    deadline: Instant,
-) -> ProduceOutcome {
-    let left = deadline.saturating_duration_since(Instant::now());
-    let deadline_ms = now_ms().saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
-    match partition.wait_committed(offset, deadline_ms) {
-        CommitWait::Done(outcome) => outcome,
-        CommitWait::Waiting { id, mut outcome } => {
-            match tokio::time::timeout_at(deadline, &mut outcome).await {
-                Ok(Ok(o)) => o,
-                // The partition went away with the wait unanswered.
-                Ok(Err(_)) => ProduceOutcome::NotLeader,
-                Err(_) => partition.expire_commit_wait(id, outcome),
-            }
-        }
-    }
 }
 
 /// One topic of a Metadata response, from the image: UNKNOWN_TOPIC_OR_PARTITION

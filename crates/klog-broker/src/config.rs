@@ -83,7 +83,7 @@ pub struct BrokerConfig {
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: i64,
     /// `log.cleanup.policy`: default `cleanup.policy` of topics.
-    pub log_cleanup_policy: crate::configs::CleanupPolicy,
+    pub log_cleanup_policy: CleanupPolicy,
     /// The cluster settings: roles, the quorum, heartbeats, replication.
     pub cluster: ClusterConfig,
     /// Every key that was set explicitly, as given (for DescribeConfigs).
@@ -181,7 +181,7 @@ impl Default for ClusterConfig {
             unclean_leader_election: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 300_000,
-            boot_id_file: Some(PathBuf::from(crate::lifecycle::BOOT_ID_FILE)),
+            boot_id_file: Some(PathBuf::from(BOOT_ID_FILE)),
         }
     }
 }
@@ -229,7 +229,7 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_ms: 7 * DAY_MS,
             offsets_retention_check_interval_ms: 600_000,
-            log_cleanup_policy: crate::configs::CleanupPolicy::default(),
+            log_cleanup_policy: CleanupPolicy::default(),
             cluster: ClusterConfig::default(),
             explicit: BTreeMap::new(),
         }
@@ -542,8 +542,7 @@ impl BrokerConfig {
                 "log.index.interval.bytes" => c.log.index_interval_bytes = positive(k, v)?,
                 "log.index.size.max.bytes" => c.log.segment_index_bytes = positive(k, v)?,
                 "log.cleanup.policy" => {
-                    c.log_cleanup_policy =
-                        crate::configs::CleanupPolicy::parse(v).map_err(|e| err(k, v, e))?
+                    c.log_cleanup_policy = CleanupPolicy::parse(v).map_err(|e| err(k, v, e))?
                 }
                 "compression.type" => {
                     if v != "producer" {
@@ -743,6 +742,60 @@ impl BrokerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Where Linux gives the id of the current boot.
+pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+
+/// `cleanup.policy`: which cleanups a topic asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// `delete`: time and size retention apply.
+    pub delete: bool,
+    /// `compact`: records must have keys. (klog does not compact; see
+    /// [`crate::configs::TopicConfig::storage_log_config`].)
+    pub compact: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        Self {
+            delete: true,
+            compact: false,
+        }
+    }
+}
+
+impl CleanupPolicy {
+    /// Parses Kafka's list syntax: `delete`, `compact`, `compact,delete` (any order,
+    /// spaces allowed). An empty list is refused.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut p = Self {
+            delete: false,
+            compact: false,
+        };
+        for item in value.split(',').map(str::trim) {
+            match item {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                _ => {
+                    return Err(format!(
+                        "{item:?} is not a cleanup policy (delete or compact)"
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// The value as Kafka spells it.
+    pub fn name(self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
     }
 }
 

@@ -248,56 +248,7 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// `cleanup.policy`: which cleanups a topic asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CleanupPolicy {
-    /// `delete`: time and size retention apply.
-    pub delete: bool,
-    /// `compact`: records must have keys. (klog does not compact; see
-    /// [`TopicConfig::storage_log_config`].)
-    pub compact: bool,
-}
-
-impl Default for CleanupPolicy {
-    fn default() -> Self {
-        Self {
-            delete: true,
-            compact: false,
-        }
-    }
-}
-
-impl CleanupPolicy {
-    /// Parses Kafka's list syntax: `delete`, `compact`, `compact,delete` (any order,
-    /// spaces allowed). An empty list is refused.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let mut p = Self {
-            delete: false,
-            compact: false,
-        };
-        for item in value.split(',').map(str::trim) {
-            match item {
-                "delete" => p.delete = true,
-                "compact" => p.compact = true,
-                _ => {
-                    return Err(format!(
-                        "{item:?} is not a cleanup policy (delete or compact)"
-                    ));
-                }
-            }
-        }
-        Ok(p)
-    }
-
-    /// The value as Kafka spells it.
-    pub fn name(self) -> &'static str {
-        match (self.compact, self.delete) {
-            (true, true) => "compact,delete",
-            (true, false) => "compact",
-            _ => "delete",
-        }
-    }
-}
+pub use crate::config::CleanupPolicy;
 
 /// The effective configuration of one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,11 +34,11 @@ use klog_coordinator::metadata::{
 use klog_replication::PartitionRegistration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::broker::now_ms;
+use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::configs::TopicConfig;
 use crate::metadata::MetadataStore;
-use crate::quorum::{Quorum, WriteError};
+use crate::quorum::WriteError;
 
 /// What the controller is asked (the decoded form of the controller APIs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,8 +190,7 @@ impl ControllerHandle {
     }
 }
 
-/// The quorum type the broker runs.
-pub type MetadataQuorum = Quorum<crate::node::MetadataStateMachineHandle>;
+pub use crate::metadata::MetadataQuorum;
 
 /// What the runtime needs besides the quorum.
 pub struct ControllerRuntime {

@@ -32,7 +32,7 @@ use klog_codec::protocol::{ResponseError, StrBytes};
 use klog_replication::EpochEndOffset;
 use tokio::sync::{Notify, watch};
 
-use crate::broker::now_ms;
+use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataStore;
 use crate::partition::{FollowNext, Partition};

@@ -58,8 +58,11 @@ use klog_coordinator::{
 };
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::broker::{Broker, now_ms};
+use crate::auto_create::TopicCreator;
+use crate::clock::now_ms;
 use crate::config::BrokerConfig;
+use crate::metadata::MetadataStore;
+use crate::replicas::ReplicaManager;
 
 /// The error message transactional requests get: klog has no transactions.
 const TRANSACTIONS_UNSUPPORTED: &str = "klog does not support transactions (no transaction coordinator); \
@@ -81,6 +84,13 @@ struct Inner {
 /// Consumer-group support of the broker.
 pub struct Groups {
     inner: Mutex<Inner>,
+    config: BrokerConfig,
+    /// The hosted `__consumer_offsets` partitions the coordinator's records go to
+    /// (Kafka's `PartitionWriter`: append, then wait for the high watermark).
+    replicas: Arc<ReplicaManager>,
+    store: Arc<MetadataStore>,
+    /// Creates `__consumer_offsets` when it does not exist yet.
+    creator: Arc<TopicCreator>,
     /// Signalled whenever a request touches the state machine, so the timer task
     /// recomputes its next deadline (a new member's session, a rebalance that
     /// started) instead of polling.
@@ -103,7 +113,12 @@ fn code(e: ResponseError) -> i16 {
 
 impl Groups {
     /// A coordinator configured from the broker's settings, with no groups loaded.
-    pub fn new(config: &BrokerConfig) -> Self {
+    pub fn new(
+        config: &BrokerConfig,
+        replicas: Arc<ReplicaManager>,
+        store: Arc<MetadataStore>,
+        creator: Arc<TopicCreator>,
+    ) -> Self {
         let coordinator = GroupCoordinator::new(CoordinatorConfig {
             offsets_topic_partitions: config.offsets_topic_partitions,
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -122,6 +137,10 @@ impl Groups {
                 syncs: HashMap::new(),
             }),
             wake: Notify::new(),
+            config: config.clone(),
+            replicas,
+            store,
+            creator,
         }
     }
 
@@ -142,19 +161,20 @@ impl Groups {
     /// reports them ([`Groups::load_partition`]). On a single node the topic is
     /// created at once, as before the quorum; a cluster creates it on the first
     /// FindCoordinator, when its brokers have registered.
-    pub async fn start(&self, broker: &Broker) {
-        if broker.image().topic(OFFSETS_TOPIC).is_none() && broker.config().cluster.is_single_node()
+    pub async fn start(&self) {
+        if self.store.image().topic(OFFSETS_TOPIC).is_none() && self.config.cluster.is_single_node()
         {
-            self.create_offsets_topic(broker).await;
+            self.create_offsets_topic().await;
         }
-        self.adopt_partition_count(broker);
+        self.adopt_partition_count();
     }
 
     /// Keeps the coordinator's group-to-partition mapping that of the existing
     /// topic, whatever `offsets.topic.num.partitions` says now (the mapping must
     /// match the records already written).
-    fn adopt_partition_count(&self, broker: &Broker) {
-        let Some(count) = broker
+    fn adopt_partition_count(&self) {
+        let Some(count) = self
+            .store
             .image()
             .topic(OFFSETS_TOPIC)
             .map(|t| t.partitions.len() as i32)
@@ -165,7 +185,7 @@ impl Groups {
         if inner.coordinator.config().offsets_topic_partitions != count {
             tracing::warn!(
                 existing = count,
-                configured = broker.config().offsets_topic_partitions,
+                configured = self.config.offsets_topic_partitions,
                 "{OFFSETS_TOPIC} exists with a different partition count; using the existing one"
             );
             let mut config = inner.coordinator.config().clone();
@@ -177,10 +197,10 @@ impl Groups {
     /// Creates `__consumer_offsets` through the controller, with
     /// `offsets.topic.replication.factor` replicas capped at the active brokers
     /// (warned about), so that one broker still works with zero config.
-    async fn create_offsets_topic(&self, broker: &Broker) {
-        let image = broker.image();
+    async fn create_offsets_topic(&self) {
+        let image = self.store.image();
         let active = image.active_brokers().len().max(1);
-        let wanted = broker.config().cluster.offsets_topic_replication_factor;
+        let wanted = self.config.cluster.offsets_topic_replication_factor;
         let rf = (wanted as usize).min(active) as i16;
         if (rf as usize) < wanted as usize {
             tracing::warn!(
@@ -192,7 +212,7 @@ impl Groups {
         }
         let topic = klog_coordinator::metadata::CreateTopic {
             name: OFFSETS_TOPIC.to_owned(),
-            num_partitions: broker.config().offsets_topic_partitions,
+            num_partitions: self.config.offsets_topic_partitions,
             replication_factor: rf,
             assignments: Vec::new(),
             configs: [
@@ -203,7 +223,7 @@ impl Groups {
             .into_iter()
             .collect(),
         };
-        for (name, error) in broker.create_internal(vec![topic], true).await {
+        for (name, error) in self.creator.create_internal(vec![topic], true).await {
             if error != 0 && error != code(ResponseError::TopicAlreadyExists) {
                 tracing::warn!(
                     topic = name,
@@ -217,21 +237,20 @@ impl Groups {
     /// Whether this broker coordinates `group`: it leads the group's partition of
     /// `__consumer_offsets`. Other brokers answer NOT_COORDINATOR, and the client
     /// looks the coordinator up again.
-    fn coordinates(&self, broker: &Broker, group: &str) -> bool {
+    fn coordinates(&self, group: &str) -> bool {
         let partition = self.lock_quiet().coordinator.partition_for(group);
-        broker
-            .replicas()
+        self.replicas
             .partition(OFFSETS_TOPIC, partition)
             .is_some_and(|p| p.is_leader())
     }
 
     /// This broker stopped leading `index` of `__consumer_offsets`: its groups
     /// leave memory, and members waiting in them hear NOT_COORDINATOR.
-    pub fn unload_partition(&self, broker: &Broker, index: i32) {
+    pub fn unload_partition(&self, index: i32) {
         let mut inner = self.lock();
         inner.coordinator.unload_partition(index);
         let actions = inner.coordinator.take_actions();
-        self.perform(broker, &mut inner, actions);
+        self.perform(&mut inner, actions);
         tracing::info!(partition = index, "unloaded consumer groups");
     }
 
@@ -242,9 +261,10 @@ impl Groups {
     /// the groups are rebuilt from the log alone. (Loading over them set the
     /// groups Stable with a member still waiting in a JoinGroup nobody would
     /// answer; found by the simulation, seed 183.)
-    pub fn load_partition(&self, broker: &Broker, index: i32) {
-        self.adopt_partition_count(broker);
-        let Some(p) = broker
+    pub fn load_partition(&self, index: i32) {
+        self.adopt_partition_count();
+        let Some(p) = self
+            .replicas
             .topic(OFFSETS_TOPIC)
             .and_then(|t| t.partition(index).cloned())
         else {
@@ -253,7 +273,7 @@ impl Groups {
         let mut inner = self.lock();
         inner.coordinator.unload_partition(index);
         let actions = inner.coordinator.take_actions();
-        self.perform(broker, &mut inner, actions);
+        self.perform(&mut inner, actions);
         let mut loaded = 0usize;
         let log = p.log();
         let mut offset = log.log_start_offset();
@@ -301,15 +321,14 @@ impl Groups {
     }
 
     /// Performs actions in order; returns whether every append succeeded.
-    fn perform(&self, broker: &Broker, inner: &mut Inner, actions: Vec<Action>) -> bool {
-        self.perform_appends(broker, inner, actions).is_some()
+    fn perform(&self, inner: &mut Inner, actions: Vec<Action>) -> bool {
+        self.perform_appends(inner, actions).is_some()
     }
 
     /// As [`Groups::perform`], returning the appends made (partition, offset after
     /// the batch), to wait for their replication; `None` if one failed.
     fn perform_appends(
         &self,
-        broker: &Broker,
         inner: &mut Inner,
         actions: Vec<Action>,
     ) -> Option<Vec<(Arc<crate::partition::Partition>, i64)>> {
@@ -331,7 +350,7 @@ impl Groups {
                     partition,
                     group,
                     record,
-                } => match append(broker, partition, &group, &[record]) {
+                } => match append(&self.replicas, partition, &group, &[record]) {
                     Some(a) => appended.push(a),
                     None => ok = false,
                 },
@@ -340,7 +359,7 @@ impl Groups {
                     group,
                     records,
                     ..
-                } => match append(broker, partition, &group, &records) {
+                } => match append(&self.replicas, partition, &group, &records) {
                     Some(a) => appended.push(a),
                     None => ok = false,
                 },
@@ -353,14 +372,14 @@ impl Groups {
     /// Drives `tick` until `stop` turns true: sleeps until the coordinator's next
     /// deadline (a session or rebalance timeout, the offset-expiry check), or until
     /// a request changes the state machine, never on a fixed polling interval.
-    pub async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    pub async fn run_timer(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         loop {
-            let groups = broker.groups();
+            let groups = &self;
             let deadline = {
                 let mut inner = groups.lock_quiet();
                 inner.coordinator.tick(now_ms());
                 let actions = inner.coordinator.take_actions();
-                groups.perform(&broker, &mut inner, actions);
+                groups.perform(&mut inner, actions);
                 inner.coordinator.next_deadline()
             };
             let sleep = match deadline {
@@ -421,7 +440,6 @@ impl Groups {
     /// does not exist.
     pub async fn find_coordinator(
         &self,
-        broker: &Broker,
         req: &FindCoordinatorRequest,
         version: i16,
     ) -> FindCoordinatorResponse {
@@ -448,15 +466,15 @@ impl Groups {
             }
             return r;
         }
-        if broker.image().topic(OFFSETS_TOPIC).is_none() {
-            self.create_offsets_topic(broker).await;
-            self.adopt_partition_count(broker);
+        if self.store.image().topic(OFFSETS_TOPIC).is_none() {
+            self.create_offsets_topic().await;
+            self.adopt_partition_count();
         }
         let key = req.key.as_str();
         let partition = self.lock_quiet().coordinator.partition_for(key);
-        let image = broker.image();
+        let image = self.store.image();
         let leader = image.partition(OFFSETS_TOPIC, partition).map(|p| p.leader);
-        let listener = &broker.config().cluster.inter_broker_listener_name;
+        let listener = &self.config.cluster.inter_broker_listener_name;
         let endpoint = leader
             .and_then(|l| image.brokers.get(&l))
             .filter(|b| !b.fenced)
@@ -490,7 +508,6 @@ impl Groups {
     /// answers NOT_COORDINATOR if the broker stops first.
     pub async fn join_group(
         &self,
-        broker: &Broker,
         header: &RequestHeader,
         peer: Option<SocketAddr>,
         req: JoinGroupRequest,
@@ -498,7 +515,7 @@ impl Groups {
     ) -> JoinGroupResponse {
         let version = header.api_version;
         let member_id = req.member_id.as_str().to_owned();
-        if !self.coordinates(broker, req.group_id.0.as_str()) {
+        if !self.coordinates(req.group_id.0.as_str()) {
             return JoinGroupResponse::default()
                 .with_error_code(code(ResponseError::NotCoordinator))
                 .with_generation_id(-1)
@@ -540,7 +557,7 @@ impl Groups {
             };
             inner.coordinator.join(event, now_ms());
             let actions = inner.coordinator.take_actions();
-            self.perform(broker, &mut inner, actions);
+            self.perform(&mut inner, actions);
             rx
         };
         let response = wait(rx, stop).await.unwrap_or_else(|| JoinResponse {
@@ -577,11 +594,10 @@ impl Groups {
     /// SyncGroup: waits for the leader's assignment.
     pub async fn sync_group(
         &self,
-        broker: &Broker,
         req: SyncGroupRequest,
         stop: &watch::Receiver<bool>,
     ) -> SyncGroupResponse {
-        if !self.coordinates(broker, req.group_id.0.as_str()) {
+        if !self.coordinates(req.group_id.0.as_str()) {
             return SyncGroupResponse::default()
                 .with_error_code(code(ResponseError::NotCoordinator));
         }
@@ -608,18 +624,14 @@ impl Groups {
             };
             inner.coordinator.sync(event, now_ms());
             let actions = inner.coordinator.take_actions();
-            self.perform(broker, &mut inner, actions);
+            self.perform(&mut inner, actions);
             rx
         };
         let mut response = wait(rx, stop).await.unwrap_or(SyncResponse {
             error: code(ResponseError::NotCoordinator),
             assignment: Bytes::new(),
         });
-        if response.error == 0
-            && !self
-                .group_records_replicated(broker, req.group_id.0.as_str())
-                .await
-        {
+        if response.error == 0 && !self.group_records_replicated(req.group_id.0.as_str()).await {
             // As Kafka's SyncGroup answers only once the group's assignment is
             // written with acks=all: a member must not take up an assignment that a
             // coordinator elected after a failover would not know (it would start
@@ -639,23 +651,22 @@ impl Groups {
     /// `__consumer_offsets` partition of `group`, the group's latest records among
     /// it, is on the partition's ISR. False if it is not by then, or if this broker
     /// no longer leads the partition.
-    async fn group_records_replicated(&self, broker: &Broker, group: &str) -> bool {
+    async fn group_records_replicated(&self, group: &str) -> bool {
         let index = self.lock_quiet().coordinator.partition_for(group);
-        let Some(p) = broker.replicas().partition(OFFSETS_TOPIC, index) else {
+        let Some(p) = self.replicas.partition(OFFSETS_TOPIC, index) else {
             return false;
         };
         let log_end = p.log().log_end_offset();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        crate::broker::wait_committed(&p, log_end, deadline).await
-            == klog_replication::ProduceOutcome::Committed
+        p.await_committed(log_end, deadline).await == klog_replication::ProduceOutcome::Committed
     }
 
     // -------------------------------------------------------------------------------
     // Immediate answers
 
     /// Heartbeat.
-    pub fn heartbeat(&self, broker: &Broker, req: &HeartbeatRequest) -> HeartbeatResponse {
-        if !self.coordinates(broker, req.group_id.0.as_str()) {
+    pub fn heartbeat(&self, req: &HeartbeatRequest) -> HeartbeatResponse {
+        if !self.coordinates(req.group_id.0.as_str()) {
             return HeartbeatResponse::default()
                 .with_error_code(code(ResponseError::NotCoordinator));
         }
@@ -676,13 +687,8 @@ impl Groups {
     }
 
     /// LeaveGroup: one member (v0-2) or a batch (v3).
-    pub fn leave_group(
-        &self,
-        broker: &Broker,
-        req: &LeaveGroupRequest,
-        version: i16,
-    ) -> LeaveGroupResponse {
-        if !self.coordinates(broker, req.group_id.0.as_str()) {
+    pub fn leave_group(&self, req: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+        if !self.coordinates(req.group_id.0.as_str()) {
             return LeaveGroupResponse::default()
                 .with_error_code(code(ResponseError::NotCoordinator));
         }
@@ -706,7 +712,7 @@ impl Groups {
                 .coordinator
                 .leave(req.group_id.0.as_str(), members, now_ms());
             let actions = inner.coordinator.take_actions();
-            self.perform(broker, &mut inner, actions);
+            self.perform(&mut inner, actions);
             result
         };
         if version < 3 {
@@ -740,11 +746,10 @@ impl Groups {
     /// topic metadata before the coordinator sees them, whatever the group's state.
     pub async fn offset_commit(
         &self,
-        broker: &Broker,
         req: &OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
-        let not_coordinator = !self.coordinates(broker, req.group_id.0.as_str());
+        let not_coordinator = !self.coordinates(req.group_id.0.as_str());
         // Every requested partition in request order, with whether it exists; the
         // coordinator is given only those that do.
         let mut requested: Vec<(&str, i32, bool)> = Vec::new();
@@ -752,7 +757,11 @@ impl Groups {
         for t in &req.topics {
             let topic = t.name.0.as_str();
             for p in &t.partitions {
-                let exists = broker.has_partition(topic, p.partition_index);
+                let exists = self
+                    .store
+                    .image()
+                    .partition(topic, p.partition_index)
+                    .is_some();
                 requested.push((topic, p.partition_index, exists));
                 if exists {
                     offsets.push(CommitPartition {
@@ -806,7 +815,7 @@ impl Groups {
                     _ => None,
                 })
                 .collect();
-            let appended = self.perform_appends(broker, &mut inner, actions);
+            let appended = self.perform_appends(&mut inner, actions);
             (results, appended, StagedCommits::new(self, staged))
         };
         // Committed only once the offsets are on the ISR of their partition
@@ -815,7 +824,7 @@ impl Groups {
         let mut persisted = appended.is_some();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         for (p, offset) in appended.unwrap_or_default() {
-            persisted &= crate::broker::wait_committed(&p, offset, deadline).await
+            persisted &= p.await_committed(offset, deadline).await
                 == klog_replication::ProduceOutcome::Committed;
         }
         staged.complete(persisted);
@@ -850,13 +859,8 @@ impl Groups {
     }
 
     /// OffsetFetch: `topics = null` (v2+) fetches every committed partition.
-    pub fn offset_fetch(
-        &self,
-        broker: &Broker,
-        req: &OffsetFetchRequest,
-        version: i16,
-    ) -> OffsetFetchResponse {
-        if !self.coordinates(broker, req.group_id.0.as_str()) {
+    pub fn offset_fetch(&self, req: &OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        if !self.coordinates(req.group_id.0.as_str()) {
             return OffsetFetchResponse::default()
                 .with_error_code(code(ResponseError::NotCoordinator));
         }
@@ -897,11 +901,11 @@ impl Groups {
 
     /// A topic was deleted: committed offsets for it disappear from every group (and
     /// from `__consumer_offsets`, by tombstones).
-    pub fn topic_deleted(&self, broker: &Broker, topic: &str) {
+    pub fn topic_deleted(&self, topic: &str) {
         let mut inner = self.lock();
         inner.coordinator.remove_topic_offsets(topic);
         let actions = inner.coordinator.take_actions();
-        if !self.perform(broker, &mut inner, actions) {
+        if !self.perform(&mut inner, actions) {
             tracing::error!(
                 topic,
                 "could not persist the removal of a deleted topic's offsets"
@@ -965,11 +969,7 @@ impl Groups {
     }
 
     /// DeleteGroups.
-    pub fn delete_groups(
-        &self,
-        broker: &Broker,
-        req: &DeleteGroupsRequest,
-    ) -> DeleteGroupsResponse {
+    pub fn delete_groups(&self, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
         let ids: Vec<String> = req
             .groups_names
             .iter()
@@ -979,7 +979,7 @@ impl Groups {
             let mut inner = self.lock();
             let results = inner.coordinator.delete_groups(&ids, now_ms());
             let actions = inner.coordinator.take_actions();
-            self.perform(broker, &mut inner, actions);
+            self.perform(&mut inner, actions);
             results
         };
         DeleteGroupsResponse::default().with_results(
@@ -995,11 +995,7 @@ impl Groups {
     }
 
     /// OffsetDelete.
-    pub fn offset_delete(
-        &self,
-        broker: &Broker,
-        req: &OffsetDeleteRequest,
-    ) -> OffsetDeleteResponse {
+    pub fn offset_delete(&self, req: &OffsetDeleteRequest) -> OffsetDeleteResponse {
         let partitions: Vec<(String, i32)> = req
             .topics
             .iter()
@@ -1015,7 +1011,7 @@ impl Groups {
                 .coordinator
                 .delete_offsets(req.group_id.0.as_str(), &partitions);
             let actions = inner.coordinator.take_actions();
-            self.perform(broker, &mut inner, actions);
+            self.perform(&mut inner, actions);
             r
         };
         let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
@@ -1063,13 +1059,13 @@ fn member_id_seed() -> u64 {
 /// Appends records for `group` to its `__consumer_offsets` partition through the
 /// normal partition append path.
 fn append(
-    broker: &Broker,
+    replicas: &ReplicaManager,
     partition: i32,
     group: &str,
     records: &[klog_coordinator::OffsetsRecord],
 ) -> Option<(Arc<crate::partition::Partition>, i64)> {
     let now = now_ms();
-    let Some(p) = broker
+    let Some(p) = replicas
         .topic(OFFSETS_TOPIC)
         .and_then(|t| t.partition(partition).cloned())
     else {

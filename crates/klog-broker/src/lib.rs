@@ -26,7 +26,9 @@
 
 pub mod admin;
 pub mod alloc;
+pub mod auto_create;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod configs;
 pub mod controller;
@@ -37,11 +39,13 @@ pub mod forward;
 pub mod groups;
 pub mod lifecycle;
 pub mod metadata;
+pub mod net;
 pub mod node;
 pub mod partition;
 pub mod policy;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod publisher;
 pub mod quorum;
 pub mod replicas;
 pub mod rules;

@@ -39,8 +39,7 @@ pub const EPOCH_FILE: &str = "klog-broker-epoch";
 /// The file holding the boot id and broker epoch of the current run.
 pub const RUN_FILE: &str = "klog-broker-run";
 
-/// Where Linux gives the id of the current boot.
-pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+pub use crate::config::BOOT_ID_FILE;
 
 /// The id of the current boot, read from `file` (None: unknown).
 pub fn boot_id(file: Option<&Path>) -> Option<String> {

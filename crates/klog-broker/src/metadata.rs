@@ -17,6 +17,8 @@ use std::time::Duration;
 use klog_coordinator::metadata::{ImageDelta, MetadataImage, decode_batch};
 use tokio::sync::{mpsc, watch};
 
+use crate::quorum::{MetadataStateMachine, Quorum};
+
 /// A change of the image, for the replica manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageChange {
@@ -26,13 +28,26 @@ pub enum ImageChange {
     Reset,
 }
 
+/// One change on the feed, with the image it produced (Kafka's
+/// `onMetadataUpdate(delta, newImage)`): a subscriber acts on the image the change
+/// made, never on a later one it happens to read.
+#[derive(Debug, Clone)]
+pub struct MetadataUpdate {
+    /// The log offset of the entry (or snapshot).
+    pub offset: u64,
+    /// What changed.
+    pub change: ImageChange,
+    /// The image right after the change.
+    pub image: Arc<MetadataImage>,
+}
+
 /// The metadata image and its change feed.
 #[derive(Debug)]
 pub struct MetadataStore {
     image: RwLock<Arc<MetadataImage>>,
     applied: watch::Sender<u64>,
     served: watch::Sender<u64>,
-    changes: Mutex<Option<mpsc::UnboundedSender<(u64, ImageChange)>>>,
+    changes: Mutex<Option<mpsc::UnboundedSender<MetadataUpdate>>>,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -92,20 +107,25 @@ impl MetadataStore {
 
     /// Subscribes to the changes, in log order, from now on (one subscriber: a
     /// second call replaces the first).
-    pub fn changes(&self) -> mpsc::UnboundedReceiver<(u64, ImageChange)> {
+    pub fn changes(&self) -> mpsc::UnboundedReceiver<MetadataUpdate> {
         let (tx, rx) = mpsc::unbounded_channel();
         *self.changes.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         rx
     }
 
-    fn publish(&self, change: ImageChange, offset: u64) {
+    fn publish(&self, change: ImageChange, offset: u64, image: Arc<MetadataImage>) {
         self.applied.send_replace(offset);
+        let update = MetadataUpdate {
+            offset,
+            change,
+            image,
+        };
         let sent = self
             .changes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|tx| tx.send((offset, change)).is_ok());
+            .is_some_and(|tx| tx.send(update).is_ok());
         if !sent {
             self.served(offset);
         }
@@ -119,28 +139,29 @@ impl MetadataStore {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(index, error = %e, "metadata log entry skipped");
-                self.publish(ImageChange::Delta(ImageDelta::default()), index);
+                let image = self.image();
+                self.publish(ImageChange::Delta(ImageDelta::default()), index, image);
                 return;
             }
         };
-        let delta = {
+        let (delta, image) = {
             let mut guard = self.image.write().unwrap_or_else(|e| e.into_inner());
             let mut next = MetadataImage::clone(&guard);
             match next.apply_batch(index, &records) {
                 Ok(delta) => {
                     *guard = Arc::new(next);
-                    delta
+                    (delta, guard.clone())
                 }
                 Err(e) => {
                     tracing::error!(index, error = %e, "metadata log entry could not be applied; skipped");
                     let mut next = MetadataImage::clone(&guard);
                     next.offset = index;
                     *guard = Arc::new(next);
-                    ImageDelta::default()
+                    (ImageDelta::default(), guard.clone())
                 }
             }
         };
-        self.publish(ImageChange::Delta(delta), index);
+        self.publish(ImageChange::Delta(delta), index, image);
     }
 
     /// The image as snapshot bytes.
@@ -152,11 +173,34 @@ impl MetadataStore {
     pub fn restore(&self, index: u64, bytes: &[u8]) -> Result<(), String> {
         let mut image = MetadataImage::from_snapshot(bytes).map_err(|e| e.to_string())?;
         image.offset = index;
-        *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(image);
-        self.publish(ImageChange::Reset, index);
+        let image = Arc::new(image);
+        *self.image.write().unwrap_or_else(|e| e.into_inner()) = image.clone();
+        self.publish(ImageChange::Reset, index, image);
         Ok(())
     }
 }
+
+/// The quorum's state machine: the broker's [`MetadataStore`].
+#[derive(Debug, Clone)]
+pub struct MetadataStateMachineHandle(pub Arc<MetadataStore>);
+
+impl MetadataStateMachine for MetadataStateMachineHandle {
+    fn apply(&mut self, index: u64, payload: &[u8]) {
+        self.0.apply(index, payload);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, index: u64, snapshot: &[u8]) -> Result<(), String> {
+        self.0.restore(index, snapshot)
+    }
+}
+
+/// The quorum type the broker runs: openraft over the metadata log, applying into
+/// the [`MetadataStore`].
+pub type MetadataQuorum = Quorum<MetadataStateMachineHandle>;
 
 #[cfg(test)]
 mod tests {
@@ -180,10 +224,14 @@ mod tests {
         store.apply(3, &encode_batch(&[topic]));
         assert_eq!(store.offset(), 3);
         assert!(store.image().topic("t").is_some());
+        let update = changes.recv().await.expect("update");
         assert_eq!(
-            changes.recv().await,
-            Some((3, ImageChange::Delta(ImageDelta::default())))
+            (update.offset, update.change),
+            (3, ImageChange::Delta(ImageDelta::default()))
         );
+        // The update carries the image it produced, not whatever is current later.
+        assert_eq!(update.image.offset, 3);
+        assert!(update.image.topic("t").is_some());
         // Served only once the subscriber says so.
         assert!(!waiter_done());
         store.served(3);
@@ -203,7 +251,9 @@ mod tests {
         let mut other_changes = other.changes();
         other.restore(5, &snap).expect("restore");
         assert!(other.image().topic("t").is_some());
-        assert_eq!(other_changes.recv().await, Some((5, ImageChange::Reset)));
+        let update = other_changes.recv().await.expect("update");
+        assert_eq!((update.offset, update.change), (5, ImageChange::Reset));
+        assert!(update.image.topic("t").is_some());
         assert!(other.restore(6, b"{").is_err());
         assert!(!store.wait_for(99, Duration::from_millis(10)).await);
     }

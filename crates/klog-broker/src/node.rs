@@ -32,36 +32,20 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
-use crate::broker::{Broker, StartError, now_ms};
+use crate::broker::{Broker, StartError};
+use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::configs::TopicConfig;
-use crate::controller::{ControllerHandle, ControllerRuntime, MetadataQuorum};
+use crate::controller::{ControllerHandle, ControllerRuntime};
 use crate::controller_api::ControllerApi;
 use crate::fetcher::ReplicaFetchers;
 use crate::forward::ControllerClient;
 use crate::lifecycle::{BrokerIdentity, Lifecycle, boot_id, previous_epoch};
-use crate::metadata::{ImageChange, MetadataStore};
+use crate::metadata::{MetadataQuorum, MetadataStateMachineHandle, MetadataStore};
 use crate::policy::CreateTopicPolicy;
-use crate::quorum::{MetadataStateMachine, QuorumConfig, QuorumRole};
+use crate::publisher::MetadataPublisher;
+use crate::quorum::{QuorumConfig, QuorumRole};
 use crate::replicas::ReplicaManager;
-
-/// The quorum's state machine: the broker's [`MetadataStore`].
-#[derive(Debug, Clone)]
-pub struct MetadataStateMachineHandle(pub Arc<MetadataStore>);
-
-impl MetadataStateMachine for MetadataStateMachineHandle {
-    fn apply(&mut self, index: u64, payload: &[u8]) {
-        self.0.apply(index, payload);
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        self.0.snapshot()
-    }
-
-    fn restore(&mut self, index: u64, snapshot: &[u8]) -> Result<(), String> {
-        self.0.restore(index, snapshot)
-    }
-}
 
 /// How long [`Node::start`] waits for the controller to unfence this broker
 /// before it starts serving anyway (a cluster without a quorum cannot do much,
@@ -296,12 +280,14 @@ impl Node {
             admin,
             lifecycle.clone(),
         )?;
-        tasks.push(klog_client::task::spawn(follow_image(
-            broker.clone(),
+        let publisher = MetadataPublisher::new(
+            broker.replicas().clone(),
+            broker.groups_arc(),
             store.clone(),
-            changes,
-            stop_rx.clone(),
-        )));
+        );
+        tasks.push(klog_client::task::spawn(
+            publisher.run(changes, stop_rx.clone()),
+        ));
         tasks.push(klog_client::task::spawn(
             lifecycle.clone().run(stop_rx.clone()),
         ));
@@ -311,6 +297,14 @@ impl Node {
             isr_rx,
             stop_rx.clone(),
         )));
+        tasks.push(klog_client::task::spawn(maintenance(
+            broker.replicas().clone(),
+            config.clone(),
+            stop_rx.clone(),
+        )));
+        tasks.push(klog_client::task::spawn(
+            broker.groups_arc().run_timer(stop_rx.clone()),
+        ));
         tasks.push(klog_client::task::spawn(isr_expiration(
             broker.clone(),
             stop_rx.clone(),
@@ -328,7 +322,7 @@ impl Node {
         for tp in broker.replicas().unclaimed_logs() {
             tracing::warn!(partition = %tp, "log folder belongs to no known partition of this broker; left untouched");
         }
-        broker.groups().start(&broker).await;
+        broker.groups().start().await;
         Ok(Arc::new(Self {
             config,
             broker,
@@ -535,34 +529,37 @@ async fn isr_expiration(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Applies image changes to the hosted partitions, in log order, and hands the
-/// resulting events to the broker.
-async fn follow_image(
-    broker: Arc<Broker>,
-    store: Arc<MetadataStore>,
-    mut changes: tokio::sync::mpsc::UnboundedReceiver<(u64, ImageChange)>,
+/// Time-based flushes, retention and checkpoints on their intervals until `stop`.
+async fn maintenance(
+    replicas: Arc<ReplicaManager>,
+    c: BrokerConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Whatever was replayed before the broker existed: take the whole image once.
-    let image = store.image();
-    let events = broker.replicas().apply(&image, &ImageChange::Reset);
-    broker.replica_events(events);
-    store.served(image.offset);
+    let flush_every = Duration::from_millis(c.flush_scheduler_interval_ms);
+    let retention_every = c.retention_check_interval_ms;
+    let checkpoint_every = c.checkpoint_interval_ms;
+    let mut ticker = tokio::time::interval(flush_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = tokio::time::Instant::now();
+    let mut last_retention = 0u64;
+    let mut last_checkpoint = 0u64;
     loop {
-        let (offset, change) = tokio::select! {
-            c = changes.recv() => match c {
-                Some(c) => c,
-                None => return,
-            },
+        tokio::select! {
+            _ = ticker.tick() => {}
             _ = stop.changed() => return,
-        };
-        let image = store.image();
-        let b = broker.clone();
-        // Opening and deleting logs blocks: off the runtime's threads.
-        let events = klog_client::task::blocking(move || b.replicas().apply(&image, &change))
-            .await
-            .unwrap_or_default();
-        broker.replica_events(events);
-        store.served(offset);
+        }
+        let elapsed = start.elapsed().as_millis() as u64;
+        let retention = elapsed - last_retention >= retention_every;
+        let checkpoint = elapsed - last_checkpoint >= checkpoint_every;
+        if retention {
+            last_retention = elapsed;
+        }
+        if checkpoint {
+            last_checkpoint = elapsed;
+        }
+        let r = replicas.clone();
+        // fsync and file deletion block: keep them off the connection threads.
+        let _ = klog_client::task::blocking(move || r.maintenance(now_ms(), retention, checkpoint))
+            .await;
     }
 }

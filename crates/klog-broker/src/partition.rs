@@ -23,7 +23,9 @@ use klog_replication::{
 };
 use klog_storage::{AppendError, Log, SharedLog};
 use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
 
+use crate::clock::now_ms;
 use crate::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
 
 /// What this broker is for the partition, as the metadata image says.
@@ -713,6 +715,27 @@ impl Partition {
                 let (tx, rx) = oneshot::channel();
                 state.delayed.insert(id, tx);
                 CommitWait::Waiting { id, outcome: rx }
+            }
+        }
+    }
+
+    /// Waits until the high watermark passes `offset` (an `acks=all` produce whose
+    /// records end there), the replication state decides otherwise, or `deadline`
+    /// passes. Woken by the replication state's answer, not by a timer; the
+    /// deadline's own timer expires it.
+    pub async fn await_committed(&self, offset: i64, deadline: Instant) -> ProduceOutcome {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let deadline_ms =
+            now_ms().saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
+        match self.wait_committed(offset, deadline_ms) {
+            CommitWait::Done(outcome) => outcome,
+            CommitWait::Waiting { id, mut outcome } => {
+                match tokio::time::timeout_at(deadline, &mut outcome).await {
+                    Ok(Ok(o)) => o,
+                    // The partition went away with the wait unanswered.
+                    Ok(Err(_)) => ProduceOutcome::NotLeader,
+                    Err(_) => self.expire_commit_wait(id, outcome),
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use klog_coordinator::metadata::{ConfigResource, MetadataImage};
 use klog_storage::{DetachedPartition, LogManager, TopicPartition};
 
-use crate::broker::now_ms;
+use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::configs::TopicConfig;
 use crate::fetcher::ReplicaFetchers;
@@ -106,6 +106,18 @@ impl ReplicaManager {
             for p in t.partitions.values() {
                 p.tick(now);
             }
+        }
+    }
+
+    /// Runs retention, time-based flushes and checkpoints once (the node's
+    /// maintenance task calls this on its intervals, on the blocking pool).
+    pub fn maintenance(&self, now: i64, retention: bool, checkpoint: bool) {
+        self.logs.flush_due(now);
+        if retention {
+            self.logs.run_retention(now);
+        }
+        if checkpoint && let Err(e) = self.logs.checkpoint() {
+            tracing::error!(error = %e, "writing checkpoints failed");
         }
     }
 

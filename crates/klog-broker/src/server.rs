@@ -24,24 +24,26 @@ use klog_client::net::{Listener, Stream};
 use klog_codec::protocol::fetch::FetchPart;
 use klog_codec::protocol::messages::ApiKey;
 use klog_codec::protocol::{
-    Encodable, Request, RequestError, RequestHeader, check_frame_size, decode_request_mut,
-    encode_response, parse_request_header,
+    Encodable, Request, RequestError, RequestHeader, decode_request_mut, encode_response,
+    parse_request_header,
 };
 use klog_storage::FileRegion;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::broker::{Broker, PendingProduce, Reply};
 use crate::config::FetchMode;
+use crate::net::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
 
 /// How long shutdown waits for connections to finish their in-flight request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every
-/// connection finish the request it is handling, and returns. Background
-/// maintenance (time-based flush, retention, checkpoints) runs meanwhile.
+/// connection finish the request it is handling, and returns. Background duties
+/// (time-based flush, retention, checkpoints, the group timer) are the node's
+/// ([`crate::node::Node::start`] starts them), not the listener's.
 ///
 /// The caller then calls [`Broker::shutdown`] to flush and mark a clean stop.
 pub async fn run(
@@ -51,11 +53,6 @@ pub async fn run(
 ) -> io::Result<()> {
     let listener = listener.into();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let maintenance = klog_client::task::spawn(maintenance(broker.clone(), stop_rx.clone()));
-    let group_timer = klog_client::task::spawn(crate::groups::Groups::run_timer(
-        broker.clone(),
-        stop_rx.clone(),
-    ));
     let mut connections = JoinSet::new();
     accept_until(&listener, &mut connections, shutdown, |stream, peer| {
         tracing::debug!(%peer, "connection accepted");
@@ -79,125 +76,7 @@ pub async fn run(
         tracing::warn!("connections still busy after the grace period; closing them");
         connections.abort_all();
     }
-    let _ = maintenance.await;
-    let _ = group_timer.await;
     Ok(())
-}
-
-/// Accepts connections on `listener` until `shutdown` completes, running `serve`'s
-/// future for each in `connections` and reaping the finished ones. A failed accept
-/// (out of file descriptors and the like) is logged and retried after a short pause.
-pub(crate) async fn accept_until<F, Fut>(
-    listener: &Listener,
-    connections: &mut JoinSet<()>,
-    shutdown: impl std::future::Future<Output = ()>,
-    mut serve: F,
-) where
-    F: FnMut(Stream, SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(klog_client::task::inherit(serve(stream, peer)));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = &mut shutdown => break,
-        }
-    }
-}
-
-async fn maintenance(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let c = broker.config();
-    let flush_every = Duration::from_millis(c.flush_scheduler_interval_ms);
-    let retention_every = c.retention_check_interval_ms;
-    let checkpoint_every = c.checkpoint_interval_ms;
-    let mut ticker = tokio::time::interval(flush_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let start = tokio::time::Instant::now();
-    let mut last_retention = 0u64;
-    let mut last_checkpoint = 0u64;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let elapsed = start.elapsed().as_millis() as u64;
-        let retention = elapsed - last_retention >= retention_every;
-        let checkpoint = elapsed - last_checkpoint >= checkpoint_every;
-        if retention {
-            last_retention = elapsed;
-        }
-        if checkpoint {
-            last_checkpoint = elapsed;
-        }
-        let b = broker.clone();
-        // fsync and file deletion block: keep them off the connection threads.
-        let _ = klog_client::task::blocking(move || b.maintenance(retention, checkpoint)).await;
-    }
-}
-
-/// A connection's read buffer keeps its allocation between requests unless a frame
-/// was larger than this (a rare huge request): that allocation is given back once
-/// the request is done.
-const KEEP_READ_BUFFER: usize = 4 * 1024 * 1024;
-
-/// Reads one frame into the connection's buffer `buf` and splits it off: the size
-/// prefix is checked before anything is allocated, then the body is read as it
-/// arrives, the buffer growing with the bytes received (a peer that announces a
-/// large frame and sends nothing costs no memory). Reads may take in bytes of the
-/// next frame; they stay in `buf`. Returns `None` on a clean end of stream.
-///
-/// The frame shares `buf`'s allocation; once the request is handled and the frame
-/// dropped, the next frame reuses it, so the steady state allocates nothing and
-/// touches no fresh pages.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    max: usize,
-) -> io::Result<Option<BytesMut>> {
-    const CHUNK: usize = 64 * 1024;
-    while buf.len() < 4 {
-        if buf.capacity() - buf.len() < 4 {
-            buf.reserve(CHUNK);
-        }
-        if reader.read_buf(buf).await? == 0 {
-            if buf.is_empty() {
-                return Ok(None);
-            }
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside a frame",
-            ));
-        }
-    }
-    let prefix: [u8; 4] = buf
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or_default();
-    let size = check_frame_size(i32::from_be_bytes(prefix), max)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let total = 4 + size;
-    while buf.len() < total {
-        if buf.capacity() == buf.len() {
-            buf.reserve((total - buf.len()).min(buf.len().max(CHUNK)));
-        }
-        if reader.read_buf(buf).await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside a frame",
-            ));
-        }
-    }
-    buf.advance(4);
-    Ok(Some(buf.split_to(size)))
 }
 
 /// Requests of one connection read ahead of their replies, at most (Kafka clients
@@ -444,43 +323,36 @@ async fn handle(
             header,
             &broker
                 .groups()
-                .find_coordinator(broker, &r, header.api_version)
+                .find_coordinator(&r, header.api_version)
                 .await,
         ),
         Request::JoinGroup(r) => {
-            let resp = broker
-                .groups()
-                .join_group(broker, header, peer, r, stop)
-                .await;
+            let resp = broker.groups().join_group(header, peer, r, stop).await;
             frame(header, &resp)
         }
         Request::SyncGroup(r) => {
-            let resp = broker.groups().sync_group(broker, r, stop).await;
+            let resp = broker.groups().sync_group(r, stop).await;
             frame(header, &resp)
         }
-        Request::Heartbeat(r) => frame(header, &broker.groups().heartbeat(broker, &r)),
-        Request::LeaveGroup(r) => frame(
-            header,
-            &broker.groups().leave_group(broker, &r, header.api_version),
-        ),
+        Request::Heartbeat(r) => frame(header, &broker.groups().heartbeat(&r)),
+        Request::LeaveGroup(r) => {
+            frame(header, &broker.groups().leave_group(&r, header.api_version))
+        }
         Request::OffsetCommit(r) => frame(
             header,
-            &broker
-                .groups()
-                .offset_commit(broker, &r, header.api_version)
-                .await,
+            &broker.groups().offset_commit(&r, header.api_version).await,
         ),
         Request::OffsetFetch(r) => frame(
             header,
-            &broker.groups().offset_fetch(broker, &r, header.api_version),
+            &broker.groups().offset_fetch(&r, header.api_version),
         ),
         Request::ListGroups(r) => frame(header, &broker.groups().list_groups(&r)),
         Request::DescribeGroups(r) => frame(
             header,
             &broker.groups().describe_groups(&r, header.api_version),
         ),
-        Request::DeleteGroups(r) => frame(header, &broker.groups().delete_groups(broker, &r)),
-        Request::OffsetDelete(r) => frame(header, &broker.groups().offset_delete(broker, &r)),
+        Request::DeleteGroups(r) => frame(header, &broker.groups().delete_groups(&r)),
+        Request::OffsetDelete(r) => frame(header, &broker.groups().offset_delete(&r)),
         other => {
             tracing::warn!(?other, "request decoded but not handled");
             Err(io::Error::new(

@@ -116,7 +116,7 @@ async fn offset_commit_refuses_partitions_that_do_not_exist() {
                 .with_name(topic_name("missing"))
                 .with_partitions(vec![part(0, 8)]),
         ]);
-    let resp = b.groups().offset_commit(b, &req, 7).await;
+    let resp = b.groups().offset_commit(&req, 7).await;
     let answers: Vec<(String, i32, i16)> = resp
         .topics
         .iter()
@@ -137,7 +137,6 @@ async fn offset_commit_refuses_partitions_that_do_not_exist() {
         ]
     );
     let fetched = b.groups().offset_fetch(
-        b,
         &OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("g")))
             .with_topics(None),
@@ -172,7 +171,7 @@ async fn find_coordinator_has_no_transaction_coordinator() {
         let req = FindCoordinatorRequest::default()
             .with_key(StrBytes::from_static_str("k"))
             .with_key_type(key_type);
-        async move { b.groups().find_coordinator(b, &req, 2).await }
+        async move { b.groups().find_coordinator(&req, 2).await }
     };
     let group = find(0).await;
     assert_eq!((group.error_code, group.node_id.0), (0, 1));

@@ -182,10 +182,11 @@ impl PeerClient {
             };
             conn.write_all(&frame).await.map_err(CallError::Network)?;
             self.buf.clear();
-            let response = crate::server::read_frame(&mut conn, &mut self.buf, self.max_frame_size)
-                .await
-                .map_err(CallError::Network)?
-                .ok_or_else(|| CallError::Network(invalid("connection closed by the peer")))?;
+            let response =
+                crate::net::frame::read_frame(&mut conn, &mut self.buf, self.max_frame_size)
+                    .await
+                    .map_err(CallError::Network)?
+                    .ok_or_else(|| CallError::Network(invalid("connection closed by the peer")))?;
             let (id, body) = response
                 .split_first_chunk::<4>()
                 .ok_or_else(|| CallError::Network(invalid("response without a correlation id")))?;

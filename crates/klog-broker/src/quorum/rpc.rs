@@ -176,7 +176,7 @@ pub async fn serve<H: FrameHandler>(
 ) -> io::Result<()> {
     let listener = listener.into();
     let mut connections = JoinSet::new();
-    crate::server::accept_until(&listener, &mut connections, shutdown, |stream, peer| {
+    crate::net::frame::accept_until(&listener, &mut connections, shutdown, |stream, peer| {
         let handler = handler.clone();
         async move {
             if let Err(e) = serve_connection(stream, &*handler, max_frame_size).await {
@@ -210,7 +210,8 @@ where
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     loop {
-        let Some(frame) = crate::server::read_frame(&mut stream, &mut buf, max_frame_size).await?
+        let Some(frame) =
+            crate::net::frame::read_frame(&mut stream, &mut buf, max_frame_size).await?
         else {
             return Ok(());
         };

@@ -1,0 +1,4 @@
+//! Bytes in and out: Kafka framing and the accept loop (the lowest layer of the
+//! broker, below everything that handles a request).
+
+pub mod frame;
