@@ -37,84 +37,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 
 use crate::batch::{
     ATTR_CONTROL, ATTR_TRANSACTIONAL, ATTRIBUTES_OFFSET, CRC_OFFSET, Compression, HEADER_LEN,
     LOG_OVERHEAD, MAGIC_V2,
 };
+pub use crate::buf::BatchBuf;
 use crate::compression::compress_into;
 use crate::error::EncodeError;
 use crate::records::{Header, Record};
 use crate::varint::{put_varint, put_varlong, varint_len, varlong_len};
-
-/// A growable byte buffer a batch can be built in.
-///
-/// Implemented for `Vec<u8>`, [`BytesMut`] and mutable references to them. The batch
-/// is appended after whatever the buffer already holds.
-pub trait BatchBuf: BufMut + AsRef<[u8]> + AsMut<[u8]> {
-    /// Appends `data`.
-    fn extend_from_slice(&mut self, data: &[u8]);
-    /// Shortens the buffer to `len` bytes.
-    fn truncate(&mut self, len: usize);
-    /// Grows (zero-filled) or shrinks the buffer to `len` bytes.
-    fn resize(&mut self, len: usize, value: u8);
-    /// Reserves room for at least `additional` more bytes.
-    fn reserve(&mut self, additional: usize);
-    /// Bytes held.
-    fn len(&self) -> usize {
-        self.as_ref().len()
-    }
-    /// Whether the buffer holds no bytes.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl BatchBuf for Vec<u8> {
-    fn extend_from_slice(&mut self, data: &[u8]) {
-        Vec::extend_from_slice(self, data);
-    }
-    fn truncate(&mut self, len: usize) {
-        Vec::truncate(self, len);
-    }
-    fn resize(&mut self, len: usize, value: u8) {
-        Vec::resize(self, len, value);
-    }
-    fn reserve(&mut self, additional: usize) {
-        Vec::reserve(self, additional);
-    }
-}
-
-impl BatchBuf for BytesMut {
-    fn extend_from_slice(&mut self, data: &[u8]) {
-        BytesMut::extend_from_slice(self, data);
-    }
-    fn truncate(&mut self, len: usize) {
-        BytesMut::truncate(self, len);
-    }
-    fn resize(&mut self, len: usize, value: u8) {
-        BytesMut::resize(self, len, value);
-    }
-    fn reserve(&mut self, additional: usize) {
-        BytesMut::reserve(self, additional);
-    }
-}
-
-impl<B: BatchBuf + ?Sized> BatchBuf for &mut B {
-    fn extend_from_slice(&mut self, data: &[u8]) {
-        (**self).extend_from_slice(data);
-    }
-    fn truncate(&mut self, len: usize) {
-        (**self).truncate(len);
-    }
-    fn resize(&mut self, len: usize, value: u8) {
-        (**self).resize(len, value);
-    }
-    fn reserve(&mut self, additional: usize) {
-        (**self).reserve(additional);
-    }
-}
 
 /// Length as the `i32` the wire stores, or [`EncodeError::TooLarge`].
 fn wire_len(len: usize, what: &'static str) -> Result<i32, EncodeError> {
@@ -478,6 +411,8 @@ impl<B: BatchBuf> BatchBuilder<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+
     use crate::batch::{RecordBatch, RecordBatches};
     use crate::error::DecodeError;
 

@@ -184,7 +184,7 @@ fn snappy_xerial(input: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), 
 /// Adapter writing compressor output straight into the batch buffer.
 pub(crate) struct Appender<'a, B: ?Sized>(pub(crate) &'a mut B);
 
-impl<B: crate::builder::BatchBuf + ?Sized> Write for Appender<'_, B> {
+impl<B: crate::buf::BatchBuf + ?Sized> Write for Appender<'_, B> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.0.extend_from_slice(data);
         Ok(data.len())
@@ -204,7 +204,7 @@ impl<B: crate::builder::BatchBuf + ?Sized> Write for Appender<'_, B> {
 ///
 /// `level` applies to gzip (0-9, default 6) and zstd (1-22, default 3); snappy and
 /// LZ4 have no levels. [`Compression::None`] appends `input` as it is.
-pub(crate) fn compress_into<B: crate::builder::BatchBuf + ?Sized>(
+pub(crate) fn compress_into<B: crate::buf::BatchBuf + ?Sized>(
     codec: Compression,
     level: Option<i32>,
     input: &[u8],

@@ -28,6 +28,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod batch;
+mod buf;
 pub mod builder;
 pub mod compression;
 pub mod error;
@@ -36,6 +37,7 @@ pub mod records;
 pub mod varint;
 
 pub use batch::{BatchHeader, Compression, RecordBatch, RecordBatchMut, RecordBatches};
-pub use builder::{BatchBuf, BatchBuilder};
+pub use buf::BatchBuf;
+pub use builder::BatchBuilder;
 pub use error::{DecodeError, EncodeError};
 pub use records::{BatchRecords, Header, OwnedHeader, OwnedRecord, Record};

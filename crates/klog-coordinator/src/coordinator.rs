@@ -22,19 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use klog_codec::protocol::ResponseError;
 
+pub use crate::group::{CommitId, RequestId};
 use crate::group::{Group, GroupState, InitialDelay, Member, Protocol};
 use crate::schema::{
     self, OffsetValue, OffsetsRecord, RecordKey, SchemaError, encode_group_key, encode_group_value,
     encode_offset_key, encode_offset_value,
 };
-
-/// Identifies a JoinGroup or SyncGroup request whose response may be delayed; chosen
-/// by the runtime, echoed in [`Action::RespondJoin`] / [`Action::RespondSync`].
-pub type RequestId = u64;
-
-/// Identifies one OffsetCommit's append, from [`Action::PersistOffsets`] to
-/// [`GroupCoordinator::complete_commit`]; increasing in the order of the appends.
-pub type CommitId = u64;
 
 const NONE: i16 = 0;
 

@@ -8,8 +8,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use crate::coordinator::{CommitId, RequestId};
 use crate::schema::{GroupValue, MemberValue, OffsetValue};
+
+/// Identifies a JoinGroup or SyncGroup request whose response may be delayed; chosen
+/// by the runtime, echoed in [`Action::RespondJoin`] / [`Action::RespondSync`]. It is
+/// defined with the group's data (a member holds the one it waits on), so that this
+/// module needs nothing from [`crate::coordinator`], which re-exports it.
+///
+/// [`Action::RespondJoin`]: crate::coordinator::Action::RespondJoin
+/// [`Action::RespondSync`]: crate::coordinator::Action::RespondSync
+pub type RequestId = u64;
+
+/// Identifies one OffsetCommit's append, from [`Action::PersistOffsets`] to
+/// [`GroupCoordinator::complete_commit`]; increasing in the order of the appends. A
+/// group keys its staged offsets by it.
+///
+/// [`Action::PersistOffsets`]: crate::coordinator::Action::PersistOffsets
+/// [`GroupCoordinator::complete_commit`]: crate::coordinator::GroupCoordinator::complete_commit
+pub type CommitId = u64;
 
 /// The states of a classic group (Kafka's `GroupState`).
 ///

@@ -6,8 +6,11 @@
 //! Binaries are found through [`workspace_binary`]: `$KLOG_*_BIN`, or
 //! `<target dir>/debug/<name>` where the target dir is `$CARGO_TARGET_DIR` or the
 //! workspace's `target/` (scripts/test builds them before `cargo test`).
+//! [`module_graph`] reads a crate's module dependency graph from its sources, for
+//! tests that keep modules free of import circles and layered.
 
 pub mod cluster;
+pub mod module_graph;
 pub mod script;
 
 use std::io::{Read, Write};
