@@ -61,7 +61,7 @@ fn serve(rt: &Runtime) -> Served {
         node
     });
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = rt.spawn(klog_broker::server::run(
+    let server = rt.spawn(klog_broker::net::run(
         node.broker().clone(),
         listener,
         async {

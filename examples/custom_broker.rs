@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        klog_broker::server::run(node.broker().clone(), listener, stop).await?;
+        klog_broker::net::run(node.broker().clone(), listener, stop).await?;
         node.shutdown().await.context("flushing logs")?;
         anyhow::Ok(())
     })?;

@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
                     shutdown_signal().await;
                     node.controlled_shutdown().await;
                 };
-                klog_broker::server::run(node.broker().clone(), listener, stopping).await?;
+                klog_broker::net::run(node.broker().clone(), listener, stopping).await?;
             }
             None => {
                 tracing::info!("controller-only node running");

@@ -170,7 +170,7 @@ fn bench_fetch(c: &mut Criterion) {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = rt.spawn(klog_broker::server::run(b.clone(), listener, async {
+        let server = rt.spawn(klog_broker::net::run(b.clone(), listener, async {
             let _ = stop_rx.await;
         }));
         let mut sock = TcpStream::connect(addr).expect("connect");

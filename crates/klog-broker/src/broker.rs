@@ -1,5 +1,5 @@
 //! The broker's request handlers: one method per API, each turning a decoded request
-//! into a response. No socket code lives here (see [`crate::server`]).
+//! into a response. No socket code lives here (see [`crate::net::connection`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,19 +42,19 @@ use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes, versions};
 use klog_storage::{FileRegion, LogManager, ReadError};
 use tokio::sync::Notify;
 
-use crate::admin::Admin;
-use crate::auto_create::TopicCreator;
 use crate::config::BrokerConfig;
-use crate::configs::{self, ConfigEntry};
-use crate::controller::{ControllerReply, ControllerRequest};
-use crate::controller_api::AdminHandler;
+use crate::config::topic::{self as configs, ConfigEntry};
+use crate::controller::admin::Admin;
+use crate::controller::api::AdminHandler;
+use crate::controller::auto_create::TopicCreator;
+use crate::controller::client::ControllerClient;
+use crate::controller::lifecycle::Lifecycle;
+use crate::controller::runtime::{ControllerReply, ControllerRequest};
 use crate::features;
-use crate::forward::ControllerClient;
-use crate::lifecycle::Lifecycle;
-use crate::metadata::MetadataStore;
-use crate::partition::Partition;
-use crate::replicas::{ReplicaManager, Topic};
-use crate::rules::Refusal;
+use crate::metadata::store::MetadataStore;
+use crate::replica::manager::{ReplicaManager, Topic};
+use crate::replica::partition::Partition;
+use crate::replica::rules::Refusal;
 use crate::topics::{self};
 use klog_codec::protocol::messages::{
     CreateTopicsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
@@ -161,7 +161,7 @@ pub struct Broker {
     /// Producer ids left from the last block the controller handed out: (next, end).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     cluster_id: String,
-    groups: Arc<crate::groups::Groups>,
+    groups: Arc<crate::group::runtime::Groups>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -203,7 +203,7 @@ impl Broker {
             admin.clone(),
             client.clone(),
         ));
-        let groups = Arc::new(crate::groups::Groups::new(
+        let groups = Arc::new(crate::group::runtime::Groups::new(
             &config,
             replicas.clone(),
             store.clone(),
@@ -224,12 +224,12 @@ impl Broker {
     }
 
     /// Consumer groups: the group coordinator and its persistence.
-    pub fn groups(&self) -> &crate::groups::Groups {
+    pub fn groups(&self) -> &crate::group::runtime::Groups {
         &self.groups
     }
 
     /// The group runtime, shared (for its timer task).
-    pub fn groups_arc(&self) -> Arc<crate::groups::Groups> {
+    pub fn groups_arc(&self) -> Arc<crate::group::runtime::Groups> {
         self.groups.clone()
     }
 
@@ -307,7 +307,7 @@ impl Broker {
         }
     }
 
-    /// An admin request that changes metadata (see [`crate::admin::is_forwarded`]): run
+    /// An admin request that changes metadata (see [`crate::controller::admin::is_forwarded`]): run
     /// here when this node is the active controller, else forwarded whole to it.
     /// `frame` is the request as read, without its size prefix.
     pub async fn admin_request(
@@ -605,7 +605,7 @@ impl Broker {
         records: Option<BytesMut>,
         acks: i16,
         now: i64,
-    ) -> Result<(Arc<Partition>, crate::partition::Appended), Refusal> {
+    ) -> Result<(Arc<Partition>, crate::replica::partition::Appended), Refusal> {
         if !matches!(acks, -1..=1) {
             return Err(code(ResponseError::InvalidRequiredAcks).into());
         }
@@ -629,7 +629,7 @@ impl Broker {
         let mut records = records.ok_or(code(ResponseError::CorruptMessage))?;
         if t.config.cleanup.compact {
             let name = format!("{topic}-{index}");
-            crate::rules::require_keys(&records, &name)?;
+            crate::replica::rules::require_keys(&records, &name)?;
         }
         // The records are this partition's own part of the request frame: batch
         // headers are rewritten in place (base offset, leader epoch), no copy.
@@ -1308,7 +1308,7 @@ fn topic_metadata(image: &MetadataImage, name: &str, version: i16) -> MetadataRe
     };
     let mut base = base;
     if version >= 10 {
-        base.topic_id = crate::forward::uuid_of(t.id);
+        base.topic_id = crate::controller::client::uuid_of(t.id);
     }
     base.with_partitions(
         t.partitions

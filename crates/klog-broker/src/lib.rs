@@ -24,32 +24,20 @@
 //! the leader epoch, the high watermark is derived from the in-sync replicas, and
 //! `acks=all` waits on it.
 
-pub mod admin;
 pub mod alloc;
-pub mod auto_create;
 pub mod broker;
 pub mod clock;
 pub mod config;
-pub mod configs;
 pub mod controller;
-pub mod controller_api;
 pub mod features;
-pub mod fetcher;
-pub mod forward;
-pub mod groups;
-pub mod lifecycle;
+pub mod group;
 pub mod metadata;
 pub mod net;
 pub mod node;
-pub mod partition;
 pub mod policy;
 pub mod producer_ids;
-pub mod producer_state;
-pub mod publisher;
 pub mod quorum;
-pub mod replicas;
-pub mod rules;
-pub mod server;
+pub mod replica;
 pub mod topics;
 
 pub use broker::{Broker, Reply, StartError};

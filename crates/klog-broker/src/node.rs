@@ -31,21 +31,21 @@ use klog_storage::{LogManager, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::Admin;
 use crate::broker::{Broker, StartError};
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::configs::TopicConfig;
-use crate::controller::{ControllerHandle, ControllerRuntime};
-use crate::controller_api::ControllerApi;
-use crate::fetcher::ReplicaFetchers;
-use crate::forward::ControllerClient;
-use crate::lifecycle::{BrokerIdentity, Lifecycle, boot_id, previous_epoch};
-use crate::metadata::{MetadataQuorum, MetadataStateMachineHandle, MetadataStore};
+use crate::config::topic::TopicConfig;
+use crate::controller::admin::Admin;
+use crate::controller::api::ControllerApi;
+use crate::controller::client::ControllerClient;
+use crate::controller::lifecycle::{BrokerIdentity, Lifecycle, boot_id, previous_epoch};
+use crate::controller::runtime::{ControllerHandle, ControllerRuntime};
+use crate::metadata::publisher::MetadataPublisher;
+use crate::metadata::store::{MetadataQuorum, MetadataStateMachineHandle, MetadataStore};
 use crate::policy::CreateTopicPolicy;
-use crate::publisher::MetadataPublisher;
 use crate::quorum::{QuorumConfig, QuorumRole};
-use crate::replicas::ReplicaManager;
+use crate::replica::fetcher::ReplicaFetchers;
+use crate::replica::manager::ReplicaManager;
 
 /// How long [`Node::start`] waits for the controller to unfence this broker
 /// before it starts serving anyway (a cluster without a quorum cannot do much,
@@ -457,7 +457,7 @@ async fn send_isr_changes(
     )>,
     mut stop: watch::Receiver<bool>,
 ) {
-    use crate::controller::{ControllerReply, ControllerRequest};
+    use crate::controller::runtime::{ControllerReply, ControllerRequest};
     loop {
         let (topic, index, proposal) = tokio::select! {
             p = proposals.recv() => match p {

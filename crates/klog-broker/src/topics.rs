@@ -5,7 +5,7 @@
 //! `name  partitions  key=value  key=value ...`. It is rewritten whole (temporary
 //! file, fsync, rename) on every change. On one node this file is the cluster
 //! metadata; the controller quorum will replace it. What the overrides mean is
-//! [`crate::configs`]'s business.
+//! [`crate::config::topic`]'s business.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -242,7 +242,7 @@ async fn node_main(
         *slot = Some(node.clone());
     }
     let listener = klog_client::net::bind(listen).await?;
-    klog_broker::server::run(node.broker().clone(), listener, std::future::pending()).await?;
+    klog_broker::net::run(node.broker().clone(), listener, std::future::pending()).await?;
     Ok(())
 }
 

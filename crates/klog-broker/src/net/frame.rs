@@ -1,5 +1,5 @@
 //! Kafka framing over a byte stream, shared by the client listener
-//! ([`crate::server`]) and the controller listener (the quorum's RPCs): a 4-byte
+//! ([`crate::net::connection`]) and the controller listener (the quorum's RPCs): a 4-byte
 //! size prefix checked before anything is allocated, then the frame; and the accept
 //! loop both listeners run.
 

@@ -1,4 +1,7 @@
 //! Bytes in and out: Kafka framing and the accept loop (the lowest layer of the
 //! broker, below everything that handles a request).
 
+pub mod connection;
 pub mod frame;
+
+pub use connection::run;

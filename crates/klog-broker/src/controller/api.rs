@@ -23,9 +23,9 @@ use klog_codec::protocol::{
 };
 use klog_coordinator::metadata::{AlterPartition, Endpoint, Heartbeat, RegisterBroker};
 
-use crate::controller::{Answer, ControllerHandle, ControllerReply, ControllerRequest};
-use crate::forward::{OFFSET_TAG, topic_id};
-use crate::metadata::MetadataStore;
+use crate::controller::client::{OFFSET_TAG, topic_id};
+use crate::controller::runtime::{Answer, ControllerHandle, ControllerReply, ControllerRequest};
+use crate::metadata::store::MetadataStore;
 
 /// The versions served on the controller listener.
 const SERVED: &[(ApiKey, i16, i16)] = &[
@@ -204,8 +204,9 @@ impl<A: AdminHandler> ControllerApi<A> {
                     Ok(Ok(ControllerReply::AlterPartition(results))) => {
                         let mut by_topic: Vec<TopicData> = Vec::new();
                         for (p, r) in partitions.iter().zip(results) {
-                            let Some(id) =
-                                image.topic(&p.topic).map(|t| crate::forward::uuid_of(t.id))
+                            let Some(id) = image
+                                .topic(&p.topic)
+                                .map(|t| crate::controller::client::uuid_of(t.id))
                             else {
                                 continue;
                             };

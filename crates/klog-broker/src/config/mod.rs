@@ -5,6 +5,8 @@
 //! still start klog), an invalid value for a known key is an error naming the key.
 //! Defaults are Kafka's; where klog differs, `docs/protocol.md` says why.
 
+pub mod topic;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -754,7 +756,7 @@ pub struct CleanupPolicy {
     /// `delete`: time and size retention apply.
     pub delete: bool,
     /// `compact`: records must have keys. (klog does not compact; see
-    /// [`crate::configs::TopicConfig::storage_log_config`].)
+    /// [`crate::config::topic::TopicConfig::storage_log_config`].)
     pub compact: bool,
 }
 

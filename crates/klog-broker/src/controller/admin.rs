@@ -5,10 +5,10 @@
 //! Each one turns the Kafka request into [`ControllerRequest`]s for this node's
 //! controller runtime and its answers into the Kafka response, which goes out
 //! once the records are committed and applied here. Any other broker forwards the
-//! client's request to this node whole, in an Envelope ([`crate::forward`]), and
+//! client's request to this node whole, in an Envelope ([`crate::controller::client`]), and
 //! these same handlers answer it ([`AdminHandler`]): the rules live in one place.
 //! Topic configs are checked against the broker defaults here
-//! ([`crate::configs::TopicConfig::strict`]); a [`CreateTopicPolicy`] installed on the node sees
+//! ([`crate::config::topic::TopicConfig::strict`]); a [`CreateTopicPolicy`] installed on the node sees
 //! every topic a client creates (KIP-108).
 
 use std::collections::BTreeMap;
@@ -37,10 +37,12 @@ use klog_coordinator::OFFSETS_TOPIC;
 use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 
 use crate::config::BrokerConfig;
-use crate::configs::{self, AlterOp};
-use crate::controller::{ControllerHandle, ControllerReply, ControllerRequest, MetadataQuorum};
-use crate::controller_api::AdminHandler;
-use crate::metadata::MetadataStore;
+use crate::config::topic::{self as configs, AlterOp};
+use crate::controller::api::AdminHandler;
+use crate::controller::runtime::{
+    ControllerHandle, ControllerReply, ControllerRequest, MetadataQuorum,
+};
+use crate::metadata::store::MetadataStore;
 use crate::policy::{CreateTopicPolicy, NewTopic};
 
 /// `resource_type` of a topic in the config APIs.

@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::groups::Groups;
-use crate::metadata::{ImageChange, MetadataStore, MetadataUpdate};
-use crate::replicas::{ReplicaEvent, ReplicaManager};
+use crate::group::runtime::Groups;
+use crate::metadata::store::{ImageChange, MetadataStore, MetadataUpdate};
+use crate::replica::manager::{ReplicaEvent, ReplicaManager};
 
 /// Applies metadata changes to the replica manager and the group runtime.
 #[derive(Debug)]

@@ -29,9 +29,9 @@ use klog_codec::protocol::ResponseError;
 use klog_coordinator::metadata::{Endpoint, Heartbeat, RegisterBroker};
 use tokio::sync::watch;
 
-use crate::controller::{ControllerReply, ControllerRequest};
-use crate::forward::ControllerClient;
-use crate::metadata::MetadataStore;
+use crate::controller::client::ControllerClient;
+use crate::controller::runtime::{ControllerReply, ControllerRequest};
+use crate::metadata::store::MetadataStore;
 
 /// The file holding the broker epoch of the last clean stop.
 pub const EPOCH_FILE: &str = "klog-broker-epoch";

@@ -58,11 +58,11 @@ use klog_coordinator::{
 };
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::auto_create::TopicCreator;
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::metadata::MetadataStore;
-use crate::replicas::ReplicaManager;
+use crate::controller::auto_create::TopicCreator;
+use crate::metadata::store::MetadataStore;
+use crate::replica::manager::ReplicaManager;
 
 /// The error message transactional requests get: klog has no transactions.
 const TRANSACTIONS_UNSUPPORTED: &str = "klog does not support transactions (no transaction coordinator); \
@@ -331,7 +331,7 @@ impl Groups {
         &self,
         inner: &mut Inner,
         actions: Vec<Action>,
-    ) -> Option<Vec<(Arc<crate::partition::Partition>, i64)>> {
+    ) -> Option<Vec<(Arc<crate::replica::partition::Partition>, i64)>> {
         let mut ok = true;
         let mut appended = Vec::new();
         for action in actions {
@@ -1063,7 +1063,7 @@ fn append(
     partition: i32,
     group: &str,
     records: &[klog_coordinator::OffsetsRecord],
-) -> Option<(Arc<crate::partition::Partition>, i64)> {
+) -> Option<(Arc<crate::replica::partition::Partition>, i64)> {
     let now = now_ms();
     let Some(p) = replicas
         .topic(OFFSETS_TOPIC)

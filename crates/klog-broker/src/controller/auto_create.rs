@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use klog_codec::protocol::ResponseError;
 use klog_coordinator::metadata::CreateTopic;
 
-use crate::admin::Admin;
-use crate::forward::ControllerClient;
+use crate::controller::admin::Admin;
+use crate::controller::client::ControllerClient;
 
 fn code(e: ResponseError) -> i16 {
     e.code()

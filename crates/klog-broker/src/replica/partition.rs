@@ -26,7 +26,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
-use crate::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
+use crate::replica::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
 
 /// What this broker is for the partition, as the metadata image says.
 // The leader is the common case and on the produce path: kept inline, not boxed.
@@ -1027,7 +1027,7 @@ mod tests {
         let mut gap = idempotent_batch(5, b"b");
         assert_eq!(
             p.append(&mut gap.clone(), 1),
-            Err(crate::producer_state::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Err(crate::replica::producer_state::OUT_OF_ORDER_SEQUENCE_NUMBER)
         );
         if let Some(last) = gap.last_mut() {
             *last ^= 0xff;

@@ -32,10 +32,10 @@ use klog_coordinator::metadata::{AlterPartition, HeartbeatReply, MetadataImage};
 use klog_replication::PartitionRegistration;
 use tokio::sync::watch;
 
-use crate::controller::{
+use crate::controller::runtime::{
     Answer, ControllerHandle, ControllerReply, ControllerRequest, SubmitError,
 };
-use crate::metadata::MetadataStore;
+use crate::metadata::store::MetadataStore;
 
 /// The Envelope response's tagged field carrying the metadata log offset of the
 /// forwarded request's records (a klog extension: unknown tags are skipped by any

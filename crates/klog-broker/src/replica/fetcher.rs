@@ -34,8 +34,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::metadata::MetadataStore;
-use crate::partition::{FollowNext, Partition};
+use crate::metadata::store::MetadataStore;
+use crate::replica::partition::{FollowNext, Partition};
 
 type Key = (String, i32);
 
@@ -217,7 +217,7 @@ impl FetcherTask {
     /// One round: truncation questions, then one fetch. Returns whether it made
     /// progress (false: back off).
     async fn round(&mut self, parts: &[Arc<Partition>]) -> bool {
-        let work: Vec<(Arc<Partition>, crate::partition::FollowWork)> = parts
+        let work: Vec<(Arc<Partition>, crate::replica::partition::FollowWork)> = parts
             .iter()
             .filter_map(|p| {
                 p.follow_work()
@@ -336,7 +336,7 @@ impl FetcherTask {
     async fn fetch(
         &mut self,
         conn: &Connection,
-        fetching: &[(Arc<Partition>, crate::partition::FollowWork)],
+        fetching: &[(Arc<Partition>, crate::replica::partition::FollowWork)],
     ) -> bool {
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
         for (p, w) in fetching {

@@ -184,7 +184,7 @@ async fn serve_split(
             let (header, body_at) = parse_request_header(&frame)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let frame_len = frame.len();
-            let forwarded = crate::admin::is_forwarded(header.api_key)
+            let forwarded = crate::controller::admin::is_forwarded(header.api_key)
                 && klog_codec::protocol::versions::is_served(header.api_key, header.api_version);
             let queued = if forwarded {
                 // Admin requests go to the active controller as the client sent
@@ -318,7 +318,7 @@ async fn handle(
         Request::DescribeLogDirs(r) => frame(header, &broker.describe_log_dirs(&r)),
         Request::OffsetForLeaderEpoch(r) => frame(header, &broker.offset_for_leader_epoch(&r)),
 
-        // Consumer groups (crate::groups).
+        // Consumer groups (crate::group::runtime).
         Request::FindCoordinator(r) => frame(
             header,
             &broker

@@ -36,8 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::configs::TopicConfig;
-use crate::metadata::MetadataStore;
+use crate::config::topic::TopicConfig;
+use crate::metadata::store::MetadataStore;
 use crate::quorum::WriteError;
 
 /// What the controller is asked (the decoded form of the controller APIs).
@@ -190,7 +190,7 @@ impl ControllerHandle {
     }
 }
 
-pub use crate::metadata::MetadataQuorum;
+pub use crate::metadata::store::MetadataQuorum;
 
 /// What the runtime needs besides the quorum.
 pub struct ControllerRuntime {

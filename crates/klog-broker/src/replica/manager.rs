@@ -21,10 +21,10 @@ use klog_storage::{DetachedPartition, LogManager, TopicPartition};
 
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::configs::TopicConfig;
-use crate::fetcher::ReplicaFetchers;
-use crate::metadata::ImageChange;
-use crate::partition::{IsrOutbox, Partition};
+use crate::config::topic::TopicConfig;
+use crate::metadata::store::ImageChange;
+use crate::replica::fetcher::ReplicaFetchers;
+use crate::replica::partition::{IsrOutbox, Partition};
 use crate::topics::TopicMeta;
 
 /// A topic as this broker hosts it: its configuration and the partitions of it
