@@ -25,12 +25,12 @@
 //! `acks=all` waits on it.
 
 pub mod alloc;
-pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod features;
 pub mod group;
+pub mod handlers;
 pub mod metadata;
 pub mod net;
 pub mod node;
@@ -40,5 +40,10 @@ pub mod quorum;
 pub mod replica;
 pub mod topics;
 
-pub use broker::{Broker, Reply, StartError};
+pub use handlers::Handlers;
+pub use net::connection::Reply;
+pub use node::StartError;
+
+/// The request handlers under their old name, for programs written against it.
+pub type Broker = Handlers;
 pub use config::{BrokerConfig, ConfigError, FetchMode};

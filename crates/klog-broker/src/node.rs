@@ -31,7 +31,6 @@ use klog_storage::{LogManager, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::broker::{Broker, StartError};
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::config::topic::TopicConfig;
@@ -40,12 +39,33 @@ use crate::controller::api::ControllerApi;
 use crate::controller::client::ControllerClient;
 use crate::controller::lifecycle::{BrokerIdentity, Lifecycle, boot_id, previous_epoch};
 use crate::controller::runtime::{ControllerHandle, ControllerRuntime};
+use crate::handlers::Handlers as Broker;
 use crate::metadata::publisher::MetadataPublisher;
 use crate::metadata::store::{MetadataQuorum, MetadataStateMachineHandle, MetadataStore};
 use crate::policy::CreateTopicPolicy;
 use crate::quorum::{QuorumConfig, QuorumRole};
 use crate::replica::fetcher::ReplicaFetchers;
 use crate::replica::manager::ReplicaManager;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A log dir or the metadata in it could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Opening the partition logs failed.
+    #[error("opening logs: {0}")]
+    Logs(#[from] klog_storage::OpenError),
+    /// The metadata quorum could not start.
+    #[error("metadata quorum: {0}")]
+    Quorum(String),
+}
 
 /// How long [`Node::start`] waits for the controller to unfence this broker
 /// before it starts serving anyway (a cluster without a quorum cannot do much,
@@ -279,7 +299,7 @@ impl Node {
             client,
             admin,
             lifecycle.clone(),
-        )?;
+        );
         let publisher = MetadataPublisher::new(
             broker.replicas().clone(),
             broker.groups_arc(),

@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use klog_client::net::{Listener, Stream};
 use klog_codec::protocol::fetch::FetchPart;
 use klog_codec::protocol::messages::ApiKey;
@@ -33,8 +33,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::broker::{Broker, PendingProduce, Reply};
 use crate::config::FetchMode;
+use crate::handlers::{Handlers as Broker, PendingProduce};
 use crate::net::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
 
 /// How long shutdown waits for connections to finish their in-flight request.
@@ -45,7 +45,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// (time-based flush, retention, checkpoints, the group timer) are the node's
 /// ([`crate::node::Node::start`] starts them), not the listener's.
 ///
-/// The caller then calls [`Broker::shutdown`] to flush and mark a clean stop.
+/// The caller then calls [`Handlers::shutdown`](crate::handlers::Handlers::shutdown) to flush and mark a clean stop.
 pub async fn run(
     broker: Arc<Broker>,
     listener: impl Into<Listener>,
@@ -77,6 +77,17 @@ pub async fn run(
         connections.abort_all();
     }
     Ok(())
+}
+
+/// What a request produces for the connection.
+#[derive(Debug)]
+pub enum Reply {
+    /// Nothing to send (Produce with acks=0).
+    None,
+    /// A whole encoded response frame.
+    Frame(Bytes),
+    /// A Fetch response: bytes and file regions, in order.
+    Fetch(Vec<FetchPart<FileRegion>>),
 }
 
 /// Requests of one connection read ahead of their replies, at most (Kafka clients
