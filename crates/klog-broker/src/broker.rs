@@ -189,6 +189,15 @@ pub fn cluster_id(config: &BrokerConfig) -> String {
     format!("klog-{:08x}", crc32c::crc32c(voters.as_bytes()))
 }
 
+/// The identity a node writes into, and requires of, the `meta.properties` of its
+/// log dirs: its node id and the cluster id it serves, as Kafka does (see
+/// [`klog_storage::LogManager::claim`]). A served cluster id is `klog-` and at most
+/// 11 more characters, never the 22 of the generated id in a dir written before
+/// identities were checked, so a claimed dir is never taken for an unclaimed one.
+pub fn log_dir_identity(config: &BrokerConfig) -> klog_storage::MetaProperties {
+    klog_storage::MetaProperties::new(config.node_id, cluster_id(config))
+}
+
 impl Broker {
     /// The broker of a node (see [`crate::node::Node::start`], which builds it).
     pub fn new(
