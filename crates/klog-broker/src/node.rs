@@ -130,6 +130,9 @@ impl Node {
         for dir in &config.log_dirs {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
+        // Before the quorum uses the first log dir: another node's dirs are refused.
+        let identity = crate::config::log_dir_identity(&config);
+        let identity = LogManager::claim(&config.log_dirs, &identity)?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -161,8 +164,9 @@ impl Node {
         let legacy = crate::topics::load(&first).map_err(io_err(&first))?;
         let image = store.image();
         let now = now_ms();
-        let logs = LogManager::open(
+        let logs = LogManager::open_with_identity(
             &config.log_dirs,
+            &identity,
             |tp: &TopicPartition| {
                 let overrides = image
                     .configs

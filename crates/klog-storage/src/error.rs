@@ -142,6 +142,21 @@ pub enum OpenError {
         /// What this file says.
         found: String,
     },
+    /// A log directory's `meta.properties` names another node or cluster than the
+    /// one opening it (see [`crate::LogManager::claim`]).
+    #[error(
+        "{path}: {field} is {found}, but this node's {field} is {expected}; the log directory belongs to another node or cluster"
+    )]
+    ForeignLogDir {
+        /// The `meta.properties` file.
+        path: PathBuf,
+        /// The property (`node.id` or `cluster.id`).
+        field: &'static str,
+        /// This node's value.
+        expected: String,
+        /// What the file says.
+        found: String,
+    },
     /// A topic-partition name that Kafka would not accept.
     #[error("invalid topic-partition {0}")]
     InvalidTopicPartition(TopicPartition),

@@ -57,6 +57,25 @@ impl MetaProperties {
         }
     }
 
+    /// The identity of node `node_id` in the cluster `cluster_id`, for
+    /// [`LogManager::claim`] and [`LogManager::open_with_identity`].
+    pub fn new(node_id: i32, cluster_id: impl Into<String>) -> Self {
+        Self {
+            version: 1,
+            node_id,
+            cluster_id: cluster_id.into(),
+        }
+    }
+
+    /// Whether this is the identity [`LogManager::open`] writes when it is given
+    /// none: node id 0 and a generated cluster id (22 characters of URL-safe base64).
+    /// Every klog broker before identities were checked wrote exactly this, whatever
+    /// its node id, so such a file says nothing about which node or cluster the
+    /// directory belongs to, and [`LogManager::claim`] takes it over.
+    pub fn is_unclaimed(&self) -> bool {
+        self.node_id == 0 && is_generated_cluster_id(&self.cluster_id)
+    }
+
     fn render(&self) -> String {
         format!(
             "#klog log directory identity\nversion={}\nnode.id={}\ncluster.id={}\n",
@@ -101,6 +120,14 @@ impl MetaProperties {
             cluster_id: cluster_id.ok_or_else(|| bad(0, "no cluster.id"))?,
         }))
     }
+}
+
+/// Whether `id` has the form [`random_cluster_id`] gives.
+fn is_generated_cluster_id(id: &str) -> bool {
+    id.len() == 22
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
 /// 16 random bytes as 22 characters of URL-safe base64, like Kafka's `Uuid`.
@@ -176,6 +203,98 @@ impl LogManager {
         now_ms: i64,
     ) -> Result<LogManager, OpenError> {
         Self::open_inner(log_dirs, Some(node_id), config_for, now_ms)
+    }
+
+    /// As [`LogManager::open`] for the node and cluster of `identity`: the log
+    /// directories are first claimed with [`LogManager::claim`], so a directory of
+    /// another node or cluster is refused.
+    pub fn open_with_identity(
+        log_dirs: &[PathBuf],
+        identity: &MetaProperties,
+        config_for: impl Fn(&TopicPartition) -> LogConfig,
+        now_ms: i64,
+    ) -> Result<LogManager, OpenError> {
+        let meta = Self::claim(log_dirs, identity)?;
+        Self::open_inner(log_dirs, Some(meta.node_id), config_for, now_ms)
+    }
+
+    /// Makes `log_dirs` (created if missing) those of `identity`'s node and cluster,
+    /// opening no log, as Kafka checks `meta.properties` before it touches anything
+    /// else in a log directory.
+    ///
+    /// A `meta.properties` with another `node.id` or `cluster.id` is refused with
+    /// [`OpenError::ForeignLogDir`], and nothing is written. A missing one, or an
+    /// unclaimed one ([`MetaProperties::is_unclaimed`]: written by
+    /// [`LogManager::open`], as every broker did before identities were checked), is
+    /// written with `identity`; from then on the directory is this node's. Unclaimed
+    /// files must still agree with each other, as [`LogManager::open`] required:
+    /// directories with two generated cluster ids were never one node's.
+    pub fn claim(
+        log_dirs: &[PathBuf],
+        identity: &MetaProperties,
+    ) -> Result<MetaProperties, OpenError> {
+        if log_dirs.is_empty() {
+            return Err(OpenError::NoLogDirs);
+        }
+        let mut rewrite = Vec::new();
+        let mut unclaimed: Option<String> = None;
+        for dir in log_dirs {
+            fs::create_dir_all(dir).map_err(OpenError::io(dir))?;
+            let path = dir.join(META_PROPERTIES);
+            let Some(meta) = MetaProperties::read(&path)? else {
+                rewrite.push((path, None));
+                continue;
+            };
+            if meta.node_id == identity.node_id && meta.cluster_id == identity.cluster_id {
+                continue;
+            }
+            if meta.is_unclaimed() {
+                match &unclaimed {
+                    Some(first) if *first != meta.cluster_id => {
+                        return Err(OpenError::InconsistentMeta {
+                            path,
+                            field: "cluster.id",
+                            expected: first.clone(),
+                            found: meta.cluster_id,
+                        });
+                    }
+                    Some(_) => {}
+                    None => unclaimed = Some(meta.cluster_id.clone()),
+                }
+                rewrite.push((path, Some(meta)));
+                continue;
+            }
+            let (field, expected, found) = if meta.node_id != identity.node_id {
+                (
+                    "node.id",
+                    identity.node_id.to_string(),
+                    meta.node_id.to_string(),
+                )
+            } else {
+                ("cluster.id", identity.cluster_id.clone(), meta.cluster_id)
+            };
+            return Err(OpenError::ForeignLogDir {
+                path,
+                field,
+                expected,
+                found,
+            });
+        }
+        let meta = MetaProperties::new(identity.node_id, identity.cluster_id.clone());
+        for (path, old) in rewrite {
+            if let Some(old) = old {
+                tracing::info!(
+                    path = %path.display(),
+                    old_cluster_id = %old.cluster_id,
+                    node_id = meta.node_id,
+                    cluster_id = %meta.cluster_id,
+                    "claiming a log directory written before node and cluster ids were checked"
+                );
+            }
+            checkpoint::write_atomic(&path, meta.render().as_bytes())
+                .map_err(OpenError::io(&path))?;
+        }
+        Ok(meta)
     }
 
     fn open_inner(
@@ -557,10 +676,17 @@ mod tests {
         let b = random_cluster_id();
         assert_eq!(a.len(), 22);
         assert_ne!(a, b);
-        assert!(
-            a.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(is_generated_cluster_id(&a));
+    }
+
+    #[test]
+    fn only_node_zero_with_a_generated_cluster_id_is_unclaimed() {
+        assert!(MetaProperties::generate(0).is_unclaimed());
+        // Another node id, or a cluster id a broker serves, is a claim.
+        assert!(!MetaProperties::generate(2).is_unclaimed());
+        assert!(!MetaProperties::new(0, "klog-0").is_unclaimed());
+        assert!(!MetaProperties::new(0, "klog-0a1b2c3d").is_unclaimed());
+        assert!(!MetaProperties::new(0, "AAAAAAAAAAAAAAAAAAAAA!").is_unclaimed());
     }
 
     #[test]

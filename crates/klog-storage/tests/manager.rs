@@ -6,7 +6,7 @@ mod support;
 use std::fs;
 use std::path::PathBuf;
 
-use klog_storage::{AppendError, LogConfig, LogManager, OpenError, TopicPartition};
+use klog_storage::{AppendError, LogConfig, LogManager, MetaProperties, OpenError, TopicPartition};
 use support::batch;
 
 fn dirs(root: &std::path::Path) -> Vec<PathBuf> {
@@ -338,4 +338,123 @@ fn timed_flush_and_retention_run_over_every_log() {
         assert_eq!(log.segments().len(), 1);
         assert_eq!(log.log_start_offset(), log.segments()[0].base_offset);
     }
+}
+
+fn meta_text(dir: &std::path::Path) -> String {
+    fs::read_to_string(dir.join("meta.properties")).expect("meta.properties")
+}
+
+#[test]
+fn a_claimed_log_dir_refuses_another_node_or_cluster() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = dirs(root.path());
+    let node2 = MetaProperties::new(2, "klog-0a1b2c3d");
+    let m = LogManager::open_with_identity(&dirs, &node2, cfg, 0).expect("open");
+    assert_eq!(m.meta(), &node2);
+    m.shutdown().expect("shutdown");
+    for d in &dirs {
+        let text = meta_text(d);
+        assert!(text.contains("node.id=2\n"), "{text}");
+        assert!(text.contains("cluster.id=klog-0a1b2c3d\n"), "{text}");
+    }
+    // Kafka refuses a log dir whose meta.properties names another node or cluster
+    // (MetaPropertiesEnsemble.verify), and so does klog, before opening any log.
+    let other_node = MetaProperties::new(3, "klog-0a1b2c3d");
+    let err = LogManager::open_with_identity(&dirs, &other_node, cfg, 0).expect_err("node 3");
+    let OpenError::ForeignLogDir {
+        path,
+        field,
+        expected,
+        found,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(path, &dirs[0].join("meta.properties"));
+    assert_eq!(
+        (*field, expected.as_str(), found.as_str()),
+        ("node.id", "3", "2")
+    );
+    let text = err.to_string();
+    assert!(text.contains("meta.properties: node.id is 2, but this node's node.id is 3"));
+    let other_cluster = MetaProperties::new(2, "klog-ffffffff");
+    assert!(matches!(
+        LogManager::claim(&dirs, &other_cluster),
+        Err(OpenError::ForeignLogDir {
+            field: "cluster.id",
+            ref expected,
+            ref found,
+            ..
+        }) if expected == "klog-ffffffff" && found == "klog-0a1b2c3d"
+    ));
+    // Nothing was rewritten by the refusals.
+    for d in &dirs {
+        assert!(meta_text(d).contains("node.id=2\ncluster.id=klog-0a1b2c3d\n"));
+    }
+    LogManager::open_with_identity(&dirs, &node2, cfg, 0).expect("reopen as node 2");
+}
+
+#[test]
+fn a_log_dir_written_without_an_identity_is_claimed_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = dirs(root.path());
+    let tp = TopicPartition::new("old", 0);
+    // What every broker wrote before identities were checked: node.id=0 and a
+    // generated cluster id, whatever the node's id.
+    {
+        let m = LogManager::open(&dirs, cfg, 0).expect("open");
+        assert!(m.meta().is_unclaimed());
+        let log = m.create(tp.clone(), cfg(&tp), 0).expect("create");
+        log.lock()
+            .expect("lock")
+            .append(&mut batch(1, 10, 0), 0, 0)
+            .expect("append");
+        m.shutdown().expect("shutdown");
+    }
+    let node5 = MetaProperties::new(5, "klog-5");
+    let m = LogManager::open_with_identity(&dirs, &node5, cfg, 0).expect("claimed");
+    assert_eq!(m.meta(), &node5);
+    assert_eq!(
+        m.get(&tp)
+            .expect("log kept")
+            .lock()
+            .expect("lock")
+            .log_end_offset(),
+        1
+    );
+    m.shutdown().expect("shutdown");
+    for d in &dirs {
+        assert_eq!(
+            meta_text(d),
+            "#klog log directory identity\nversion=1\nnode.id=5\ncluster.id=klog-5\n"
+        );
+    }
+    // Claimed: from now on it is node 5's.
+    assert!(matches!(
+        LogManager::claim(&dirs, &MetaProperties::new(6, "klog-6")),
+        Err(OpenError::ForeignLogDir {
+            field: "node.id",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn unclaimed_log_dirs_of_two_old_nodes_are_not_claimed_together() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = dirs(root.path());
+    // Each opened alone, so each has a cluster id of its own.
+    for d in &dirs {
+        LogManager::open(std::slice::from_ref(d), cfg, 0).expect("open");
+    }
+    let before: Vec<String> = dirs.iter().map(|d| meta_text(d)).collect();
+    assert!(matches!(
+        LogManager::claim(&dirs, &MetaProperties::new(1, "klog-1")),
+        Err(OpenError::InconsistentMeta {
+            field: "cluster.id",
+            ..
+        })
+    ));
+    let after: Vec<String> = dirs.iter().map(|d| meta_text(d)).collect();
+    assert_eq!(before, after, "nothing rewritten");
 }

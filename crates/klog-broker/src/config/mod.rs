@@ -801,6 +801,30 @@ impl CleanupPolicy {
     }
 }
 
+/// The cluster id every node of a cluster derives alike: from the node id on a
+/// single node (as before the quorum), from the voters otherwise.
+pub fn cluster_id(config: &BrokerConfig) -> String {
+    if config.cluster.voters.is_empty() {
+        return format!("klog-{}", config.node_id);
+    }
+    let voters: String = config
+        .cluster
+        .voters
+        .iter()
+        .map(|v| format!("{}@{}:{},", v.id, v.host, v.port))
+        .collect();
+    format!("klog-{:08x}", crc32c::crc32c(voters.as_bytes()))
+}
+
+/// The identity a node writes into, and requires of, the `meta.properties` of its
+/// log dirs: its node id and the cluster id it serves, as Kafka does (see
+/// [`klog_storage::LogManager::claim`]). A served cluster id is `klog-` and at most
+/// 11 more characters, never the 22 of the generated id in a dir written before
+/// identities were checked, so a claimed dir is never taken for an unclaimed one.
+pub fn log_dir_identity(config: &BrokerConfig) -> klog_storage::MetaProperties {
+    klog_storage::MetaProperties::new(config.node_id, cluster_id(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

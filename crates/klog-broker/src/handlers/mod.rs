@@ -60,21 +60,6 @@ impl std::fmt::Debug for Handlers {
     }
 }
 
-/// The cluster id every node of a cluster derives alike: from the node id on a
-/// single node (as before the quorum), from the voters otherwise.
-pub fn cluster_id(config: &BrokerConfig) -> String {
-    if config.cluster.voters.is_empty() {
-        return format!("klog-{}", config.node_id);
-    }
-    let voters: String = config
-        .cluster
-        .voters
-        .iter()
-        .map(|v| format!("{}@{}:{},", v.id, v.host, v.port))
-        .collect();
-    format!("klog-{:08x}", crc32c::crc32c(voters.as_bytes()))
-}
-
 impl Handlers {
     /// The broker of a node (see [`crate::node::Node::start`], which builds it).
     pub fn new(
@@ -98,7 +83,7 @@ impl Handlers {
             creator.clone(),
         ));
         Arc::new(Self {
-            cluster_id: cluster_id(&config),
+            cluster_id: crate::config::cluster_id(&config),
             config,
             replicas,
             creator,
