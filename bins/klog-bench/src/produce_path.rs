@@ -12,9 +12,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use klog_broker::BrokerConfig;
+use klog_broker::handlers::DirectRequest;
 use klog_broker::node::Node;
 use klog_codec::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use klog_codec::protocol::messages::{ProduceRequest, TopicName};
+use klog_codec::protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use klog_codec::protocol::{Encodable, Request, StrBytes, decode_request, parse_request_header};
 use klog_codec::{BatchBuilder, Compression};
 
@@ -69,13 +70,14 @@ pub fn produce_path(
     frame.put_slice(b"bench");
     req.encode(&mut frame, 7)?;
     let frame = frame.freeze();
+    let call = DirectRequest::new(ApiKey::Produce, 7);
     for n in 0..=requests {
         let (header, at) = parse_request_header(&frame)?;
         let Ok(Request::Produce(r)) = decode_request(&header, frame.slice(at..)) else {
             anyhow::bail!("not a produce request");
         };
         let resp = rt
-            .block_on(broker.produce(r, 7))
+            .block_on(broker.produce(&call.ctx(), r))
             .ok_or_else(|| anyhow::anyhow!("no response"))?;
         let code = resp
             .responses

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use klog_broker::BrokerConfig;
+use klog_broker::handlers::DirectRequest;
 use klog_broker::node::Node;
 use klog_codec::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use klog_codec::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use klog_codec::protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
+use klog_codec::protocol::messages::{ApiKey, BrokerId, FetchRequest, ProduceRequest, TopicName};
 use klog_codec::protocol::{
     Encodable, Request, StrBytes, decode_request, encode_response, parse_request_header,
 };
@@ -107,12 +108,15 @@ fn bench_produce(c: &mut Criterion) {
         let frame = request_frame(0, 7, &produce_request(&records)).slice(4..);
         group.throughput(Throughput::Bytes(records.len() as u64));
         group.bench_function(name, |bench| {
+            let call = DirectRequest::new(ApiKey::Produce, 7);
             bench.iter(|| {
                 let (header, at) = parse_request_header(&frame).expect("header");
                 let Ok(Request::Produce(req)) = decode_request(&header, frame.slice(at..)) else {
                     panic!("not a produce request");
                 };
-                let resp = rt.block_on(b.produce(req, 7)).expect("acks=1 response");
+                let resp = rt
+                    .block_on(b.produce(&call.ctx(), req))
+                    .expect("acks=1 response");
                 encode_response(&header, &resp).expect("encode")
             })
         });
@@ -157,13 +161,14 @@ fn bench_fetch(c: &mut Criterion) {
             .expect("runtime");
         let n = node(&rt, dir.path(), &[("klog.fetch.mode", mode)]);
         let b = n.broker().clone();
+        let call = DirectRequest::new(ApiKey::Produce, 7);
         for _ in 0..BATCHES {
             let frame = request_frame(0, 7, &produce_request(&records)).slice(4..);
             let (header, at) = parse_request_header(&frame).expect("header");
             let Ok(Request::Produce(req)) = decode_request(&header, frame.slice(at..)) else {
                 panic!("not a produce request");
             };
-            rt.block_on(b.produce(req, 7)).expect("response");
+            rt.block_on(b.produce(&call.ctx(), req)).expect("response");
         }
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

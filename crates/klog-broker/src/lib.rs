@@ -38,6 +38,7 @@ pub mod policy;
 pub mod producer_ids;
 pub mod quorum;
 pub mod replica;
+pub mod security;
 pub mod topics;
 
 pub use handlers::Handlers;

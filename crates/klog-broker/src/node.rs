@@ -36,16 +36,20 @@ use crate::config::BrokerConfig;
 use crate::config::topic::TopicConfig;
 use crate::controller::admin::Admin;
 use crate::controller::api::ControllerApi;
+use crate::controller::auto_create::TopicCreator;
 use crate::controller::client::ControllerClient;
+use crate::controller::id_allocator::ProducerIdAllocator;
 use crate::controller::lifecycle::{BrokerIdentity, Lifecycle, boot_id, previous_epoch};
 use crate::controller::runtime::{ControllerHandle, ControllerRuntime};
-use crate::handlers::Handlers as Broker;
+use crate::group::runtime::Groups;
+use crate::handlers::{Handlers as Broker, Services};
 use crate::metadata::publisher::MetadataPublisher;
 use crate::metadata::store::{MetadataQuorum, MetadataStateMachineHandle, MetadataStore};
 use crate::policy::CreateTopicPolicy;
 use crate::quorum::{QuorumConfig, QuorumRole};
 use crate::replica::fetcher::ReplicaFetchers;
 use crate::replica::manager::ReplicaManager;
+use crate::security::AllowAll;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -296,13 +300,35 @@ impl Node {
         let fetchers = ReplicaFetchers::new(config.clone(), store.clone(), stop_rx.clone());
         let (isr_tx, isr_rx) = tokio::sync::mpsc::unbounded_channel();
         let replicas = ReplicaManager::new(config.clone(), logs, Some(fetchers), Some(isr_tx));
+        let replicas = Arc::new(replicas);
+        let creator = Arc::new(TopicCreator::new(
+            config.auto_create_topics,
+            admin.clone(),
+            client.clone(),
+        ));
+        let groups = Arc::new(Groups::new(
+            &config,
+            replicas.clone(),
+            store.clone(),
+            creator.clone(),
+        ));
+        let producer_ids = Arc::new(ProducerIdAllocator::new(
+            config.node_id,
+            lifecycle.clone(),
+            client.clone(),
+        ));
         let broker = Broker::new(
             config.clone(),
-            replicas,
-            store.clone(),
-            client,
-            admin,
-            lifecycle.clone(),
+            Services {
+                replicas,
+                store: store.clone(),
+                client,
+                admin,
+                creator,
+                groups,
+                producer_ids,
+                authorizer: Arc::new(AllowAll),
+            },
         );
         let publisher = MetadataPublisher::new(
             broker.replicas().clone(),

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use klog_broker::handlers::DirectRequest;
 use klog_broker::node::Node;
 use klog_broker::policy::{CreateTopicPolicy, NewTopic};
 use klog_broker::{Broker, BrokerConfig};
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::StrBytes;
+use klog_codec::protocol::messages::ApiKey;
 use klog_codec::protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
@@ -226,7 +228,8 @@ async fn list_offsets_max_timestamp() {
             ),
     ]);
     let answers = |version| {
-        b.list_offsets(&req, version).topics[0]
+        let call = DirectRequest::new(ApiKey::ListOffsets, version);
+        b.list_offsets(&call.ctx(), &req).topics[0]
             .partitions
             .iter()
             .map(|p| (p.error_code, p.offset, p.timestamp))
@@ -269,7 +272,10 @@ async fn produce_names_the_records_that_caused_a_refusal() {
             }],
             ..ProduceData::default()
         };
-        b.produce(data, version)
+        async move {
+            let call = DirectRequest::new(ApiKey::Produce, version);
+            b.produce(&call.ctx(), data).await
+        }
     };
     let v8 = produce(8).await.expect("acks=1 answers");
     let p = &v8.responses[0].partition_responses[0];
@@ -435,14 +441,15 @@ async fn create_topic_policy_refuses_with_policy_violation() {
         Err(violation)
     );
     // Auto-creation (Metadata for an unknown topic) goes through it as well.
+    let call = DirectRequest::new(ApiKey::Metadata, 8);
     let meta = b
         .metadata(
+            &call.ctx(),
             &MetadataRequest::default()
                 .with_topics(Some(vec![
                     MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
                 ]))
                 .with_allow_auto_topic_creation(true),
-            8,
         )
         .await;
     assert_eq!(meta.topics[0].error_code, violation);

@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 
 use klog_broker::BrokerConfig;
+use klog_broker::handlers::DirectRequest;
 use klog_broker::node::Node;
 use klog_broker::topics::{self, TopicMeta};
+use klog_codec::protocol::messages::ApiKey;
 use klog_codec::protocol::messages::InitProducerIdRequest;
 use klog_codec::{BatchBuilder, Compression};
 use klog_coordinator::metadata::ConfigResource;
@@ -77,8 +79,12 @@ async fn a_single_node_data_dir_from_before_the_quorum_keeps_its_topics() {
         );
     }
     // Producer ids continue after those the old broker reserved.
+    let call = DirectRequest::new(ApiKey::InitProducerId, 0);
     let id = b
-        .init_producer_id(&InitProducerIdRequest::default().with_transactional_id(None))
+        .init_producer_id(
+            &call.ctx(),
+            &InitProducerIdRequest::default().with_transactional_id(None),
+        )
         .await
         .producer_id
         .0;

@@ -8,5 +8,6 @@ pub mod admin;
 pub mod api;
 pub mod auto_create;
 pub mod client;
+pub mod id_allocator;
 pub mod lifecycle;
 pub mod runtime;

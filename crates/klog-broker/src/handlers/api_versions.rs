@@ -22,8 +22,9 @@ impl Handlers {
     /// listed from v4 only (KAFKA-17492), which klog does not serve. See
     /// [`features`] for the reasoning.
     pub fn api_versions(&self, error_code: i16, version: i16) -> ApiVersionsResponse {
-        let api_keys = versions::SUPPORTED_APIS
+        let api_keys = super::APIS
             .iter()
+            .filter_map(|a| versions::support(a.key as i16))
             .map(|s| {
                 ApiVersion::default()
                     .with_api_key(s.key as i16)
@@ -35,5 +36,27 @@ impl Handlers {
             .with_error_code(error_code)
             .with_api_keys(api_keys);
         features::with_features(resp, version, self.store.image().offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::super::APIS;
+    use klog_codec::protocol::versions;
+
+    /// The API table and the codec's version table name the same APIs: an API
+    /// the codec decodes but no row routes would be advertised and then refused,
+    /// and a row without decoding could never be served.
+    #[test]
+    fn the_api_table_and_the_codec_serve_the_same_apis() {
+        let table: BTreeSet<i16> = APIS.iter().map(|a| a.key as i16).collect();
+        let codec: BTreeSet<i16> = versions::SUPPORTED_APIS
+            .iter()
+            .map(|s| s.key as i16)
+            .collect();
+        assert_eq!(table, codec);
+        assert_eq!(table.len(), APIS.len(), "an API is listed twice");
     }
 }

@@ -9,17 +9,21 @@ use klog_codec::protocol::{ResponseError, StrBytes};
 use crate::config::topic::{self as configs, ConfigEntry};
 use klog_coordinator::metadata::ConfigResource;
 
-use super::{Handlers, code};
+use super::{Handlers, RequestContext, code};
+use crate::security::{Operation, Resource};
 
 impl Handlers {
     /// DescribeConfigs for topics (resource type 2) and this broker (type 4): every
     /// config with its value, source and flags; synonyms when asked (v1+), type and
-    /// documentation from v3.
+    /// documentation from v3. Needs DESCRIBE_CONFIGS on the topic
+    /// (TOPIC_AUTHORIZATION_FAILED) or the cluster for a broker
+    /// (CLUSTER_AUTHORIZATION_FAILED).
     pub fn describe_configs(
         &self,
+        ctx: &RequestContext<'_>,
         req: &DescribeConfigsRequest,
-        version: i16,
     ) -> DescribeConfigsResponse {
+        let version = ctx.version();
         let image = self.store.image();
         let results = req
             .resources
@@ -30,6 +34,18 @@ impl Handlers {
                     .with_resource_type(res.resource_type)
                     .with_resource_name(res.resource_name.clone());
                 let entries = match res.resource_type {
+                    RESOURCE_TOPIC
+                        if !ctx.allowed(Operation::DescribeConfigs, Resource::topic(name)) =>
+                    {
+                        r.error_code = code(ResponseError::TopicAuthorizationFailed);
+                        Vec::new()
+                    }
+                    RESOURCE_BROKER
+                        if !ctx.allowed(Operation::DescribeConfigs, Resource::cluster()) =>
+                    {
+                        r.error_code = code(ResponseError::ClusterAuthorizationFailed);
+                        Vec::new()
+                    }
                     RESOURCE_TOPIC => match image.topic(name) {
                         Some(_) => configs::topic_entries(
                             &self.config,

@@ -15,29 +15,50 @@ use crate::replica::partition::Partition;
 
 use crate::clock::now_ms;
 
-use super::{Handlers, code};
+use super::{Handlers, RequestContext, code};
+use crate::security::{Operation, Resource};
 
 impl Handlers {
     /// Fetch: whole batches from each partition, never past the high watermark for
     /// consumers; waits up to `max_wait_ms` for `min_bytes`, woken by appends.
+    ///
+    /// A consumer needs READ on each topic (TOPIC_AUTHORIZATION_FAILED on its
+    /// partitions otherwise); a follower's fetch needs CLUSTER_ACTION on the
+    /// cluster (CLUSTER_AUTHORIZATION_FAILED). Asked once per request, not per
+    /// wake-up.
     pub async fn fetch(
         &self,
-        header: &RequestHeader,
+        ctx: &RequestContext<'_>,
         req: &FetchRequest,
-        shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Vec<FetchPart<FileRegion>> {
+        let header = ctx.header;
+        let denied: Vec<Option<i16>> = if req.replica_id.0 >= 0 {
+            let error = (!ctx.allowed(Operation::ClusterAction, Resource::cluster()))
+                .then(|| code(ResponseError::ClusterAuthorizationFailed));
+            vec![error; req.topics.len()]
+        } else {
+            req.topics
+                .iter()
+                .map(|t| {
+                    (!ctx.allowed(Operation::Read, Resource::topic(&t.topic)))
+                        .then(|| code(ResponseError::TopicAuthorizationFailed))
+                })
+                .collect()
+        };
         let deadline =
             Instant::now() + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
         let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
         let waiter = Arc::new(Notify::new());
-        let mut shutdown = shutdown.clone();
+        let mut shutdown = ctx.stop.clone();
         loop {
             // Register before reading so that an append between the read and the
             // wait still wakes us.
             let partitions: Vec<Arc<Partition>> = req
                 .topics
                 .iter()
-                .flat_map(|t| {
+                .zip(&denied)
+                .filter(|(_, denied)| denied.is_none())
+                .flat_map(|(t, _)| {
                     t.partitions
                         .iter()
                         .filter_map(|p| self.leader_partition(t.topic.0.as_str(), p.partition).ok())
@@ -46,7 +67,7 @@ impl Handlers {
             for p in &partitions {
                 p.register_waiter(&waiter);
             }
-            let (parts, total) = self.fetch_once(header, req);
+            let (parts, total) = self.fetch_once(header, req, &denied);
             if total >= min_bytes || Instant::now() >= deadline || *shutdown.borrow() {
                 return parts;
             }
@@ -57,17 +78,20 @@ impl Handlers {
         }
     }
 
+    /// One pass over the partitions; `denied` holds, per topic of the request,
+    /// the authorization error its partitions get.
     fn fetch_once(
         &self,
         header: &RequestHeader,
         req: &FetchRequest,
+        denied: &[Option<i16>],
     ) -> (Vec<FetchPart<FileRegion>>, u64) {
         let is_replica = req.replica_id.0 >= 0;
         let read_committed = req.isolation_level == 1;
         let mut budget = u64::try_from(req.max_bytes).unwrap_or(0);
         let mut total: u64 = 0;
         let mut w = FetchResponseWriter::new(header, 0, 0, req.topics.len() as i32);
-        for t in &req.topics {
+        for (t, denied) in req.topics.iter().zip(denied) {
             let name = t.topic.0.as_str();
             w.topic(name, t.partitions.len() as i32);
             for fp in &t.partitions {
@@ -79,7 +103,11 @@ impl Handlers {
                     log_start_offset: -1,
                     read_committed,
                 };
-                let partition = match self.leader_partition(name, fp.partition) {
+                let found = match denied {
+                    Some(e) => Err(*e),
+                    None => self.leader_partition(name, fp.partition),
+                };
+                let partition = match found {
                     Ok(p) => p,
                     Err(e) => {
                         ph.error_code = e;

@@ -9,13 +9,29 @@ use klog_codec::protocol::messages::describe_log_dirs_response::{
 };
 use klog_codec::protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
-use super::Handlers;
+use klog_codec::protocol::ResponseError;
+
+use super::{Handlers, RequestContext, code};
+use crate::security::{Operation, Resource};
 
 impl Handlers {
     /// DescribeLogDirs: every configured log dir with the size in bytes of each
     /// partition it holds (all topics when `topics` is null). Offset lag is 0: there
-    /// are no future replicas being moved between dirs.
-    pub fn describe_log_dirs(&self, req: &DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    /// are no future replicas being moved between dirs. Needs DESCRIBE on the
+    /// cluster: without it the answer is CLUSTER_AUTHORIZATION_FAILED (v3+) or
+    /// empty, as Kafka's.
+    pub fn describe_log_dirs(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: &DescribeLogDirsRequest,
+    ) -> DescribeLogDirsResponse {
+        if !ctx.allowed(Operation::Describe, Resource::cluster()) {
+            let mut resp = DescribeLogDirsResponse::default();
+            if ctx.version() >= 3 {
+                resp.error_code = code(ResponseError::ClusterAuthorizationFailed);
+            }
+            return resp;
+        }
         let wanted = |topic: &str, partition: i32| match &req.topics {
             None => true,
             Some(list) => list

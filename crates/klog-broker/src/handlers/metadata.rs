@@ -13,14 +13,29 @@ use klog_codec::protocol::{ResponseError, StrBytes};
 use crate::topics::{self};
 use klog_coordinator::metadata::MetadataImage;
 
-use super::{Handlers, code};
+use super::{Handlers, RequestContext, code};
+use crate::security::{Operation, Resource};
 
 impl Handlers {
     /// Metadata, from the image: the unfenced brokers, the active controller, and
     /// each topic's partitions with their real leaders, leader epochs, replicas,
     /// ISR and offline replicas. Topics asked for that do not exist are created
     /// first when the request and `auto.create.topics.enable` allow it.
-    pub async fn metadata(&self, req: &MetadataRequest, version: i16) -> MetadataResponse {
+    ///
+    /// Authorization as Kafka's: a topic is listed only with DESCRIBE on it (asked
+    /// for by name without it: TOPIC_AUTHORIZATION_FAILED; all topics: left out),
+    /// and auto-creation needs CREATE on the cluster or the topic.
+    pub async fn metadata(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: &MetadataRequest,
+    ) -> MetadataResponse {
+        let version = ctx.version();
+        let describable = |name: &str| ctx.allowed(Operation::Describe, Resource::topic(name));
+        let creatable = |name: &str| {
+            ctx.allowed(Operation::Create, Resource::cluster())
+                || ctx.allowed(Operation::Create, Resource::topic(name))
+        };
         let allow_create = version < 4 || req.allow_auto_topic_creation;
         let mut refused = Vec::new();
         if let Some(list) = &req.topics
@@ -32,6 +47,7 @@ impl Handlers {
                 .filter_map(|t| t.name.as_ref())
                 .map(|n| n.0.as_str())
                 .filter(|n| topics::is_valid_topic_name(n) && image.topic(n).is_none())
+                .filter(|n| describable(n) && creatable(n))
                 .map(str::to_owned)
                 .collect();
             refused = self.auto_create(&missing).await;
@@ -55,6 +71,7 @@ impl Handlers {
             None => image
                 .topics
                 .keys()
+                .filter(|name| describable(name))
                 .map(|name| topic_metadata(&image, name, version))
                 .collect(),
             Some(list) => list
@@ -62,7 +79,11 @@ impl Handlers {
                 .filter_map(|t| t.name.as_ref())
                 .map(|name| {
                     let name = name.0.as_str();
-                    if let Some((_, c)) = refused.iter().find(|(n, _)| n == name) {
+                    if !describable(name) {
+                        MetadataResponseTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+                            .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+                    } else if let Some((_, c)) = refused.iter().find(|(n, _)| n == name) {
                         MetadataResponseTopic::default()
                             .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
                             .with_error_code(*c)
@@ -91,14 +112,23 @@ impl Handlers {
     /// controller when it is a listed broker, else a listed broker that forwards to
     /// it (this one if it is listed). Asking for
     /// controller endpoints (v1 `endpoint_type` 2) gets UNSUPPORTED_ENDPOINT_TYPE, as
-    /// from a Kafka broker. ACLs do not exist, so authorized operations are not
+    /// from a Kafka broker. Needs DESCRIBE on the cluster
+    /// (CLUSTER_AUTHORIZATION_FAILED otherwise); authorized operations are not
     /// reported.
     pub fn describe_cluster(
         &self,
+        ctx: &RequestContext<'_>,
         req: &DescribeClusterRequest,
-        version: i16,
     ) -> DescribeClusterResponse {
+        let version = ctx.version();
         let mut resp = DescribeClusterResponse::default();
+        if !ctx.allowed(Operation::Describe, Resource::cluster()) {
+            resp.error_code = code(ResponseError::ClusterAuthorizationFailed);
+            if version >= 1 {
+                resp.endpoint_type = req.endpoint_type;
+            }
+            return resp;
+        }
         if version >= 1 {
             resp.endpoint_type = req.endpoint_type;
             if req.endpoint_type != 1 {

@@ -6,29 +6,108 @@
 mod admin;
 mod api_versions;
 mod configs;
+pub mod context;
 mod fetch;
+mod groups;
 mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
 mod producer_id;
 
-pub use produce::PendingProduce;
-
-use std::sync::Arc;
-
-use klog_codec::protocol::ResponseError;
-use klog_storage::LogManager;
-
 use crate::config::BrokerConfig;
 use crate::controller::admin::Admin;
 use crate::controller::auto_create::TopicCreator;
 use crate::controller::client::ControllerClient;
-use crate::controller::lifecycle::Lifecycle;
+use crate::controller::id_allocator::ProducerIdAllocator;
+use crate::group::runtime::Groups;
 use crate::metadata::store::MetadataStore;
 use crate::replica::manager::{ReplicaManager, Topic};
 use crate::replica::partition::Partition;
+use klog_codec::protocol::ResponseError;
+use klog_codec::protocol::messages::ApiKey;
+use klog_codec::protocol::versions;
 use klog_coordinator::metadata::MetadataImage;
+use klog_storage::LogManager;
+use std::sync::Arc;
+
+use crate::security::Authorizer;
+
+pub use context::{DirectRequest, RequestContext};
+pub use produce::PendingProduce;
+
+/// Where a request goes once its header is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Decoded and answered here, by a handler of this module.
+    Local,
+    /// Decoded and answered here by the group runtime (this broker must
+    /// coordinate the group, else NOT_COORDINATOR).
+    Group,
+    /// Sent whole to the active controller (KIP-590), or run here when this node
+    /// is it; see [`Handlers::admin_request`].
+    Forwarded,
+}
+
+/// One API klog serves: its key and where its requests go. Version ranges are the
+/// codec's ([`versions::SUPPORTED_APIS`], the versions it can decode);
+/// ApiVersions, the routing in [`crate::net`] and the dispatch all read this
+/// table, so serving a new API is a codec row (decoding), a row here, and its
+/// handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Api {
+    /// The API.
+    pub key: ApiKey,
+    /// Where its requests go.
+    pub route: Route,
+}
+
+const fn api(key: ApiKey, route: Route) -> Api {
+    Api { key, route }
+}
+
+/// The APIs of the client listener, in API-key order.
+pub const APIS: &[Api] = &[
+    api(ApiKey::Produce, Route::Local),
+    api(ApiKey::Fetch, Route::Local),
+    api(ApiKey::ListOffsets, Route::Local),
+    api(ApiKey::Metadata, Route::Local),
+    api(ApiKey::OffsetCommit, Route::Group),
+    api(ApiKey::OffsetFetch, Route::Group),
+    api(ApiKey::FindCoordinator, Route::Group),
+    api(ApiKey::JoinGroup, Route::Group),
+    api(ApiKey::Heartbeat, Route::Group),
+    api(ApiKey::LeaveGroup, Route::Group),
+    api(ApiKey::SyncGroup, Route::Group),
+    api(ApiKey::DescribeGroups, Route::Group),
+    api(ApiKey::ListGroups, Route::Group),
+    api(ApiKey::ApiVersions, Route::Local),
+    api(ApiKey::CreateTopics, Route::Forwarded),
+    api(ApiKey::DeleteTopics, Route::Forwarded),
+    api(ApiKey::DeleteRecords, Route::Local),
+    api(ApiKey::InitProducerId, Route::Local),
+    api(ApiKey::OffsetForLeaderEpoch, Route::Local),
+    api(ApiKey::DescribeConfigs, Route::Local),
+    api(ApiKey::AlterConfigs, Route::Forwarded),
+    api(ApiKey::DescribeLogDirs, Route::Local),
+    api(ApiKey::CreatePartitions, Route::Forwarded),
+    api(ApiKey::DeleteGroups, Route::Group),
+    api(ApiKey::ElectLeaders, Route::Forwarded),
+    api(ApiKey::IncrementalAlterConfigs, Route::Forwarded),
+    api(ApiKey::OffsetDelete, Route::Group),
+    api(ApiKey::DescribeQuorum, Route::Forwarded),
+    api(ApiKey::DescribeCluster, Route::Local),
+];
+
+/// The route of `api_key` at `version`, if klog serves it at that version.
+pub fn route(api_key: i16, version: i16) -> Option<Route> {
+    if !versions::is_served(api_key, version) {
+        return None;
+    }
+    APIS.iter()
+        .find(|a| a.key as i16 == api_key)
+        .map(|a| a.route)
+}
 
 pub(crate) fn code(e: ResponseError) -> i16 {
     e.code()
@@ -45,11 +124,10 @@ pub struct Handlers {
     /// The admin handlers, on a controller node (they run where the controller is
     /// active; elsewhere admin requests are forwarded).
     admin: Option<Arc<Admin>>,
-    lifecycle: Arc<Lifecycle>,
-    /// Producer ids left from the last block the controller handed out: (next, end).
-    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    producer_ids: Arc<ProducerIdAllocator>,
     cluster_id: String,
-    groups: Arc<crate::group::runtime::Groups>,
+    groups: Arc<Groups>,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -60,28 +138,40 @@ impl std::fmt::Debug for Handlers {
     }
 }
 
+/// The services a node hands its handlers (see [`crate::node::Node::start`],
+/// which builds them). Handlers only call them; they own no state of their own.
+pub struct Services {
+    /// The hosted partitions.
+    pub replicas: Arc<ReplicaManager>,
+    /// The metadata image.
+    pub store: Arc<MetadataStore>,
+    /// The way to the active controller.
+    pub client: Arc<ControllerClient>,
+    /// The admin service, on a controller node.
+    pub admin: Option<Arc<Admin>>,
+    /// Topic creation through the active controller.
+    pub creator: Arc<TopicCreator>,
+    /// The group runtime.
+    pub groups: Arc<Groups>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdAllocator>,
+    /// What every request is authorized with.
+    pub authorizer: Arc<dyn Authorizer>,
+}
+
 impl Handlers {
-    /// The broker of a node (see [`crate::node::Node::start`], which builds it).
-    pub fn new(
-        config: BrokerConfig,
-        replicas: ReplicaManager,
-        store: Arc<MetadataStore>,
-        client: Arc<ControllerClient>,
-        admin: Option<Arc<Admin>>,
-        lifecycle: Arc<Lifecycle>,
-    ) -> Arc<Self> {
-        let replicas = Arc::new(replicas);
-        let creator = Arc::new(TopicCreator::new(
-            config.auto_create_topics,
-            admin.clone(),
-            client.clone(),
-        ));
-        let groups = Arc::new(crate::group::runtime::Groups::new(
-            &config,
-            replicas.clone(),
-            store.clone(),
-            creator.clone(),
-        ));
+    /// The handlers of a node over its services.
+    pub fn new(config: BrokerConfig, services: Services) -> Arc<Self> {
+        let Services {
+            replicas,
+            store,
+            client,
+            admin,
+            creator,
+            groups,
+            producer_ids,
+            authorizer,
+        } = services;
         Arc::new(Self {
             cluster_id: crate::config::cluster_id(&config),
             config,
@@ -90,19 +180,24 @@ impl Handlers {
             store,
             client,
             admin,
-            lifecycle,
-            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            producer_ids,
             groups,
+            authorizer,
         })
     }
 
+    /// The authorizer requests are checked with.
+    pub fn authorizer(&self) -> &dyn Authorizer {
+        &*self.authorizer
+    }
+
     /// Consumer groups: the group coordinator and its persistence.
-    pub fn groups(&self) -> &crate::group::runtime::Groups {
+    pub fn groups(&self) -> &Groups {
         &self.groups
     }
 
     /// The group runtime, shared (for its timer task).
-    pub fn groups_arc(&self) -> Arc<crate::group::runtime::Groups> {
+    pub fn groups_arc(&self) -> Arc<Groups> {
         self.groups.clone()
     }
 

@@ -14,17 +14,24 @@ use klog_storage::ReadError;
 
 use klog_codec::protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{Handlers, code};
+use super::{Handlers, RequestContext, code};
+use crate::security::{Operation, Resource};
 
 impl Handlers {
     /// OffsetForLeaderEpoch (KIP-101, KIP-279): for each partition led here, the
     /// largest epoch at or below the one asked and where it ends in this log (the
     /// start of the next epoch, or the log end for the current one); a
     /// `current_leader_epoch` other than this leader's is refused (KIP-320).
+    ///
+    /// A follower (`replica_id` >= 0) needs CLUSTER_ACTION on the cluster, a client
+    /// DESCRIBE on each topic.
     pub fn offset_for_leader_epoch(
         &self,
+        ctx: &RequestContext<'_>,
         req: &OffsetForLeaderEpochRequest,
     ) -> OffsetForLeaderEpochResponse {
+        let replica_denied =
+            req.replica_id.0 >= 0 && !ctx.allowed(Operation::ClusterAction, Resource::cluster());
         use klog_codec::protocol::messages::offset_for_leader_epoch_response::{
             EpochEndOffset, OffsetForLeaderTopicResult,
         };
@@ -33,6 +40,15 @@ impl Handlers {
             .iter()
             .map(|t| {
                 let name = t.topic.0.as_str();
+                let denied = if replica_denied {
+                    Some(code(ResponseError::ClusterAuthorizationFailed))
+                } else if req.replica_id.0 < 0
+                    && !ctx.allowed(Operation::Describe, Resource::topic(name))
+                {
+                    Some(code(ResponseError::TopicAuthorizationFailed))
+                } else {
+                    None
+                };
                 let partitions = t
                     .partitions
                     .iter()
@@ -41,6 +57,9 @@ impl Handlers {
                             .with_partition(p.partition)
                             .with_leader_epoch(-1)
                             .with_end_offset(-1);
+                        if let Some(e) = denied {
+                            return r.with_error_code(e);
+                        }
                         let partition = match self.leader_partition(name, p.partition) {
                             Ok(x) => x,
                             Err(e) => return r.with_error_code(e),
@@ -73,13 +92,19 @@ impl Handlers {
 
     /// ListOffsets: earliest (-2), latest (-1), the record with the largest
     /// timestamp (-3, KIP-734, v7+) or the first offset with a timestamp at or after
-    /// the one given.
-    pub fn list_offsets(&self, req: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    /// the one given. Each topic needs DESCRIBE (TOPIC_AUTHORIZATION_FAILED).
+    pub fn list_offsets(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: &ListOffsetsRequest,
+    ) -> ListOffsetsResponse {
+        let version = ctx.version();
         let topics = req
             .topics
             .iter()
             .map(|t| {
                 let name = t.name.0.as_str();
+                let describable = ctx.allowed(Operation::Describe, Resource::topic(name));
                 let partitions = t
                     .partitions
                     .iter()
@@ -89,7 +114,12 @@ impl Handlers {
                             .with_timestamp(-1)
                             .with_offset(-1)
                             .with_leader_epoch(-1);
-                        match self.leader_partition(name, lp.partition_index) {
+                        let found = if describable {
+                            self.leader_partition(name, lp.partition_index)
+                        } else {
+                            Err(code(ResponseError::TopicAuthorizationFailed))
+                        };
+                        match found {
                             Err(e) => r.error_code = e,
                             Ok(p) => {
                                 if version >= 4 {
@@ -144,14 +174,21 @@ impl Handlers {
     /// DeleteRecords: moves each partition's log start offset up to the offset given
     /// (-1: the high watermark), deleting the segments wholly below it. An offset
     /// above the high watermark is OFFSET_OUT_OF_RANGE. The new log start offsets are
-    /// checkpointed before the answer, so they survive a crash.
-    pub fn delete_records(&self, req: &DeleteRecordsRequest) -> DeleteRecordsResponse {
+    /// checkpointed before the answer, so they survive a crash (on the blocking
+    /// pool: the checkpoint files are fsynced). Each topic needs DELETE
+    /// (TOPIC_AUTHORIZATION_FAILED).
+    pub async fn delete_records(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: &DeleteRecordsRequest,
+    ) -> DeleteRecordsResponse {
         let mut changed = false;
         let topics = req
             .topics
             .iter()
             .map(|t| {
                 let name = t.name.0.as_str();
+                let deletable = ctx.allowed(Operation::Delete, Resource::topic(name));
                 let partitions = t
                     .partitions
                     .iter()
@@ -159,7 +196,12 @@ impl Handlers {
                         let mut r = DeleteRecordsPartitionResult::default()
                             .with_partition_index(dp.partition_index)
                             .with_low_watermark(-1);
-                        match self.leader_partition(name, dp.partition_index) {
+                        let found = if deletable {
+                            self.leader_partition(name, dp.partition_index)
+                        } else {
+                            Err(code(ResponseError::TopicAuthorizationFailed))
+                        };
+                        match found {
                             Err(e) => r.error_code = e,
                             Ok(p) => {
                                 let mut log = p.log();
@@ -200,8 +242,17 @@ impl Handlers {
                     .with_partitions(partitions)
             })
             .collect();
-        if changed && let Err(e) = self.logs().checkpoint() {
-            tracing::error!(error = %e, "writing checkpoints after DeleteRecords failed");
+        if changed {
+            let replicas = self.replicas.clone();
+            match klog_client::task::blocking(move || replicas.logs().checkpoint()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "writing checkpoints after DeleteRecords failed")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "writing checkpoints after DeleteRecords failed")
+                }
+            }
         }
         DeleteRecordsResponse::default().with_topics(topics)
     }

@@ -20,13 +20,18 @@ use klog_replication::ProduceOutcome;
 
 use crate::clock::now_ms;
 
-use super::{Handlers, code};
+use super::{Handlers, RequestContext, code};
+use crate::security::{Operation, Resource};
 
 impl Handlers {
     /// Produce: validates and appends one batch per partition; `acks=-1` waits for
     /// the high watermark. Returns `None` for `acks=0` (no response is sent).
-    pub async fn produce(&self, req: ProduceData, version: i16) -> Option<ProduceResponse> {
-        self.start_produce(req, version).finish().await
+    pub async fn produce(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: ProduceData,
+    ) -> Option<ProduceResponse> {
+        self.start_produce(ctx, req).finish().await
     }
 
     /// The first half of [`Handlers::produce`]: validates and appends every
@@ -34,7 +39,11 @@ impl Handlers {
     /// the fsyncs the flush policy wants (group commit) and, for `acks=-1`, the high
     /// watermark. A connection can read and append its next request while this one
     /// waits, so a producer's pipelined requests share fsyncs.
-    pub fn start_produce(&self, req: ProduceData, version: i16) -> PendingProduce {
+    ///
+    /// Each topic needs WRITE (TOPIC_AUTHORIZATION_FAILED on its partitions
+    /// otherwise, nothing appended), asked once per topic of the request.
+    pub fn start_produce(&self, ctx: &RequestContext<'_>, req: ProduceData) -> PendingProduce {
+        let version = ctx.version();
         let acks = req.acks;
         let now = now_ms();
         let mut pending = PendingProduce {
@@ -47,6 +56,7 @@ impl Handlers {
         };
         for topic_data in req.topics {
             let name = topic_data.name;
+            let writable = ctx.allowed(Operation::Write, Resource::topic(&name));
             let mut parts = Vec::with_capacity(topic_data.partitions.len());
             for pd in topic_data.partitions {
                 let mut resp = PartitionProduceResponse::default()
@@ -54,7 +64,11 @@ impl Handlers {
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1);
-                let result = self.produce_partition(&name, pd.index, pd.records, acks, now);
+                let result = if writable {
+                    self.produce_partition(&name, pd.index, pd.records, acks, now)
+                } else {
+                    Err(code(ResponseError::TopicAuthorizationFailed).into())
+                };
                 let at = (pending.responses.len(), parts.len());
                 match result {
                     Ok((partition, appended)) => {
@@ -140,8 +154,13 @@ impl Handlers {
     }
 
     /// The topics of a Produce request that do not exist in the cluster (with
-    /// `auto.create.topics.enable`, for [`Handlers::auto_create`]).
-    pub fn produce_topics_to_create(&self, req: &ProduceData) -> Vec<String> {
+    /// `auto.create.topics.enable`, for [`Handlers::auto_create`]) and that the
+    /// principal may create (CREATE on the cluster or the topic).
+    pub fn produce_topics_to_create(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: &ProduceData,
+    ) -> Vec<String> {
         if !self.config.auto_create_topics {
             return Vec::new();
         }
@@ -150,6 +169,8 @@ impl Handlers {
             if self.replicas.topic(&t.name).is_none()
                 && topics::is_valid_topic_name(&t.name)
                 && self.store.image().topic(&t.name).is_none()
+                && (ctx.allowed(Operation::Create, Resource::cluster())
+                    || ctx.allowed(Operation::Create, Resource::topic(&t.name)))
             {
                 missing.push(t.name.clone());
             }

@@ -3,14 +3,18 @@
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use crate::controller::runtime::{ControllerReply, ControllerRequest};
-
-use super::{Handlers, code};
+use super::{Handlers, RequestContext, code};
+use crate::security::{Operation, Resource};
 
 impl Handlers {
     /// InitProducerId: a fresh producer id at epoch 0 for idempotent producers.
-    /// Transactions are not supported.
-    pub async fn init_producer_id(&self, req: &InitProducerIdRequest) -> InitProducerIdResponse {
+    /// Transactions are not supported. Needs IDEMPOTENT_WRITE on the cluster
+    /// (CLUSTER_AUTHORIZATION_FAILED).
+    pub async fn init_producer_id(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: &InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
         let r = InitProducerIdResponse::default()
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
@@ -24,32 +28,12 @@ impl Handlers {
                 return r.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
             }
         }
-        match self.next_producer_id().await {
+        if !ctx.allowed(Operation::IdempotentWrite, Resource::cluster()) {
+            return r.with_error_code(code(ResponseError::ClusterAuthorizationFailed));
+        }
+        match self.producer_ids.next().await {
             Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
             Err(error_code) => r.with_error_code(error_code),
         }
-    }
-
-    /// The next producer id, from the block the controller last handed this
-    /// broker (`AllocateProducerIds`: blocks recorded in the metadata log, so no
-    /// two brokers ever give out the same id). COORDINATOR_LOAD_IN_PROGRESS, a
-    /// retriable error, while no controller answers.
-    async fn next_producer_id(&self) -> Result<i64, i16> {
-        let mut block = self.producer_ids.lock().await;
-        if block.0 >= block.1 {
-            let request = ControllerRequest::AllocateProducerIds {
-                broker: self.config.node_id,
-                epoch: self.lifecycle.epoch(),
-            };
-            match self.client.submit(request).await.map(|a| a.reply) {
-                Ok(Ok(ControllerReply::ProducerIds(start, len))) => *block = (start, start + len),
-                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
-                    return Err(code(ResponseError::CoordinatorLoadInProgress));
-                }
-            }
-        }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
     }
 }

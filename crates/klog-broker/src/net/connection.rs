@@ -22,11 +22,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use klog_client::net::{Listener, Stream};
 use klog_codec::protocol::fetch::FetchPart;
-use klog_codec::protocol::messages::ApiKey;
-use klog_codec::protocol::{
-    Encodable, Request, RequestError, RequestHeader, decode_request_mut, encode_response,
-    parse_request_header,
-};
+use klog_codec::protocol::{RequestHeader, parse_request_header};
 use klog_storage::FileRegion;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -34,8 +30,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::FetchMode;
-use crate::handlers::{Handlers as Broker, PendingProduce};
+use crate::handlers::{Handlers as Broker, PendingProduce, RequestContext, Route};
+use crate::net::dispatch::{dispatch, frame};
 use crate::net::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
+use crate::security::Session;
 
 /// How long shutdown waits for connections to finish their in-flight request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -95,7 +93,7 @@ pub enum Reply {
 const MAX_QUEUED_REPLIES: usize = 16;
 
 /// A reply on its way to the connection's writer, in request order.
-enum Queued {
+pub(crate) enum Queued {
     Ready(Reply),
     /// A Produce request already appended, waiting for fsyncs or the high
     /// watermark before its response.
@@ -173,6 +171,12 @@ async fn serve_split(
 ) -> io::Result<()> {
     let peer = Some(peer);
     let max = broker.config().socket_request_max_bytes;
+    // Who this connection is: no TLS or SASL yet, so every connection is
+    // anonymous, on the client listener.
+    let session = Session::anonymous(
+        &broker.config().cluster.inter_broker_listener_name,
+        peer.map(|p| p.ip()),
+    );
     // Requests are handled one at a time, in order, by this task; replies leave in
     // the same order from the writer task. A Produce request is appended here and
     // then waits (fsync, high watermark) in the writer's queue, so the next request
@@ -195,9 +199,8 @@ async fn serve_split(
             let (header, body_at) = parse_request_header(&frame)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let frame_len = frame.len();
-            let forwarded = crate::controller::admin::is_forwarded(header.api_key)
-                && klog_codec::protocol::versions::is_served(header.api_key, header.api_version);
-            let queued = if forwarded {
+            let route = crate::handlers::route(header.api_key, header.api_version);
+            let queued = if route == Some(Route::Forwarded) {
                 // Admin requests go to the active controller as the client sent
                 // them (KIP-590): the whole frame, header included.
                 let whole = frame.split().freeze();
@@ -213,7 +216,8 @@ async fn serve_split(
                 }
             } else {
                 frame.advance(body_at);
-                handle(&broker, &header, frame, &stop, peer).await?
+                let ctx = RequestContext::new(&header, &session, peer, broker.authorizer(), &stop);
+                dispatch(&broker, &ctx, frame).await?
             };
             if tx.send(queued).await.is_err() {
                 return Ok(());
@@ -263,122 +267,6 @@ async fn write_replies(
         }
     }
     Ok(())
-}
-
-/// Turns one request into a reply. An error closes the connection.
-async fn handle(
-    broker: &Broker,
-    header: &RequestHeader,
-    body: BytesMut,
-    stop: &watch::Receiver<bool>,
-    peer: Option<std::net::SocketAddr>,
-) -> io::Result<Queued> {
-    let request = match decode_request_mut(header, body) {
-        Ok(r) => r,
-        Err(RequestError::UnsupportedVersion { api_key, version })
-            if api_key == ApiKey::ApiVersions as i16 =>
-        {
-            // KAFKA-COMPAT.md trap 1: answer in the v0 body layout so any client can
-            // read it, with error 35 and the versions we do have.
-            tracing::debug!(version, "ApiVersions at an unsupported version");
-            let v0 = RequestHeader {
-                api_version: 0,
-                ..header.clone()
-            };
-            let resp = broker.api_versions(
-                klog_codec::protocol::ResponseError::UnsupportedVersion.code(),
-                0,
-            );
-            return frame(&v0, &resp).map(Queued::Ready);
-        }
-        Err(e) => {
-            tracing::warn!(
-                api_key = header.api_key,
-                api_version = header.api_version,
-                client_id = header.client_id.as_deref().unwrap_or(""),
-                error = %e,
-                "closing connection"
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-        }
-    };
-    let reply = match request {
-        Request::ApiVersions(_) => frame(header, &broker.api_versions(0, header.api_version)),
-        Request::Metadata(r) => frame(header, &broker.metadata(&r, header.api_version).await),
-        Request::Produce(r) => {
-            // A topic not hosted here may not exist: auto-create it first, as a
-            // single node always did (the usual path, every topic hosted, costs one
-            // lookup per topic).
-            let missing = broker.produce_topics_to_create(&r);
-            if !missing.is_empty() {
-                broker.auto_create(&missing).await;
-            }
-            let pending = broker.start_produce(r, header.api_version);
-            return Ok(Queued::Produce(header.clone(), pending));
-        }
-        Request::Fetch(r) => Ok(Reply::Fetch(broker.fetch(header, &r, stop).await)),
-        Request::ListOffsets(r) => frame(header, &broker.list_offsets(&r, header.api_version)),
-        Request::InitProducerId(r) => frame(header, &broker.init_producer_id(&r).await),
-        Request::DescribeConfigs(r) => {
-            frame(header, &broker.describe_configs(&r, header.api_version))
-        }
-        Request::DeleteRecords(r) => frame(header, &broker.delete_records(&r)),
-        Request::DescribeCluster(r) => {
-            frame(header, &broker.describe_cluster(&r, header.api_version))
-        }
-        Request::DescribeLogDirs(r) => frame(header, &broker.describe_log_dirs(&r)),
-        Request::OffsetForLeaderEpoch(r) => frame(header, &broker.offset_for_leader_epoch(&r)),
-
-        // Consumer groups (crate::group::runtime).
-        Request::FindCoordinator(r) => frame(
-            header,
-            &broker
-                .groups()
-                .find_coordinator(&r, header.api_version)
-                .await,
-        ),
-        Request::JoinGroup(r) => {
-            let resp = broker.groups().join_group(header, peer, r, stop).await;
-            frame(header, &resp)
-        }
-        Request::SyncGroup(r) => {
-            let resp = broker.groups().sync_group(r, stop).await;
-            frame(header, &resp)
-        }
-        Request::Heartbeat(r) => frame(header, &broker.groups().heartbeat(&r)),
-        Request::LeaveGroup(r) => {
-            frame(header, &broker.groups().leave_group(&r, header.api_version))
-        }
-        Request::OffsetCommit(r) => frame(
-            header,
-            &broker.groups().offset_commit(&r, header.api_version).await,
-        ),
-        Request::OffsetFetch(r) => frame(
-            header,
-            &broker.groups().offset_fetch(&r, header.api_version),
-        ),
-        Request::ListGroups(r) => frame(header, &broker.groups().list_groups(&r)),
-        Request::DescribeGroups(r) => frame(
-            header,
-            &broker.groups().describe_groups(&r, header.api_version),
-        ),
-        Request::DeleteGroups(r) => frame(header, &broker.groups().delete_groups(&r)),
-        Request::OffsetDelete(r) => frame(header, &broker.groups().offset_delete(&r)),
-        other => {
-            tracing::warn!(?other, "request decoded but not handled");
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "unhandled request",
-            ))
-        }
-    };
-    reply.map(Queued::Ready)
-}
-
-fn frame<R: Encodable>(header: &RequestHeader, resp: &R) -> io::Result<Reply> {
-    encode_response(header, resp)
-        .map(Reply::Frame)
-        .map_err(|e| io::Error::other(e.to_string()))
 }
 
 async fn write_fetch(

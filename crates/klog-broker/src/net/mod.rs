@@ -2,6 +2,7 @@
 //! broker, below everything that handles a request).
 
 pub mod connection;
+pub mod dispatch;
 pub mod frame;
 
 pub use connection::run;

@@ -1,0 +1,62 @@
+//! Producer ids for idempotent producers (Kafka's `ProducerIdManager`): blocks
+//! handed out by the active controller (`AllocateProducerIds`, recorded in the
+//! metadata log, so no two brokers ever give out the same id), used up one id at a
+//! time.
+
+use std::sync::Arc;
+
+use klog_codec::protocol::ResponseError;
+
+use crate::controller::client::ControllerClient;
+use crate::controller::lifecycle::Lifecycle;
+use crate::controller::runtime::{ControllerReply, ControllerRequest};
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// The producer-id block this broker uses.
+#[derive(Debug)]
+pub struct ProducerIdAllocator {
+    node_id: i32,
+    lifecycle: Arc<Lifecycle>,
+    client: Arc<ControllerClient>,
+    /// Ids left from the last block the controller handed out: (next, end).
+    block: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl ProducerIdAllocator {
+    /// An allocator for broker `node_id` (its broker epoch from `lifecycle`) that
+    /// asks the controller through `client`; it holds no block until the first id.
+    pub fn new(node_id: i32, lifecycle: Arc<Lifecycle>, client: Arc<ControllerClient>) -> Self {
+        Self {
+            node_id,
+            lifecycle,
+            client,
+            block: tokio::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    /// The next producer id, from the block the controller last handed this
+    /// broker (`AllocateProducerIds`: blocks recorded in the metadata log, so no
+    /// two brokers ever give out the same id). COORDINATOR_LOAD_IN_PROGRESS, a
+    /// retriable error, while no controller answers.
+    pub async fn next(&self) -> Result<i64, i16> {
+        let mut block = self.block.lock().await;
+        if block.0 >= block.1 {
+            let request = ControllerRequest::AllocateProducerIds {
+                broker: self.node_id,
+                epoch: self.lifecycle.epoch(),
+            };
+            match self.client.submit(request).await.map(|a| a.reply) {
+                Ok(Ok(ControllerReply::ProducerIds(start, len))) => *block = (start, start + len),
+                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                    return Err(code(ResponseError::CoordinatorLoadInProgress));
+                }
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+}
