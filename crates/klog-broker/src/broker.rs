@@ -469,16 +469,18 @@ impl Broker {
     }
 
     /// The controller id that Metadata and DescribeCluster tell clients, among the
-    /// brokers `listed` in the same response: the active controller when it is a
-    /// listed broker (its admin requests need no forwarding), else this broker,
-    /// which forwards them (Kafka's KRaft brokers name a random live broker). A
-    /// client never gets an id it has no address for, as it would while the
-    /// active controller is a controller-only node or not yet unfenced.
+    /// brokers `listed` in the same response: this broker when it is listed (it
+    /// forwards admin requests to the active controller; Kafka's KRaft brokers
+    /// name a random live broker), else the active controller when listed, else
+    /// the lowest listed id, -1 when none is. Not the active controller first:
+    /// clients keep the id until their next refresh (librdkafka's admin client for
+    /// minutes), and after a crash of the active controller they would wait on a
+    /// dead node. A client never gets an id it has no address for.
     fn client_controller_id(&self, listed: impl Iterator<Item = i32> + Clone) -> i32 {
         let own = self.config.node_id;
         match self.client.controller_id() {
-            Some(active) if listed.clone().any(|id| id == active) => active,
             _ if listed.clone().any(|id| id == own) => own,
+            Some(active) if listed.clone().any(|id| id == active) => active,
             _ => listed.min().unwrap_or(-1),
         }
     }
@@ -536,7 +538,7 @@ impl Broker {
     // ----------------------------------------------------------------------------
     // Metadata
 
-    /// Metadata, from the image: the unfenced brokers, the active controller, and
+    /// Metadata, from the image: the unfenced brokers, this broker as controller, and
     /// each topic's partitions with their real leaders, leader epochs, replicas,
     /// ISR and offline replicas. Topics asked for that do not exist are created
     /// first when the request and `auto.create.topics.enable` allow it.
@@ -1059,9 +1061,8 @@ impl Broker {
         DeleteRecordsResponse::default().with_topics(topics)
     }
 
-    /// DescribeCluster: every live broker and, as the controller, the active
-    /// controller when it is a listed broker, else a listed broker that forwards to
-    /// it (this one if it is listed). Asking for
+    /// DescribeCluster: every live broker and, as the controller, the same id as
+    /// Metadata (this broker when it is listed). Asking for
     /// controller endpoints (v1 `endpoint_type` 2) gets UNSUPPORTED_ENDPOINT_TYPE, as
     /// from a Kafka broker. ACLs do not exist, so authorized operations are not
     /// reported.
