@@ -350,6 +350,51 @@ def test_group_survives_its_coordinator_crash(cluster_factory):
     assert sum(committed(bs, "gc-group", "gc", 2).values()) == 1000
 
 
+def active_controller(bootstrap):
+    """The quorum leader (the active controller), as DescribeQuorum reports it:
+    Metadata's controller id names a live broker that forwards, not the quorum
+    leader, as from Kafka's KRaft brokers."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    try:
+        return admin.describe_metadata_quorum()["topics"][0]["partitions"][0]["leader_id"]
+    finally:
+        admin.close()
+
+
+def test_admin_client_creates_topics_right_after_the_controller_is_killed(cluster_factory):
+    """librdkafka's admin client sends CreateTopics to the controller id of its
+    last Metadata until its next refresh (`topic.metadata.refresh.interval.ms`,
+    5 min). Metadata names the answering broker (KAFKA-COMPAT.md trap 5: a live
+    controller id; Kafka's KRaft brokers name a live broker and forward, KIP-590),
+    so a kill -9 of the active controller does not leave the client waiting on a
+    dead node. The client is bootstrapped from the survivors: it learns the
+    controller id from one of them, as a client that asked any broker but the
+    victim would."""
+    from confluent_kafka.admin import AdminClient, NewTopic as CKNewTopic
+
+    c = cluster_factory()
+    victim = active_controller(c.bootstrap)
+    assert victim in (1, 2, 3)
+    survivors = [n for n in c.nodes if n.id != victim]
+    admin = AdminClient({"bootstrap.servers": ",".join(n.addr for n in survivors)})
+    learned = admin.list_topics(timeout=20)
+    assert sorted(learned.brokers) == [1, 2, 3]
+
+    c.kill(victim)
+    killed_at = time.monotonic()
+    futures = admin.create_topics([CKNewTopic("after-kill", 3, 2)], request_timeout=30)
+    assert time.monotonic() - killed_at < 10
+    try:
+        futures["after-kill"].result(timeout=40)
+    except Exception as e:
+        raise AssertionError(f"CreateTopics failed ({e!r}); Metadata had named "
+                             f"{learned.controller_id} as controller, {victim} was killed")
+    wait_until("the new topic's three partitions in the client's metadata",
+               lambda: len(admin.list_topics("after-kill", timeout=10)
+                           .topics["after-kill"].partitions) == 3)
+    assert admin.list_topics(timeout=10).controller_id != victim
+
+
 def test_quorum_and_preferred_leader_election(cluster_factory):
     c = cluster_factory()
     bs = c.bootstrap

@@ -4,7 +4,8 @@
 //! - Placement is the seed's rule: partition i's replica j on broker
 //!   ((i + j) mod n) of the sorted live brokers; RF above the brokers is refused.
 //! - Admin requests through any broker reach the active controller and are
-//!   answered once that broker's image has them.
+//!   answered once that broker's image has them; every node's Metadata and
+//!   DescribeCluster name that node as the controller.
 //! - Killing the active controller elects another; the killed node comes back
 //!   and catches up.
 //! - Producer ids are unique across brokers (AllocateProducerIds blocks).
@@ -21,7 +22,7 @@ use klog_client::{
     ProducerRecord, TopicPartition,
 };
 use klog_codec::protocol::StrBytes;
-use klog_codec::protocol::messages::InitProducerIdRequest;
+use klog_codec::protocol::messages::{InitProducerIdRequest, MetadataRequest};
 use klog_test_support::cluster::Cluster;
 
 /// Settings that keep failure detection quick in tests.
@@ -42,13 +43,22 @@ fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
     run(Duration::from_secs(90), async {
         let admin = Admin::new(ClientConfig::new(&bootstrap))?;
         live_brokers(&admin, 3, Duration::from_secs(20)).await?;
-        let described = admin.describe_cluster().await?;
-        ensure!(
-            described
-                .controller_id
-                .is_some_and(|c| (1..=3).contains(&c)),
-            "{described:?}"
-        );
+        // Each node names itself as the controller (a live broker that forwards
+        // admin requests, as Kafka's KRaft brokers do), whichever node is the
+        // quorum leader; asked until its own image lists it.
+        for n in 1..=3 {
+            let only = Admin::new(ClientConfig::new(&cluster.node(n).addr()))?;
+            eventually(
+                Duration::from_secs(20),
+                &format!("node {n} naming itself as the controller"),
+                || async {
+                    only.describe_cluster()
+                        .await
+                        .is_ok_and(|c| c.controller_id == Some(n) && c.brokers.len() == 3)
+                },
+            )
+            .await?;
+        }
         // Created through node 3 (whichever node the controller is).
         let via_third = Admin::new(ClientConfig::new(&third))?;
         via_third
@@ -137,6 +147,14 @@ fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
                 Duration::from_secs(30),
             )
             .await?;
+            let meta = conn
+                .send(&MetadataRequest::default().with_topics(Some(Vec::new())))?
+                .await?;
+            ensure!(
+                i32::try_from(n).is_ok_and(|n| meta.controller_id.0 == n),
+                "Metadata from node {n} names {} as the controller",
+                meta.controller_id.0
+            );
             for _ in 0..3 {
                 let resp = conn
                     .send(
@@ -160,13 +178,14 @@ fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
         Ok(())
     });
 
-    // Phase 2: crash the active controller.
+    // Phase 2: crash the active controller (the quorum leader; Metadata's
+    // controller id names the answering node).
     let controller = run(Duration::from_secs(30), async {
         let admin = Admin::new(ClientConfig::new(&bootstrap))?;
         admin
-            .describe_cluster()
+            .describe_quorum()
             .await?
-            .controller_id
+            .leader_id
             .context("no controller")
     });
     cluster.kill(controller);
@@ -178,9 +197,13 @@ fn three_nodes_place_by_the_seed_rule_and_survive_losing_the_controller() {
     run(Duration::from_secs(90), async {
         let admin = Admin::new(ClientConfig::new(&survivors_bootstrap))?;
         eventually(Duration::from_secs(30), "a new controller", || async {
-            admin.describe_cluster().await.is_ok_and(|c| {
-                c.controller_id.is_some_and(|id| id != controller) && c.brokers.len() == 2
-            })
+            admin
+                .describe_quorum()
+                .await
+                .is_ok_and(|q| q.leader_id.is_some_and(|id| id != controller))
+                && admin.describe_cluster().await.is_ok_and(|c| {
+                    c.controller_id.is_some_and(|id| id != controller) && c.brokers.len() == 2
+                })
         })
         .await?;
         // Leadership of the dead node's RF 3 partition moved within the ISR.

@@ -164,7 +164,7 @@ impl ControllerClient {
             .with_request_data(request_frame)
             .with_client_host_address(Bytes::copy_from_slice(client_host.as_bytes()));
         loop {
-            if let Some(conn) = self.leader_connection().await {
+            if let Some(conn) = self.leader_connection(true).await {
                 match conn.send(&envelope) {
                     Ok(fut) => match fut.await {
                         Ok(resp) if resp.error_code == 0 => {
@@ -217,10 +217,14 @@ impl ControllerClient {
             .retain(|_, c| c.addr() != addr);
     }
 
-    /// A connection to the quorum leader's controller listener (not this node).
-    async fn leader_connection(&self) -> Option<Arc<Connection>> {
+    /// A connection to the quorum leader's controller listener; `None` when that
+    /// is this node, unless `to_self`. An Envelope is forwarded only when this
+    /// node was not the active controller, but it may become it meanwhile (as its
+    /// answering broker does when the active controller crashes): then it goes to
+    /// this node's own controller listener, or would wait out [`FORWARD_TIMEOUT`].
+    async fn leader_connection(&self, to_self: bool) -> Option<Arc<Connection>> {
         let leader = match self.controller_id() {
-            Some(l) if l == self.node_id => return None,
+            Some(l) if l == self.node_id && !to_self => return None,
             Some(l) => l,
             None => {
                 // Unknown: try the voters in turn (one that is not the controller
@@ -274,7 +278,7 @@ impl ControllerClient {
     /// One attempt of `request` at the remote leader. `None`: try again (no
     /// leader, NOT_CONTROLLER, a broken connection).
     async fn submit_remote(&self, request: &ControllerRequest) -> Option<Answer> {
-        let conn = self.leader_connection().await?;
+        let conn = self.leader_connection(false).await?;
         let result = self.call(&conn, request).await;
         if result.is_none() && conn.is_closed() {
             self.drop_connection(conn.addr());

@@ -17,7 +17,7 @@ use super::{Handlers, RequestContext, code};
 use crate::security::{Operation, Resource};
 
 impl Handlers {
-    /// Metadata, from the image: the unfenced brokers, the active controller, and
+    /// Metadata, from the image: the unfenced brokers, this broker as controller, and
     /// each topic's partitions with their real leaders, leader epochs, replicas,
     /// ISR and offline replicas. Topics asked for that do not exist are created
     /// first when the request and `auto.create.topics.enable` allow it.
@@ -108,9 +108,8 @@ impl Handlers {
         resp
     }
 
-    /// DescribeCluster: every live broker and, as the controller, the active
-    /// controller when it is a listed broker, else a listed broker that forwards to
-    /// it (this one if it is listed). Asking for
+    /// DescribeCluster: every live broker and, as the controller, the same id as
+    /// Metadata (this broker when it is listed). Asking for
     /// controller endpoints (v1 `endpoint_type` 2) gets UNSUPPORTED_ENDPOINT_TYPE, as
     /// from a Kafka broker. Needs DESCRIBE on the cluster
     /// (CLUSTER_AUTHORIZATION_FAILED otherwise); authorized operations are not
@@ -180,16 +179,18 @@ impl Handlers {
     }
 
     /// The controller id that Metadata and DescribeCluster tell clients, among the
-    /// brokers `listed` in the same response: the active controller when it is a
-    /// listed broker (its admin requests need no forwarding), else this broker,
-    /// which forwards them (Kafka's KRaft brokers name a random live broker). A
-    /// client never gets an id it has no address for, as it would while the
-    /// active controller is a controller-only node or not yet unfenced.
+    /// brokers `listed` in the same response: this broker when it is listed (it
+    /// forwards admin requests to the active controller; Kafka's KRaft brokers
+    /// name a random live broker), else the active controller when listed, else
+    /// the lowest listed id, -1 when none is. Not the active controller first:
+    /// clients keep the id until their next refresh (librdkafka's admin client for
+    /// minutes), and after a crash of the active controller they would wait on a
+    /// dead node. A client never gets an id it has no address for.
     fn client_controller_id(&self, listed: impl Iterator<Item = i32> + Clone) -> i32 {
         let own = self.config.node_id;
         match self.client.controller_id() {
-            Some(active) if listed.clone().any(|id| id == active) => active,
             _ if listed.clone().any(|id| id == own) => own,
+            Some(active) if listed.clone().any(|id| id == active) => active,
             _ => listed.min().unwrap_or(-1),
         }
     }
