@@ -42,7 +42,7 @@ pub mod security;
 pub mod topics;
 
 pub use handlers::Handlers;
-pub use net::connection::Reply;
+pub use net::dispatch::Reply;
 pub use node::StartError;
 
 /// The request handlers under their old name, for programs written against it.

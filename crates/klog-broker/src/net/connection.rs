@@ -19,10 +19,10 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use klog_client::net::{Listener, Stream};
 use klog_codec::protocol::fetch::FetchPart;
-use klog_codec::protocol::{RequestHeader, parse_request_header};
+use klog_codec::protocol::parse_request_header;
 use klog_storage::FileRegion;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -30,8 +30,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::FetchMode;
-use crate::handlers::{Handlers as Broker, PendingProduce, RequestContext, Route};
-use crate::net::dispatch::{dispatch, frame};
+use crate::handlers::{Handlers as Broker, RequestContext, Route};
+use crate::net::dispatch::{Queued, Reply, dispatch, frame};
 use crate::net::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
 use crate::security::Session;
 
@@ -77,28 +77,9 @@ pub async fn run(
     Ok(())
 }
 
-/// What a request produces for the connection.
-#[derive(Debug)]
-pub enum Reply {
-    /// Nothing to send (Produce with acks=0).
-    None,
-    /// A whole encoded response frame.
-    Frame(Bytes),
-    /// A Fetch response: bytes and file regions, in order.
-    Fetch(Vec<FetchPart<FileRegion>>),
-}
-
 /// Requests of one connection read ahead of their replies, at most (Kafka clients
 /// keep up to five in flight).
 const MAX_QUEUED_REPLIES: usize = 16;
-
-/// A reply on its way to the connection's writer, in request order.
-pub(crate) enum Queued {
-    Ready(Reply),
-    /// A Produce request already appended, waiting for fsyncs or the high
-    /// watermark before its response.
-    Produce(RequestHeader, PendingProduce),
-}
 
 async fn serve_connection(
     broker: Arc<Broker>,

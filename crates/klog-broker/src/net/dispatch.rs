@@ -11,8 +11,30 @@ use klog_codec::protocol::{
     Encodable, Request, RequestError, RequestHeader, decode_request_mut, encode_response,
 };
 
-use crate::handlers::{Handlers, RequestContext};
-use crate::net::connection::{Queued, Reply};
+use bytes::Bytes;
+use klog_codec::protocol::fetch::FetchPart;
+use klog_storage::FileRegion;
+
+use crate::handlers::{Handlers, PendingProduce, RequestContext};
+
+/// What a request produces for the connection.
+#[derive(Debug)]
+pub enum Reply {
+    /// Nothing to send (Produce with acks=0).
+    None,
+    /// A whole encoded response frame.
+    Frame(Bytes),
+    /// A Fetch response: bytes and file regions, in order.
+    Fetch(Vec<FetchPart<FileRegion>>),
+}
+
+/// A reply on its way to the connection's writer, in request order.
+pub(crate) enum Queued {
+    Ready(Reply),
+    /// A Produce request already appended, waiting for fsyncs or the high
+    /// watermark before its response.
+    Produce(RequestHeader, PendingProduce),
+}
 
 /// Turns one request into a reply. An error closes the connection.
 pub(crate) async fn dispatch(
