@@ -63,6 +63,24 @@ fn outcome(result: Result<(), (i16, String)>) -> (i16, Option<StrBytes>) {
     }
 }
 
+/// Each topic name asked to be deleted, in request order, with its error code
+/// from `results` (those refused here and those the controller answered). A name
+/// with no result gets UNKNOWN_SERVER_ERROR, never success: nothing says it was
+/// deleted.
+fn delete_outcomes(names: &[String], results: &[(String, i16)]) -> Vec<(String, i16)> {
+    let unknown = code(ResponseError::UnknownServerError);
+    names
+        .iter()
+        .map(|n| {
+            let c = results
+                .iter()
+                .find(|(x, _)| x == n)
+                .map_or(unknown, |(_, c)| *c);
+            (n.clone(), c)
+        })
+        .collect()
+}
+
 /// The APIs a broker forwards to the active controller.
 pub fn is_forwarded(api_key: i16) -> bool {
     matches!(
@@ -435,12 +453,11 @@ impl Admin {
                 Err((c, _)) => results.extend(send.into_iter().map(|n| (n, c))),
             }
         }
-        let responses = names
-            .iter()
-            .map(|n| {
-                let c = results.iter().find(|(x, _)| x == n).map_or(0, |(_, c)| *c);
+        let responses = delete_outcomes(&names, &results)
+            .into_iter()
+            .map(|(n, c)| {
                 DeletableTopicResult::default()
-                    .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                    .with_name(Some(TopicName(StrBytes::from_string(n))))
                     .with_error_code(c)
             })
             .collect();
@@ -732,5 +749,36 @@ impl AdminHandler for Admin {
         body: Bytes,
     ) -> impl std::future::Future<Output = Option<Bytes>> + Send {
         self.run(header, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A topic the controller gave no result for must not be answered with
+    /// success (error code 0): the client would believe it deleted.
+    #[test]
+    fn delete_without_a_result_is_not_success() {
+        let names = vec!["a".to_owned(), "b".to_owned(), OFFSETS_TOPIC.to_owned()];
+        let results = vec![
+            ("a".to_owned(), 0),
+            (
+                OFFSETS_TOPIC.to_owned(),
+                code(ResponseError::InvalidTopicException),
+            ),
+        ];
+        let out = delete_outcomes(&names, &results);
+        assert_eq!(
+            out,
+            vec![
+                ("a".to_owned(), 0),
+                ("b".to_owned(), code(ResponseError::UnknownServerError)),
+                (
+                    OFFSETS_TOPIC.to_owned(),
+                    code(ResponseError::InvalidTopicException)
+                ),
+            ]
+        );
     }
 }
