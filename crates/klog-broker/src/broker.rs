@@ -49,7 +49,6 @@ use crate::controller::api::AdminHandler;
 use crate::controller::auto_create::TopicCreator;
 use crate::controller::client::ControllerClient;
 use crate::controller::lifecycle::Lifecycle;
-use crate::controller::runtime::{ControllerReply, ControllerRequest};
 use crate::features;
 use crate::metadata::store::MetadataStore;
 use crate::replica::manager::{ReplicaManager, Topic};
@@ -1093,13 +1092,13 @@ impl Broker {
     async fn next_producer_id(&self) -> Result<i64, i16> {
         let mut block = self.producer_ids.lock().await;
         if block.0 >= block.1 {
-            let request = ControllerRequest::AllocateProducerIds {
-                broker: self.config.node_id,
-                epoch: self.lifecycle.epoch(),
-            };
-            match self.client.submit(request).await.map(|a| a.reply) {
-                Ok(Ok(ControllerReply::ProducerIds(start, len))) => *block = (start, start + len),
-                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+            let ids = self
+                .client
+                .allocate_producer_ids(self.config.node_id, self.lifecycle.epoch())
+                .await;
+            match ids {
+                Ok(Ok((start, len))) => *block = (start, start + len),
+                Ok(Err(_)) | Err(_) => {
                     return Err(code(ResponseError::CoordinatorLoadInProgress));
                 }
             }

@@ -2,8 +2,8 @@
 //! node: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs,
 //! IncrementalAlterConfigs, ElectLeaders.
 //!
-//! Each one turns the Kafka request into [`ControllerRequest`]s for this node's
-//! controller runtime and its answers into the Kafka response, which goes out
+//! Each one turns the Kafka request into calls of this node's controller runtime
+//! ([`ControllerHandle`]) and their typed answers into the Kafka response, which goes out
 //! once the records are committed and applied here. Any other broker forwards the
 //! client's request to this node whole, in an Envelope ([`crate::controller::client`]), and
 //! these same handlers answer it ([`AdminHandler`]): the rules live in one place.
@@ -39,9 +39,7 @@ use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 use crate::config::BrokerConfig;
 use crate::config::topic::{self as configs, AlterOp};
 use crate::controller::api::AdminHandler;
-use crate::controller::runtime::{
-    ControllerHandle, ControllerReply, ControllerRequest, MetadataQuorum,
-};
+use crate::controller::runtime::{Answer, ControllerHandle, MetadataQuorum, Refusal, SubmitError};
 use crate::metadata::store::MetadataStore;
 use crate::policy::{CreateTopicPolicy, NewTopic};
 
@@ -225,8 +223,10 @@ impl Admin {
         self.controller.is_active()
     }
 
-    async fn submit(&self, request: ControllerRequest) -> Result<ControllerReply, (i16, String)> {
-        match self.controller.submit(request).await {
+    /// The controller's reply once this node's image has its records, or its
+    /// refusal (NOT_CONTROLLER when no controller runs here now).
+    async fn settle<T>(&self, answer: Result<Answer<T>, SubmitError>) -> Result<T, Refusal> {
+        match answer {
             Ok(answer) => {
                 // Wait until this node's image has the records (the controller's
                 // write returns once they are applied here; this is only a guard).
@@ -235,7 +235,10 @@ impl Admin {
                     .await;
                 answer.reply
             }
-            Err(e) => Err((code(ResponseError::NotController), e.to_string())),
+            Err(e) => Err(Refusal {
+                code: code(ResponseError::NotController),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -295,14 +298,12 @@ impl Admin {
             }
         }
         if !send.is_empty() {
-            match self
-                .submit(ControllerRequest::CreateTopics {
-                    topics: send.clone(),
-                    validate_only,
-                })
-                .await
-            {
-                Ok(ControllerReply::CreateTopics(results)) => {
+            let answer = self
+                .controller
+                .create_topics(send.clone(), validate_only)
+                .await;
+            match self.settle(answer).await {
+                Ok(results) => {
                     for r in results {
                         if r.error == 0 && !validate_only {
                             tracing::info!(
@@ -315,10 +316,10 @@ impl Admin {
                         out.push((r.name, r.error, r.message));
                     }
                 }
-                Ok(_) => {}
-                Err((c, m)) => {
-                    out.extend(send.iter().map(|t| (t.name.clone(), c, Some(m.clone()))))
-                }
+                Err(r) => out.extend(
+                    send.iter()
+                        .map(|t| (t.name.clone(), r.code, Some(r.message.clone()))),
+                ),
             }
         }
         // In request order.
@@ -442,15 +443,10 @@ impl Admin {
             }
         }
         if !send.is_empty() {
-            match self
-                .submit(ControllerRequest::DeleteTopics(send.clone()))
-                .await
-            {
-                Ok(ControllerReply::DeleteTopics(r)) => {
-                    results.extend(r.into_iter().map(|(n, c, _)| (n, c)))
-                }
-                Ok(_) => {}
-                Err((c, _)) => results.extend(send.into_iter().map(|n| (n, c))),
+            let answer = self.controller.delete_topics(send.clone()).await;
+            match self.settle(answer).await {
+                Ok(r) => results.extend(r.into_iter().map(|(n, c, _)| (n, c))),
+                Err(r) => results.extend(send.into_iter().map(|n| (n, r.code))),
             }
         }
         let responses = delete_outcomes(&names, &results)
@@ -485,14 +481,11 @@ impl Admin {
                         .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
                         .collect()
                 });
-                self.submit(ControllerRequest::CreatePartitions {
-                    topic: name.to_owned(),
-                    count: t.count,
-                    assignments,
-                    validate_only: req.validate_only,
-                })
-                .await
-                .map(|_| ())
+                let answer = self
+                    .controller
+                    .create_partitions(name.to_owned(), t.count, assignments, req.validate_only)
+                    .await;
+                self.settle(answer).await.map_err(|r| (r.code, r.message))
             };
             if let Err((c, m)) = outcome {
                 r.error_code = c;
@@ -567,9 +560,8 @@ impl Admin {
         if changes.is_empty() {
             return Ok(());
         }
-        self.submit(ControllerRequest::SetConfigs { resource, changes })
-            .await
-            .map(|_| ())
+        let answer = self.controller.set_configs(resource, changes).await;
+        self.settle(answer).await.map_err(|r| (r.code, r.message))
     }
 
     /// AlterConfigs: replaces a topic's overrides with the entries given.
@@ -687,14 +679,9 @@ impl Admin {
         });
         let unclean = req.election_type == 1;
         let mut resp = ElectLeadersResponse::default();
-        match self
-            .submit(ControllerRequest::ElectLeaders {
-                unclean,
-                partitions,
-            })
-            .await
-        {
-            Ok(ControllerReply::ElectLeaders(results)) => {
+        let answer = self.controller.elect_leaders(unclean, partitions).await;
+        match self.settle(answer).await {
+            Ok(results) => {
                 let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
                 for ((t, p), c) in results {
                     by_topic.entry(t).or_default().push(
@@ -712,8 +699,7 @@ impl Admin {
                     })
                     .collect();
             }
-            Ok(_) => resp.error_code = code(ResponseError::UnknownServerError),
-            Err((c, _)) => resp.error_code = c,
+            Err(r) => resp.error_code = r.code,
         }
         resp
     }
