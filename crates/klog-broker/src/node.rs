@@ -507,7 +507,6 @@ async fn send_isr_changes(
     )>,
     mut stop: watch::Receiver<bool>,
 ) {
-    use crate::controller::runtime::{ControllerReply, ControllerRequest};
     loop {
         let (topic, index, proposal) = tokio::select! {
             p = proposals.recv() => match p {
@@ -516,27 +515,23 @@ async fn send_isr_changes(
             },
             _ = stop.changed() => return,
         };
-        let request = ControllerRequest::AlterPartition {
-            broker: broker.config().node_id,
-            epoch: lifecycle.epoch(),
-            partitions: vec![klog_coordinator::metadata::AlterPartition {
-                topic: topic.clone(),
-                partition: index,
-                leader_epoch: proposal.leader_epoch,
-                partition_epoch: proposal.partition_epoch,
-                isr: proposal.isr.clone(),
-            }],
-        };
+        let change = vec![klog_coordinator::metadata::AlterPartition {
+            topic: topic.clone(),
+            partition: index,
+            leader_epoch: proposal.leader_epoch,
+            partition_epoch: proposal.partition_epoch,
+            isr: proposal.isr.clone(),
+        }];
         let Some(partition) = broker.replicas().partition(&topic, index) else {
             continue;
         };
         let answer = tokio::select! {
-            a = broker.controller().submit(request) => a,
+            a = broker.controller().alter_partition(broker.config().node_id, lifecycle.epoch(), change) => a,
             _ = stop.changed() => return,
         };
         let now = now_ms();
-        match answer.map(|a| a.reply) {
-            Ok(Ok(ControllerReply::AlterPartition(mut results))) => match results.pop() {
+        match answer {
+            Ok(Ok(mut results)) => match results.pop() {
                 Some(Ok(reg)) => {
                     tracing::info!(topic, partition = index, isr = ?reg.isr, partition_epoch = reg.partition_epoch, "ISR changed");
                     partition.apply_registration(broker.config().node_id, &reg, now);
@@ -551,7 +546,7 @@ async fn send_isr_changes(
                     now,
                 ),
             },
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+            Ok(Err(_)) | Err(_) => {
                 partition.on_isr_change_failed(
                     proposal.partition_epoch,
                     klog_codec::protocol::ResponseError::NotController.code(),

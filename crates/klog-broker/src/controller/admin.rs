@@ -2,8 +2,8 @@
 //! node: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs,
 //! IncrementalAlterConfigs, ElectLeaders.
 //!
-//! Each one turns the Kafka request into [`ControllerRequest`]s for this node's
-//! controller runtime and its answers into the Kafka response, which goes out
+//! Each one turns the Kafka request into calls of this node's controller runtime
+//! ([`ControllerHandle`]) and their typed answers into the Kafka response, which goes out
 //! once the records are committed and applied here. Any other broker forwards the
 //! client's request to this node whole, in an Envelope ([`crate::controller::client`]), and
 //! these same handlers answer it ([`AdminHandler`]): the rules live in one place.
@@ -39,9 +39,7 @@ use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 use crate::config::BrokerConfig;
 use crate::config::topic::{self as configs, AlterOp};
 use crate::controller::api::AdminHandler;
-use crate::controller::runtime::{
-    ControllerHandle, ControllerReply, ControllerRequest, MetadataQuorum,
-};
+use crate::controller::runtime::{Answer, ControllerHandle, MetadataQuorum, Refusal, SubmitError};
 use crate::metadata::store::MetadataStore;
 use crate::policy::{CreateTopicPolicy, NewTopic};
 
@@ -61,6 +59,24 @@ fn outcome(result: Result<(), (i16, String)>) -> (i16, Option<StrBytes>) {
         Ok(()) => (0, None),
         Err((code, message)) => (code, Some(StrBytes::from_string(message))),
     }
+}
+
+/// Each topic name asked to be deleted, in request order, with its error code
+/// from `results` (those refused here and those the controller answered). A name
+/// with no result gets UNKNOWN_SERVER_ERROR, never success: nothing says it was
+/// deleted.
+fn delete_outcomes(names: &[String], results: &[(String, i16)]) -> Vec<(String, i16)> {
+    let unknown = code(ResponseError::UnknownServerError);
+    names
+        .iter()
+        .map(|n| {
+            let c = results
+                .iter()
+                .find(|(x, _)| x == n)
+                .map_or(unknown, |(_, c)| *c);
+            (n.clone(), c)
+        })
+        .collect()
 }
 
 /// The APIs a broker forwards to the active controller.
@@ -207,8 +223,10 @@ impl Admin {
         self.controller.is_active()
     }
 
-    async fn submit(&self, request: ControllerRequest) -> Result<ControllerReply, (i16, String)> {
-        match self.controller.submit(request).await {
+    /// The controller's reply once this node's image has its records, or its
+    /// refusal (NOT_CONTROLLER when no controller runs here now).
+    async fn settle<T>(&self, answer: Result<Answer<T>, SubmitError>) -> Result<T, Refusal> {
+        match answer {
             Ok(answer) => {
                 // Wait until this node's image has the records (the controller's
                 // write returns once they are applied here; this is only a guard).
@@ -217,7 +235,10 @@ impl Admin {
                     .await;
                 answer.reply
             }
-            Err(e) => Err((code(ResponseError::NotController), e.to_string())),
+            Err(e) => Err(Refusal {
+                code: code(ResponseError::NotController),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -277,14 +298,12 @@ impl Admin {
             }
         }
         if !send.is_empty() {
-            match self
-                .submit(ControllerRequest::CreateTopics {
-                    topics: send.clone(),
-                    validate_only,
-                })
-                .await
-            {
-                Ok(ControllerReply::CreateTopics(results)) => {
+            let answer = self
+                .controller
+                .create_topics(send.clone(), validate_only)
+                .await;
+            match self.settle(answer).await {
+                Ok(results) => {
                     for r in results {
                         if r.error == 0 && !validate_only {
                             tracing::info!(
@@ -297,10 +316,10 @@ impl Admin {
                         out.push((r.name, r.error, r.message));
                     }
                 }
-                Ok(_) => {}
-                Err((c, m)) => {
-                    out.extend(send.iter().map(|t| (t.name.clone(), c, Some(m.clone()))))
-                }
+                Err(r) => out.extend(
+                    send.iter()
+                        .map(|t| (t.name.clone(), r.code, Some(r.message.clone()))),
+                ),
             }
         }
         // In request order.
@@ -424,23 +443,17 @@ impl Admin {
             }
         }
         if !send.is_empty() {
-            match self
-                .submit(ControllerRequest::DeleteTopics(send.clone()))
-                .await
-            {
-                Ok(ControllerReply::DeleteTopics(r)) => {
-                    results.extend(r.into_iter().map(|(n, c, _)| (n, c)))
-                }
-                Ok(_) => {}
-                Err((c, _)) => results.extend(send.into_iter().map(|n| (n, c))),
+            let answer = self.controller.delete_topics(send.clone()).await;
+            match self.settle(answer).await {
+                Ok(r) => results.extend(r.into_iter().map(|(n, c, _)| (n, c))),
+                Err(r) => results.extend(send.into_iter().map(|n| (n, r.code))),
             }
         }
-        let responses = names
-            .iter()
-            .map(|n| {
-                let c = results.iter().find(|(x, _)| x == n).map_or(0, |(_, c)| *c);
+        let responses = delete_outcomes(&names, &results)
+            .into_iter()
+            .map(|(n, c)| {
                 DeletableTopicResult::default()
-                    .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                    .with_name(Some(TopicName(StrBytes::from_string(n))))
                     .with_error_code(c)
             })
             .collect();
@@ -468,14 +481,11 @@ impl Admin {
                         .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
                         .collect()
                 });
-                self.submit(ControllerRequest::CreatePartitions {
-                    topic: name.to_owned(),
-                    count: t.count,
-                    assignments,
-                    validate_only: req.validate_only,
-                })
-                .await
-                .map(|_| ())
+                let answer = self
+                    .controller
+                    .create_partitions(name.to_owned(), t.count, assignments, req.validate_only)
+                    .await;
+                self.settle(answer).await.map_err(|r| (r.code, r.message))
             };
             if let Err((c, m)) = outcome {
                 r.error_code = c;
@@ -550,9 +560,8 @@ impl Admin {
         if changes.is_empty() {
             return Ok(());
         }
-        self.submit(ControllerRequest::SetConfigs { resource, changes })
-            .await
-            .map(|_| ())
+        let answer = self.controller.set_configs(resource, changes).await;
+        self.settle(answer).await.map_err(|r| (r.code, r.message))
     }
 
     /// AlterConfigs: replaces a topic's overrides with the entries given.
@@ -670,14 +679,9 @@ impl Admin {
         });
         let unclean = req.election_type == 1;
         let mut resp = ElectLeadersResponse::default();
-        match self
-            .submit(ControllerRequest::ElectLeaders {
-                unclean,
-                partitions,
-            })
-            .await
-        {
-            Ok(ControllerReply::ElectLeaders(results)) => {
+        let answer = self.controller.elect_leaders(unclean, partitions).await;
+        match self.settle(answer).await {
+            Ok(results) => {
                 let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
                 for ((t, p), c) in results {
                     by_topic.entry(t).or_default().push(
@@ -695,8 +699,7 @@ impl Admin {
                     })
                     .collect();
             }
-            Ok(_) => resp.error_code = code(ResponseError::UnknownServerError),
-            Err((c, _)) => resp.error_code = c,
+            Err(r) => resp.error_code = r.code,
         }
         resp
     }
@@ -732,5 +735,36 @@ impl AdminHandler for Admin {
         body: Bytes,
     ) -> impl std::future::Future<Output = Option<Bytes>> + Send {
         self.run(header, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A topic the controller gave no result for must not be answered with
+    /// success (error code 0): the client would believe it deleted.
+    #[test]
+    fn delete_without_a_result_is_not_success() {
+        let names = vec!["a".to_owned(), "b".to_owned(), OFFSETS_TOPIC.to_owned()];
+        let results = vec![
+            ("a".to_owned(), 0),
+            (
+                OFFSETS_TOPIC.to_owned(),
+                code(ResponseError::InvalidTopicException),
+            ),
+        ];
+        let out = delete_outcomes(&names, &results);
+        assert_eq!(
+            out,
+            vec![
+                ("a".to_owned(), 0),
+                ("b".to_owned(), code(ResponseError::UnknownServerError)),
+                (
+                    OFFSETS_TOPIC.to_owned(),
+                    code(ResponseError::InvalidTopicException)
+                ),
+            ]
+        );
     }
 }

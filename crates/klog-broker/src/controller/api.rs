@@ -24,7 +24,7 @@ use klog_codec::protocol::{
 use klog_coordinator::metadata::{AlterPartition, Endpoint, Heartbeat, RegisterBroker};
 
 use crate::controller::client::{OFFSET_TAG, topic_id};
-use crate::controller::runtime::{Answer, ControllerHandle, ControllerReply, ControllerRequest};
+use crate::controller::runtime::{Answer, ControllerHandle, SubmitError};
 use crate::metadata::store::MetadataStore;
 
 /// The versions served on the controller listener.
@@ -55,6 +55,15 @@ pub struct ControllerApi<A> {
     admin: Arc<A>,
 }
 
+/// The reply, or the error code to answer with: the refusal's, or NOT_CONTROLLER
+/// when the request did not reach an active controller.
+fn reply_of<T>(answer: Result<Answer<T>, SubmitError>) -> Result<T, i16> {
+    match answer {
+        Ok(a) => a.reply.map_err(|r| r.code),
+        Err(_) => Err(ResponseError::NotController.code()),
+    }
+}
+
 /// The response body after its correlation id, as the quorum's frame loop sends it.
 fn body_of<R: Encodable>(header: &RequestHeader, response: &R) -> Option<Vec<u8>> {
     let frame = encode_response(header, response).ok()?;
@@ -82,14 +91,14 @@ impl<A: AdminHandler> ControllerApi<A> {
         }
     }
 
-    async fn submit(&self, request: ControllerRequest) -> Result<Answer, i16> {
-        if !self.controller.is_active() {
-            return Err(ResponseError::NotController.code());
+    /// This node's controller runtime if it is the active controller, else
+    /// NOT_CONTROLLER (the sender retries at the leader).
+    fn active(&self) -> Result<&ControllerHandle, i16> {
+        if self.controller.is_active() {
+            Ok(&self.controller)
+        } else {
+            Err(ResponseError::NotController.code())
         }
-        self.controller
-            .submit(request)
-            .await
-            .map_err(|_| ResponseError::NotController.code())
     }
 
     /// Answers one request; `None` closes the connection (unknown API, a body that
@@ -125,7 +134,7 @@ impl<A: AdminHandler> ControllerApi<A> {
             }
             ApiKey::BrokerRegistration => {
                 let req: BrokerRegistrationRequest = decode_message(header, body).ok()?;
-                let request = ControllerRequest::Register(RegisterBroker {
+                let request = RegisterBroker {
                     id: req.broker_id.0,
                     incarnation: format!("{:032x}", req.incarnation_id.as_u128()),
                     endpoints: req
@@ -143,33 +152,39 @@ impl<A: AdminHandler> ControllerApi<A> {
                     } else {
                         -1
                     },
-                });
+                };
                 let mut resp = BrokerRegistrationResponse::default();
-                match self.submit(request).await.map(|a| a.reply) {
-                    Ok(Ok(ControllerReply::Registered(epoch))) => resp.broker_epoch = epoch,
-                    Ok(Ok(_)) => resp.error_code = ResponseError::UnknownServerError.code(),
-                    Ok(Err((c, _))) | Err(c) => resp.error_code = c,
+                let reply = match self.active() {
+                    Ok(c) => reply_of(c.register(request).await),
+                    Err(code) => Err(code),
+                };
+                match reply {
+                    Ok(epoch) => resp.broker_epoch = epoch,
+                    Err(c) => resp.error_code = c,
                 }
                 body_of(header, &resp)
             }
             ApiKey::BrokerHeartbeat => {
                 let req: BrokerHeartbeatRequest = decode_message(header, body).ok()?;
-                let request = ControllerRequest::Heartbeat(Heartbeat {
+                let request = Heartbeat {
                     id: req.broker_id.0,
                     epoch: req.broker_epoch,
                     metadata_offset: u64::try_from(req.current_metadata_offset).unwrap_or(0),
                     want_fence: req.want_fence,
                     want_shut_down: req.want_shut_down,
-                });
+                };
                 let mut resp = BrokerHeartbeatResponse::default().with_is_fenced(true);
-                match self.submit(request).await.map(|a| a.reply) {
-                    Ok(Ok(ControllerReply::Heartbeat(r))) => {
+                let reply = match self.active() {
+                    Ok(c) => reply_of(c.heartbeat(request).await),
+                    Err(code) => Err(code),
+                };
+                match reply {
+                    Ok(r) => {
                         resp.is_caught_up = r.is_caught_up;
                         resp.is_fenced = r.is_fenced;
                         resp.should_shut_down = r.should_shut_down;
                     }
-                    Ok(Ok(_)) => resp.error_code = ResponseError::UnknownServerError.code(),
-                    Ok(Err((c, _))) | Err(c) => resp.error_code = c,
+                    Err(c) => resp.error_code = c,
                 }
                 body_of(header, &resp)
             }
@@ -194,14 +209,16 @@ impl<A: AdminHandler> ControllerApi<A> {
                         None => unknown.push(t),
                     }
                 }
-                let request = ControllerRequest::AlterPartition {
-                    broker: req.broker_id.0,
-                    epoch: req.broker_epoch,
-                    partitions: partitions.clone(),
-                };
                 let mut resp = AlterPartitionResponse::default();
-                match self.submit(request).await.map(|a| a.reply) {
-                    Ok(Ok(ControllerReply::AlterPartition(results))) => {
+                let reply = match self.active() {
+                    Ok(c) => reply_of(
+                        c.alter_partition(req.broker_id.0, req.broker_epoch, partitions.clone())
+                            .await,
+                    ),
+                    Err(code) => Err(code),
+                };
+                match reply {
+                    Ok(results) => {
                         let mut by_topic: Vec<TopicData> = Vec::new();
                         for (p, r) in partitions.iter().zip(results) {
                             let Some(id) = image
@@ -250,25 +267,26 @@ impl<A: AdminHandler> ControllerApi<A> {
                         }
                         resp.topics = by_topic;
                     }
-                    Ok(Ok(_)) => resp.error_code = ResponseError::UnknownServerError.code(),
-                    Ok(Err((c, _))) | Err(c) => resp.error_code = c,
+                    Err(c) => resp.error_code = c,
                 }
                 body_of(header, &resp)
             }
             ApiKey::AllocateProducerIds => {
                 let req: AllocateProducerIdsRequest = decode_message(header, body).ok()?;
-                let request = ControllerRequest::AllocateProducerIds {
-                    broker: req.broker_id.0,
-                    epoch: req.broker_epoch,
-                };
                 let mut resp = AllocateProducerIdsResponse::default();
-                match self.submit(request).await.map(|a| a.reply) {
-                    Ok(Ok(ControllerReply::ProducerIds(start, len))) => {
+                let reply = match self.active() {
+                    Ok(c) => reply_of(
+                        c.allocate_producer_ids(req.broker_id.0, req.broker_epoch)
+                            .await,
+                    ),
+                    Err(code) => Err(code),
+                };
+                match reply {
+                    Ok((start, len)) => {
                         resp.producer_id_start = ProducerId(start);
                         resp.producer_id_len = i32::try_from(len).unwrap_or(i32::MAX);
                     }
-                    Ok(Ok(_)) => resp.error_code = ResponseError::UnknownServerError.code(),
-                    Ok(Err((c, _))) | Err(c) => resp.error_code = c,
+                    Err(c) => resp.error_code = c,
                 }
                 body_of(header, &resp)
             }

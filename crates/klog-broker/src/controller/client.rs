@@ -28,12 +28,14 @@ use klog_codec::protocol::messages::{
     BrokerRegistrationRequest, EnvelopeRequest,
 };
 use klog_codec::protocol::{ResponseError, StrBytes};
-use klog_coordinator::metadata::{AlterPartition, HeartbeatReply, MetadataImage};
+use klog_coordinator::metadata::{
+    AlterPartition, Heartbeat, HeartbeatReply, MetadataImage, RegisterBroker,
+};
 use klog_replication::PartitionRegistration;
 use tokio::sync::watch;
 
 use crate::controller::runtime::{
-    Answer, ControllerHandle, ControllerReply, ControllerRequest, SubmitError,
+    AlterPartitionReply, Answer, ControllerHandle, Refusal, SubmitError,
 };
 use crate::metadata::store::MetadataStore;
 
@@ -121,23 +123,66 @@ impl ControllerClient {
         self.store.image()
     }
 
-    /// Submits `request` to the active controller and waits until this node's
-    /// image has applied the answer's records.
-    pub async fn submit(&self, request: ControllerRequest) -> Result<Answer, ForwardError> {
+    /// `BrokerRegistration` at the active controller: the broker epoch.
+    pub async fn register(
+        &self,
+        request: RegisterBroker,
+    ) -> Result<Result<i64, Refusal>, ForwardError> {
+        self.submit(&Register(request)).await
+    }
+
+    /// `BrokerHeartbeat` at the active controller.
+    pub async fn heartbeat(
+        &self,
+        request: Heartbeat,
+    ) -> Result<Result<HeartbeatReply, Refusal>, ForwardError> {
+        self.submit(&Beat(request)).await
+    }
+
+    /// `AlterPartition` at the active controller, for the leader `broker` at its
+    /// broker `epoch`: each partition's new registration or error code, in the
+    /// order given.
+    pub async fn alter_partition(
+        &self,
+        broker: i32,
+        epoch: i64,
+        partitions: Vec<AlterPartition>,
+    ) -> Result<Result<AlterPartitionReply, Refusal>, ForwardError> {
+        self.submit(&AlterIsr {
+            broker,
+            epoch,
+            partitions,
+        })
+        .await
+    }
+
+    /// `AllocateProducerIds` at the active controller: a block of producer ids,
+    /// as its first id and count.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker: i32,
+        epoch: i64,
+    ) -> Result<Result<(i64, i64), Refusal>, ForwardError> {
+        self.submit(&ProducerIds { broker, epoch }).await
+    }
+
+    /// Submits `rpc` to the active controller, here or remote, and waits until
+    /// this node's image has applied the answer's records.
+    async fn submit<R: Rpc>(&self, rpc: &R) -> Result<Result<R::Reply, Refusal>, ForwardError> {
         let deadline = Instant::now() + FORWARD_TIMEOUT;
         let mut backoff = Duration::from_millis(20);
         loop {
             let attempt = match self.local_active() {
-                Some(local) => local.submit(request.clone()).await.map_err(|e| match e {
+                Some(local) => rpc.local(local).await.map_err(|e| match e {
                     SubmitError::NotController { .. } => None,
                     SubmitError::Stopped => Some(ForwardError::Stopped),
                 }),
-                None => self.submit_remote(&request).await.ok_or(None),
+                None => self.submit_remote(rpc).await.ok_or(None),
             };
             match attempt {
                 Ok(answer) => {
                     self.wait_applied(answer.offset, deadline).await;
-                    return Ok(answer);
+                    return Ok(answer.reply);
                 }
                 Err(Some(e)) => return Err(e),
                 Err(None) => {}
@@ -275,95 +320,157 @@ impl ControllerClient {
         }
     }
 
-    /// One attempt of `request` at the remote leader. `None`: try again (no
-    /// leader, NOT_CONTROLLER, a broken connection).
-    async fn submit_remote(&self, request: &ControllerRequest) -> Option<Answer> {
+    /// One attempt of `rpc` at the remote leader. `None`: try again (no leader,
+    /// NOT_CONTROLLER, a broken connection).
+    async fn submit_remote<R: Rpc>(&self, rpc: &R) -> Option<Answer<R::Reply>> {
         let conn = self.leader_connection(false).await?;
-        let result = self.call(&conn, request).await;
-        if result.is_none() && conn.is_closed() {
+        let reply = rpc.remote(&conn, &self.store).await;
+        if reply.is_none() && conn.is_closed() {
             self.drop_connection(conn.addr());
         }
-        result
+        // Kafka's controller APIs carry no metadata log offset: registration's
+        // records are applied before the broker's first heartbeat asks to be
+        // unfenced, and a new partition epoch reaches the leader through its
+        // image, which ignores anything older.
+        Some(Answer {
+            reply: reply?,
+            offset: 0,
+        })
+    }
+}
+
+/// A request that travels to the active controller as one of Kafka's controller
+/// APIs. Only the four broker RPCs implement it; the admin commands are run on
+/// the active controller's node alone (a broker forwards the client's request
+/// whole, [`ControllerClient::forward`]), so forwarding one is a type error.
+trait Rpc: Sync {
+    /// What the controller answers.
+    type Reply: Send;
+
+    /// Hands it to this node's own controller runtime.
+    fn local(
+        &self,
+        controller: &ControllerHandle,
+    ) -> impl std::future::Future<Output = Result<Answer<Self::Reply>, SubmitError>> + Send;
+
+    /// Sends it on `conn`. `None`: try again (NOT_CONTROLLER, a broken connection).
+    fn remote(
+        &self,
+        conn: &Connection,
+        store: &MetadataStore,
+    ) -> impl std::future::Future<Output = Option<Result<Self::Reply, Refusal>>> + Send;
+}
+
+/// The reply when `error_code` is 0, else the refusal; `None` for NOT_CONTROLLER.
+fn reply_or_refusal<T>(error_code: i16, reply: impl FnOnce() -> T) -> Option<Result<T, Refusal>> {
+    if error_code == ResponseError::NotController.code() {
+        None
+    } else if error_code == 0 {
+        Some(Ok(reply()))
+    } else {
+        Some(Err(Refusal::code(error_code)))
+    }
+}
+
+/// `BrokerRegistration` (62).
+struct Register(RegisterBroker);
+
+impl Rpc for Register {
+    type Reply = i64;
+
+    async fn local(&self, controller: &ControllerHandle) -> Result<Answer<i64>, SubmitError> {
+        controller.register(self.0.clone()).await
     }
 
-    async fn call(&self, conn: &Connection, request: &ControllerRequest) -> Option<Answer> {
-        let not_controller = ResponseError::NotController.code();
-        let offset = |o: i64| u64::try_from(o).unwrap_or(0);
-        match request {
-            ControllerRequest::Register(r) => {
-                let req = BrokerRegistrationRequest::default()
-                    .with_broker_id(BrokerId(r.id))
-                    .with_cluster_id(StrBytes::from_static_str("klog"))
-                    .with_incarnation_id(incarnation_uuid(&r.incarnation))
-                    .with_listeners(
-                        r.endpoints
-                            .iter()
-                            .map(|e| {
-                                Listener::default()
-                                    .with_name(StrBytes::from_string(e.name.clone()))
-                                    .with_host(StrBytes::from_string(e.host.clone()))
-                                    .with_port(e.port)
-                            })
-                            .collect(),
-                    )
-                    .with_rack(r.rack.clone().map(StrBytes::from_string))
-                    .with_previous_broker_epoch(r.previous_epoch);
-                let resp = conn.send(&req).ok()?.await.ok()?;
-                if resp.error_code == not_controller {
-                    return None;
-                }
-                let reply = if resp.error_code == 0 {
-                    Ok(ControllerReply::Registered(resp.broker_epoch))
-                } else {
-                    Err((resp.error_code, String::new()))
-                };
-                // Registration's records are applied before the broker's first
-                // heartbeat asks to be unfenced; it carries no offset.
-                Some(Answer { reply, offset: 0 })
-            }
-            ControllerRequest::Heartbeat(h) => {
-                let req = BrokerHeartbeatRequest::default()
-                    .with_broker_id(BrokerId(h.id))
-                    .with_broker_epoch(h.epoch)
-                    .with_current_metadata_offset(
-                        i64::try_from(h.metadata_offset).unwrap_or(i64::MAX),
-                    )
-                    .with_want_fence(h.want_fence)
-                    .with_want_shut_down(h.want_shut_down);
-                let resp = conn.send(&req).ok()?.await.ok()?;
-                if resp.error_code == not_controller {
-                    return None;
-                }
-                let reply = if resp.error_code == 0 {
-                    Ok(ControllerReply::Heartbeat(HeartbeatReply {
-                        is_caught_up: resp.is_caught_up,
-                        is_fenced: resp.is_fenced,
-                        should_shut_down: resp.should_shut_down,
-                    }))
-                } else {
-                    Err((resp.error_code, String::new()))
-                };
-                Some(Answer { reply, offset: 0 })
-            }
-            ControllerRequest::AlterPartition {
-                broker,
-                epoch,
-                partitions,
-            } => {
-                let image = self.store.image();
-                let req = alter_partition_request(&image, *broker, *epoch, partitions);
-                let resp = conn.send(&req).ok()?.await.ok()?;
-                if resp.error_code == not_controller {
-                    return None;
-                }
-                if resp.error_code != 0 {
-                    return Some(Answer {
-                        reply: Err((resp.error_code, String::new())),
-                        offset: 0,
-                    });
-                }
-                let mut results = Vec::with_capacity(partitions.len());
-                for p in partitions {
+    async fn remote(&self, conn: &Connection, _: &MetadataStore) -> Option<Result<i64, Refusal>> {
+        let r = &self.0;
+        let req = BrokerRegistrationRequest::default()
+            .with_broker_id(BrokerId(r.id))
+            .with_cluster_id(StrBytes::from_static_str("klog"))
+            .with_incarnation_id(incarnation_uuid(&r.incarnation))
+            .with_listeners(
+                r.endpoints
+                    .iter()
+                    .map(|e| {
+                        Listener::default()
+                            .with_name(StrBytes::from_string(e.name.clone()))
+                            .with_host(StrBytes::from_string(e.host.clone()))
+                            .with_port(e.port)
+                    })
+                    .collect(),
+            )
+            .with_rack(r.rack.clone().map(StrBytes::from_string))
+            .with_previous_broker_epoch(r.previous_epoch);
+        let resp = conn.send(&req).ok()?.await.ok()?;
+        reply_or_refusal(resp.error_code, || resp.broker_epoch)
+    }
+}
+
+/// `BrokerHeartbeat` (63).
+struct Beat(Heartbeat);
+
+impl Rpc for Beat {
+    type Reply = HeartbeatReply;
+
+    async fn local(
+        &self,
+        controller: &ControllerHandle,
+    ) -> Result<Answer<HeartbeatReply>, SubmitError> {
+        controller.heartbeat(self.0).await
+    }
+
+    async fn remote(
+        &self,
+        conn: &Connection,
+        _: &MetadataStore,
+    ) -> Option<Result<HeartbeatReply, Refusal>> {
+        let h = &self.0;
+        let req = BrokerHeartbeatRequest::default()
+            .with_broker_id(BrokerId(h.id))
+            .with_broker_epoch(h.epoch)
+            .with_current_metadata_offset(i64::try_from(h.metadata_offset).unwrap_or(i64::MAX))
+            .with_want_fence(h.want_fence)
+            .with_want_shut_down(h.want_shut_down);
+        let resp = conn.send(&req).ok()?.await.ok()?;
+        reply_or_refusal(resp.error_code, || HeartbeatReply {
+            is_caught_up: resp.is_caught_up,
+            is_fenced: resp.is_fenced,
+            should_shut_down: resp.should_shut_down,
+        })
+    }
+}
+
+/// `AlterPartition` (56).
+struct AlterIsr {
+    broker: i32,
+    epoch: i64,
+    partitions: Vec<AlterPartition>,
+}
+
+impl Rpc for AlterIsr {
+    type Reply = AlterPartitionReply;
+
+    async fn local(
+        &self,
+        controller: &ControllerHandle,
+    ) -> Result<Answer<AlterPartitionReply>, SubmitError> {
+        controller
+            .alter_partition(self.broker, self.epoch, self.partitions.clone())
+            .await
+    }
+
+    async fn remote(
+        &self,
+        conn: &Connection,
+        store: &MetadataStore,
+    ) -> Option<Result<AlterPartitionReply, Refusal>> {
+        let image = store.image();
+        let req = alter_partition_request(&image, self.broker, self.epoch, &self.partitions);
+        let resp = conn.send(&req).ok()?.await.ok()?;
+        reply_or_refusal(resp.error_code, || {
+            self.partitions
+                .iter()
+                .map(|p| {
                     let found = resp.topics.iter().find_map(|t| {
                         let name = image.topic_by_id(topic_id(t.topic_id))?.name.clone();
                         (name == p.topic)
@@ -372,7 +479,7 @@ impl ControllerClient {
                             .iter()
                             .find(|x| x.partition_index == p.partition)
                     });
-                    results.push(match found {
+                    match found {
                         Some(x) if x.error_code == 0 => {
                             let old = image.partition(&p.topic, p.partition);
                             Ok(PartitionRegistration {
@@ -387,49 +494,43 @@ impl ControllerClient {
                         }
                         Some(x) => Err(x.error_code),
                         None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                    });
-                }
-                // Kafka's AlterPartition response has no log offset; the new
-                // partition epoch reaches the leader through its image, which
-                // ignores anything older.
-                Some(Answer {
-                    reply: Ok(ControllerReply::AlterPartition(results)),
-                    offset: 0,
+                    }
                 })
-            }
-            ControllerRequest::AllocateProducerIds { broker, epoch } => {
-                let req = AllocateProducerIdsRequest::default()
-                    .with_broker_id(BrokerId(*broker))
-                    .with_broker_epoch(*epoch);
-                let resp = conn.send(&req).ok()?.await.ok()?;
-                if resp.error_code == not_controller {
-                    return None;
-                }
-                let reply = if resp.error_code == 0 {
-                    Ok(ControllerReply::ProducerIds(
-                        resp.producer_id_start.0,
-                        i64::from(resp.producer_id_len),
-                    ))
-                } else {
-                    Err((resp.error_code, String::new()))
-                };
-                Some(Answer {
-                    reply,
-                    offset: offset(0),
-                })
-            }
-            other => {
-                // Admin requests travel as the client's own request, in an Envelope.
-                tracing::error!(request = ?other, "admin requests are forwarded whole, not submitted");
-                Some(Answer {
-                    reply: Err((
-                        ResponseError::InvalidRequest.code(),
-                        "not forwardable".to_owned(),
-                    )),
-                    offset: 0,
-                })
-            }
-        }
+                .collect()
+        })
+    }
+}
+
+/// `AllocateProducerIds` (67).
+struct ProducerIds {
+    broker: i32,
+    epoch: i64,
+}
+
+impl Rpc for ProducerIds {
+    type Reply = (i64, i64);
+
+    async fn local(
+        &self,
+        controller: &ControllerHandle,
+    ) -> Result<Answer<(i64, i64)>, SubmitError> {
+        controller
+            .allocate_producer_ids(self.broker, self.epoch)
+            .await
+    }
+
+    async fn remote(
+        &self,
+        conn: &Connection,
+        _: &MetadataStore,
+    ) -> Option<Result<(i64, i64), Refusal>> {
+        let req = AllocateProducerIdsRequest::default()
+            .with_broker_id(BrokerId(self.broker))
+            .with_broker_epoch(self.epoch);
+        let resp = conn.send(&req).ok()?.await.ok()?;
+        reply_or_refusal(resp.error_code, || {
+            (resp.producer_id_start.0, i64::from(resp.producer_id_len))
+        })
     }
 }
 

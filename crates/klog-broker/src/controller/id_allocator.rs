@@ -9,7 +9,6 @@ use klog_codec::protocol::ResponseError;
 
 use crate::controller::client::ControllerClient;
 use crate::controller::lifecycle::Lifecycle;
-use crate::controller::runtime::{ControllerReply, ControllerRequest};
 
 fn code(e: ResponseError) -> i16 {
     e.code()
@@ -44,13 +43,13 @@ impl ProducerIdAllocator {
     pub async fn next(&self) -> Result<i64, i16> {
         let mut block = self.block.lock().await;
         if block.0 >= block.1 {
-            let request = ControllerRequest::AllocateProducerIds {
-                broker: self.node_id,
-                epoch: self.lifecycle.epoch(),
-            };
-            match self.client.submit(request).await.map(|a| a.reply) {
-                Ok(Ok(ControllerReply::ProducerIds(start, len))) => *block = (start, start + len),
-                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+            let ids = self
+                .client
+                .allocate_producer_ids(self.node_id, self.lifecycle.epoch())
+                .await;
+            match ids {
+                Ok(Ok((start, len))) => *block = (start, start + len),
+                Ok(Err(_)) | Err(_) => {
                     return Err(code(ResponseError::CoordinatorLoadInProgress));
                 }
             }

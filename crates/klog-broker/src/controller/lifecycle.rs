@@ -26,12 +26,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use klog_codec::protocol::ResponseError;
-use klog_coordinator::metadata::{Endpoint, Heartbeat, RegisterBroker};
+use klog_coordinator::metadata::{Endpoint, Heartbeat, HeartbeatReply, RegisterBroker};
 use tokio::sync::watch;
 
 use crate::controller::client::ControllerClient;
-use crate::controller::runtime::{ControllerReply, ControllerRequest};
+use crate::controller::runtime::Refusal;
 use crate::metadata::store::MetadataStore;
+
+/// What one exchange with the controller brought back: a registration's broker
+/// epoch or a heartbeat's answer.
+enum Step {
+    Registered(i64),
+    Heartbeat(HeartbeatReply),
+}
 
 /// The file holding the broker epoch of the last clean stop.
 pub const EPOCH_FILE: &str = "klog-broker-epoch";
@@ -207,37 +214,43 @@ impl Lifecycle {
                 return;
             }
             let epoch = self.epoch();
-            let request = if epoch < 0 {
-                ControllerRequest::Register(RegisterBroker {
-                    id: self.node_id,
-                    incarnation: self.incarnation.clone(),
-                    endpoints: self.endpoints.clone(),
-                    rack: None,
-                    previous_epoch: self.previous_epoch.load(Ordering::SeqCst),
-                })
-            } else {
-                ControllerRequest::Heartbeat(Heartbeat {
-                    id: self.node_id,
-                    epoch,
-                    metadata_offset: self.store.offset(),
-                    want_fence: false,
-                    want_shut_down: *shut_down.borrow(),
-                })
+            let exchange = async {
+                if epoch < 0 {
+                    let request = RegisterBroker {
+                        id: self.node_id,
+                        incarnation: self.incarnation.clone(),
+                        endpoints: self.endpoints.clone(),
+                        rack: None,
+                        previous_epoch: self.previous_epoch.load(Ordering::SeqCst),
+                    };
+                    let reply = self.client.register(request).await;
+                    reply.map(|r| r.map(Step::Registered))
+                } else {
+                    let request = Heartbeat {
+                        id: self.node_id,
+                        epoch,
+                        metadata_offset: self.store.offset(),
+                        want_fence: false,
+                        want_shut_down: *shut_down.borrow(),
+                    };
+                    let reply = self.client.heartbeat(request).await;
+                    reply.map(|r| r.map(Step::Heartbeat))
+                }
             };
             let answer = tokio::select! {
-                a = self.client.submit(request) => a,
+                a = exchange => a,
                 _ = stop.changed() => return,
             };
             let mut next = self.heartbeat_interval;
-            match answer.map(|a| a.reply) {
-                Ok(Ok(ControllerReply::Registered(epoch))) => {
+            match answer {
+                Ok(Ok(Step::Registered(epoch))) => {
                     tracing::info!(node = self.node_id, epoch, "registered with the controller");
                     self.state.send_modify(|s| s.epoch = epoch);
                     self.record_run(epoch);
                     // Heartbeat at once: the first one unfences.
                     next = Duration::from_millis(10);
                 }
-                Ok(Ok(ControllerReply::Heartbeat(r))) => {
+                Ok(Ok(Step::Heartbeat(r))) => {
                     let before = *self.state.borrow();
                     if before.fenced && !r.is_fenced {
                         tracing::info!(node = self.node_id, epoch, "unfenced");
@@ -256,7 +269,7 @@ impl Lifecycle {
                         next = next.min(Duration::from_millis(100));
                     }
                 }
-                Ok(Err((code, _)))
+                Ok(Err(Refusal { code, .. }))
                     if code == ResponseError::StaleBrokerEpoch.code()
                         || code == ResponseError::BrokerIdNotRegistered.code() =>
                 {
@@ -274,11 +287,10 @@ impl Lifecycle {
                     });
                     next = Duration::from_millis(10);
                 }
-                Ok(Err((code, message))) => {
+                Ok(Err(Refusal { code, message })) => {
                     tracing::warn!(node = self.node_id, code, message, "the controller refused");
                     next = Duration::from_millis(500);
                 }
-                Ok(Ok(other)) => tracing::warn!(?other, "unexpected controller reply"),
                 Err(e) => {
                     tracing::debug!(error = %e, "no controller answered");
                     next = Duration::from_millis(200);

@@ -9,7 +9,7 @@
 //! leader-rebalance check), never on a fixed poll.
 //!
 //! ```text
-//!  ControllerHandle::submit ──► mpsc ──► driver task ──► Controller (decide)
+//!  ControllerHandle::register, ..  ──► mpsc ──► driver task ──► Controller (decide)
 //!                                           │  ▲              │ records
 //!                 leader_watch (quorum) ────┘  │              ▼
 //!                                     answer ◄─┴── Quorum::write (commit, apply)
@@ -28,8 +28,8 @@ use std::time::Duration;
 use klog_codec::protocol::ResponseError;
 use klog_coordinator::metadata::{
     AlterPartition, BootstrapTopic, ConfigResource, Controller, ControllerConfig, CreateTopic,
-    CreatedTopic, Heartbeat, HeartbeatReply, MetadataImage, MetadataRecord, RegisterBroker,
-    TopicId, encode_batch,
+    CreatedTopic, Heartbeat, HeartbeatReply, MetadataImage, MetadataRecord, Outcome,
+    RegisterBroker, TopicId, encode_batch,
 };
 use klog_replication::PartitionRegistration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -40,96 +40,50 @@ use crate::config::topic::TopicConfig;
 use crate::metadata::store::MetadataStore;
 use crate::quorum::WriteError;
 
-/// What the controller is asked (the decoded form of the controller APIs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ControllerRequest {
-    /// `BrokerRegistration`.
-    Register(RegisterBroker),
-    /// `BrokerHeartbeat`.
-    Heartbeat(Heartbeat),
-    /// `AlterPartition` from a leader.
-    AlterPartition {
-        /// The leader.
-        broker: i32,
-        /// Its broker epoch.
-        epoch: i64,
-        /// The ISR changes.
-        partitions: Vec<AlterPartition>,
-    },
-    /// `CreateTopics`.
-    CreateTopics {
-        /// The topics.
-        topics: Vec<CreateTopic>,
-        /// Check only.
-        validate_only: bool,
-    },
-    /// `DeleteTopics`.
-    DeleteTopics(Vec<String>),
-    /// `CreatePartitions` for one topic.
-    CreatePartitions {
-        /// The topic.
-        topic: String,
-        /// Its new partition count.
-        count: i32,
-        /// Replicas of each new partition, if given.
-        assignments: Option<Vec<Vec<i32>>>,
-        /// Check only.
-        validate_only: bool,
-    },
-    /// Set or remove configuration keys of one resource (already validated).
-    SetConfigs {
-        /// The resource.
-        resource: ConfigResource,
-        /// Keys and new values (`None`: remove).
-        changes: Vec<(String, Option<String>)>,
-    },
-    /// `ElectLeaders`.
-    ElectLeaders {
-        /// Unclean (true) or preferred elections.
-        unclean: bool,
-        /// The partitions, or every one that needs it.
-        partitions: Option<Vec<(String, i32)>>,
-    },
-    /// `AllocateProducerIds`.
-    AllocateProducerIds {
-        /// The broker.
-        broker: i32,
-        /// Its epoch.
-        epoch: i64,
-    },
+/// Why the controller refused a request: the Kafka error code the response
+/// carries, and a message (empty when the controller gave none).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the controller refused with error code {code}: {message}")]
+pub struct Refusal {
+    /// The Kafka error code.
+    pub code: i16,
+    /// Why, for the client (may be empty).
+    pub message: String,
 }
 
-/// The controller's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ControllerReply {
-    /// Registered at this broker epoch.
-    Registered(i64),
-    /// A heartbeat's answer.
-    Heartbeat(HeartbeatReply),
-    /// Each partition's new registration or error code.
-    AlterPartition(Vec<Result<PartitionRegistration, i16>>),
-    /// Each topic's result.
-    CreateTopics(Vec<CreatedTopic>),
-    /// Each name's error code and the deleted topic's id.
-    DeleteTopics(Vec<(String, i16, Option<TopicId>)>),
-    /// Partitions added (or would be, with validate_only).
-    CreatePartitions,
-    /// Configs changed.
-    SetConfigs,
-    /// Each partition's election result.
-    ElectLeaders(Vec<((String, i32), i16)>),
-    /// A block of producer ids: first id and count.
-    ProducerIds(i64, i64),
+impl Refusal {
+    /// A refusal with no message.
+    pub fn code(code: i16) -> Self {
+        Self {
+            code,
+            message: String::new(),
+        }
+    }
 }
 
-/// An answer and the metadata log offset its records are at (the image offset
-/// when nothing was written): the asker waits until its image reaches it.
+impl From<(i16, String)> for Refusal {
+    fn from((code, message): (i16, String)) -> Self {
+        Self { code, message }
+    }
+}
+
+/// Each partition's new registration, or its error code (`AlterPartition`).
+pub type AlterPartitionReply = Vec<Result<PartitionRegistration, i16>>;
+
+/// Each name's error code and the deleted topic's id (`DeleteTopics`), in the
+/// order asked.
+pub type DeleteTopicsReply = Vec<(String, i16, Option<TopicId>)>;
+
+/// Each partition's election result (`ElectLeaders`).
+pub type ElectLeadersReply = Vec<((String, i32), i16)>;
+
+/// The controller's reply of type `T`, or its refusal, and the metadata log
+/// offset its records are at (the image offset when nothing was written): the
+/// asker waits until its image reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// The reply, or the Kafka error code of a refusal.
-    pub reply: Result<ControllerReply, (i16, String)>,
+pub struct Answer<T> {
+    /// The reply, or the refusal.
+    pub reply: Result<T, Refusal>,
     /// Where the records are in the metadata log.
     pub offset: u64,
 }
@@ -150,22 +104,57 @@ pub enum SubmitError {
     Stopped,
 }
 
-struct Job {
-    request: ControllerRequest,
-    reply: oneshot::Sender<Result<Answer, SubmitError>>,
+/// Where the runtime sends the answer of one job, typed by what was asked.
+type Reply<T> = oneshot::Sender<Result<Answer<T>, SubmitError>>;
+
+/// One request for the driver task, each with a reply channel of its own type,
+/// so an answer of the wrong kind cannot be sent.
+#[derive(Debug)]
+enum Job {
+    Register(RegisterBroker, Reply<i64>),
+    Heartbeat(Heartbeat, Reply<HeartbeatReply>),
+    AlterPartition {
+        broker: i32,
+        epoch: i64,
+        partitions: Vec<AlterPartition>,
+        reply: Reply<AlterPartitionReply>,
+    },
+    AllocateProducerIds {
+        broker: i32,
+        epoch: i64,
+        reply: Reply<(i64, i64)>,
+    },
+    CreateTopics {
+        topics: Vec<CreateTopic>,
+        validate_only: bool,
+        reply: Reply<Vec<CreatedTopic>>,
+    },
+    DeleteTopics(Vec<String>, Reply<DeleteTopicsReply>),
+    CreatePartitions {
+        topic: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+        reply: Reply<()>,
+    },
+    SetConfigs {
+        resource: ConfigResource,
+        changes: Vec<(String, Option<String>)>,
+        reply: Reply<()>,
+    },
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+        reply: Reply<ElectLeadersReply>,
+    },
 }
 
-/// Submits requests to this node's controller runtime.
+/// Submits requests to this node's controller runtime. One method per request,
+/// each answered with its own reply type.
 #[derive(Debug, Clone)]
 pub struct ControllerHandle {
     tx: mpsc::Sender<Job>,
     active: watch::Receiver<bool>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.request.fmt(f)
-    }
 }
 
 impl ControllerHandle {
@@ -179,14 +168,146 @@ impl ControllerHandle {
         self.active.clone()
     }
 
-    /// Hands `request` to the controller and waits for its answer.
-    pub async fn submit(&self, request: ControllerRequest) -> Result<Answer, SubmitError> {
+    /// Hands the job `make` builds to the controller and waits for its answer.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<Answer<T>, SubmitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { request, reply })
+            .send(make(reply))
             .await
             .map_err(|_| SubmitError::Stopped)?;
         rx.await.map_err(|_| SubmitError::Stopped)?
+    }
+
+    /// `BrokerRegistration`: the broker epoch it is registered at.
+    pub async fn register(&self, request: RegisterBroker) -> Result<Answer<i64>, SubmitError> {
+        self.ask(|reply| Job::Register(request, reply)).await
+    }
+
+    /// `BrokerHeartbeat`.
+    pub async fn heartbeat(
+        &self,
+        request: Heartbeat,
+    ) -> Result<Answer<HeartbeatReply>, SubmitError> {
+        self.ask(|reply| Job::Heartbeat(request, reply)).await
+    }
+
+    /// `AlterPartition` from the leader `broker` at its broker `epoch`: each
+    /// partition's new registration or error code, in the order given.
+    pub async fn alter_partition(
+        &self,
+        broker: i32,
+        epoch: i64,
+        partitions: Vec<AlterPartition>,
+    ) -> Result<Answer<AlterPartitionReply>, SubmitError> {
+        self.ask(|reply| Job::AlterPartition {
+            broker,
+            epoch,
+            partitions,
+            reply,
+        })
+        .await
+    }
+
+    /// `AllocateProducerIds`: a block of producer ids, as its first id and count.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker: i32,
+        epoch: i64,
+    ) -> Result<Answer<(i64, i64)>, SubmitError> {
+        self.ask(|reply| Job::AllocateProducerIds {
+            broker,
+            epoch,
+            reply,
+        })
+        .await
+    }
+
+    /// `CreateTopics` (checked only, with `validate_only`): each topic's result.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<CreateTopic>,
+        validate_only: bool,
+    ) -> Result<Answer<Vec<CreatedTopic>>, SubmitError> {
+        self.ask(|reply| Job::CreateTopics {
+            topics,
+            validate_only,
+            reply,
+        })
+        .await
+    }
+
+    /// `DeleteTopics` by name: each name's error code and deleted topic id.
+    pub async fn delete_topics(
+        &self,
+        names: Vec<String>,
+    ) -> Result<Answer<DeleteTopicsReply>, SubmitError> {
+        self.ask(|reply| Job::DeleteTopics(names, reply)).await
+    }
+
+    /// `CreatePartitions` for one topic: grows it to `count` partitions, with the
+    /// replicas of each new one if `assignments` gives them.
+    pub async fn create_partitions(
+        &self,
+        topic: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<Answer<()>, SubmitError> {
+        self.ask(|reply| Job::CreatePartitions {
+            topic,
+            count,
+            assignments,
+            validate_only,
+            reply,
+        })
+        .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) configuration keys of one resource,
+    /// already validated.
+    pub async fn set_configs(
+        &self,
+        resource: ConfigResource,
+        changes: Vec<(String, Option<String>)>,
+    ) -> Result<Answer<()>, SubmitError> {
+        self.ask(|reply| Job::SetConfigs {
+            resource,
+            changes,
+            reply,
+        })
+        .await
+    }
+
+    /// `ElectLeaders`: unclean (true) or preferred elections of `partitions`, or
+    /// of every one that needs it.
+    pub async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Answer<ElectLeadersReply>, SubmitError> {
+        self.ask(|reply| Job::ElectLeaders {
+            unclean,
+            partitions,
+            reply,
+        })
+        .await
+    }
+}
+
+/// The records to write and the reply, as the state machine decided them.
+type Decision<T> = (Vec<MetadataRecord>, Result<T, Refusal>);
+
+/// A decision from the state machine's `Result<Outcome<T>, code>`.
+fn decided<T, E: Into<Refusal>>(outcome: Result<Outcome<T>, E>) -> Decision<T> {
+    match outcome {
+        Ok(o) => (o.records, Ok(o.response)),
+        Err(e) => (Vec::new(), Err(e.into())),
+    }
+}
+
+impl From<i16> for Refusal {
+    fn from(code: i16) -> Self {
+        Refusal::code(code)
     }
 }
 
@@ -292,10 +413,7 @@ impl ControllerRuntime {
             tokio::select! {
                 biased;
                 job = jobs.recv() => match job {
-                    Some(job) => {
-                        let answer = self.handle(job.request).await;
-                        let _ = job.reply.send(answer);
-                    }
+                    Some(job) => self.handle(job).await,
                     None => return,
                 },
                 changed = leader.changed() => {
@@ -370,7 +488,120 @@ impl ControllerRuntime {
         Ok(offset)
     }
 
-    async fn handle(&mut self, request: ControllerRequest) -> Result<Answer, SubmitError> {
+    /// Runs one job and sends its answer (a caller that went away is not told).
+    async fn handle(&mut self, job: Job) {
+        match job {
+            Job::Register(r, reply) => {
+                let answer = self.execute(|this, image, now| this.register(image, r, now));
+                let _ = reply.send(answer.await);
+            }
+            Job::Heartbeat(h, reply) => {
+                let answer = self
+                    .execute(|this, image, now| decided(this.controller.heartbeat(image, h, now)));
+                let _ = reply.send(answer.await);
+            }
+            Job::AlterPartition {
+                broker,
+                epoch,
+                partitions,
+                reply,
+            } => {
+                let answer = self.execute(|this, image, _| {
+                    decided(
+                        this.controller
+                            .alter_partition(image, broker, epoch, &partitions),
+                    )
+                });
+                let _ = reply.send(answer.await);
+            }
+            Job::AllocateProducerIds {
+                broker,
+                epoch,
+                reply,
+            } => {
+                let answer = self.execute(|this, image, _| {
+                    decided(this.controller.allocate_producer_ids(image, broker, epoch))
+                });
+                let _ = reply.send(answer.await);
+            }
+            Job::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            } => {
+                let answer = self.execute(|this, image, _| {
+                    let broker = &this.broker;
+                    let validate = |overrides: &BTreeMap<String, String>| {
+                        TopicConfig::strict(broker, overrides)
+                            .map(|_| ())
+                            .map_err(|(k, e)| {
+                                (ResponseError::InvalidConfig.code(), format!("{k}: {e}"))
+                            })
+                    };
+                    let o = this
+                        .controller
+                        .create_topics(image, &topics, validate_only, &validate);
+                    (o.records, Ok(o.response))
+                });
+                let _ = reply.send(answer.await);
+            }
+            Job::DeleteTopics(names, reply) => {
+                let answer = self.execute(|this, image, _| {
+                    let o = this.controller.delete_topics(image, &names);
+                    (o.records, Ok(o.response))
+                });
+                let _ = reply.send(answer.await);
+            }
+            Job::CreatePartitions {
+                topic,
+                count,
+                assignments,
+                validate_only,
+                reply,
+            } => {
+                let answer = self.execute(|this, image, _| {
+                    decided(this.controller.create_partitions(
+                        image,
+                        &topic,
+                        count,
+                        assignments.as_deref(),
+                        validate_only,
+                    ))
+                });
+                let _ = reply.send(answer.await);
+            }
+            Job::SetConfigs {
+                resource,
+                changes,
+                reply,
+            } => {
+                let answer = self.execute(|this, image, _| {
+                    decided(this.controller.set_configs(image, &resource, &changes))
+                });
+                let _ = reply.send(answer.await);
+            }
+            Job::ElectLeaders {
+                unclean,
+                partitions,
+                reply,
+            } => {
+                let answer = self.execute(|this, image, _| {
+                    let o = this
+                        .controller
+                        .elect_leaders(image, unclean, partitions.as_deref());
+                    (o.records, Ok(o.response))
+                });
+                let _ = reply.send(answer.await);
+            }
+        }
+    }
+
+    /// Decides one request against the committed image (`decide` runs the state
+    /// machine) and writes its records; the answer once they are applied here.
+    async fn execute<T>(
+        &mut self,
+        decide: impl FnOnce(&mut Self, &MetadataImage, i64) -> Decision<T>,
+    ) -> Result<Answer<T>, SubmitError> {
         if !self.is_active() {
             if self.quorum.is_leader() {
                 self.activate().await;
@@ -382,25 +613,7 @@ impl ControllerRuntime {
             }
         }
         let image = self.store.image();
-        let now = now_ms();
-        let learner = self.learner_to_add(&request);
-        let (records, reply) = self.decide(&image, request, now);
-        if let (Some((id, addr)), Ok(ControllerReply::Registered(_))) = (learner, &reply) {
-            // A broker-only node receives the metadata log as a learner, on its
-            // controller listener. Added in the background: a membership change
-            // is a write of its own.
-            let quorum = self.quorum.clone();
-            klog_client::task::spawn(async move {
-                match quorum.add_learner(id as u64, addr.clone()).await {
-                    Ok(_) => {
-                        tracing::info!(node = id, %addr, "broker-only node added to the quorum as a learner")
-                    }
-                    Err(e) => {
-                        tracing::warn!(node = id, %addr, error = %e, "could not add a learner")
-                    }
-                }
-            });
-        }
+        let (records, reply) = decide(self, &image, now_ms());
         if records.is_empty() {
             return Ok(Answer {
                 reply,
@@ -423,12 +636,37 @@ impl ControllerRuntime {
         }
     }
 
+    /// Registers a broker; one that is not a voter is also added to the quorum as
+    /// a learner once registered.
+    fn register(&mut self, image: &MetadataImage, r: RegisterBroker, now: i64) -> Decision<i64> {
+        let learner = self.learner_to_add(&r);
+        if r.id == self.node_id {
+            // This process is that broker: its previous incarnation is gone.
+            self.controller.forget_session(r.id);
+        }
+        let decision = decided(self.controller.register_broker(image, r, now));
+        if let (Some((id, addr)), Ok(_)) = (learner, &decision.1) {
+            // A broker-only node receives the metadata log as a learner, on its
+            // controller listener. Added in the background: a membership change
+            // is a write of its own.
+            let quorum = self.quorum.clone();
+            klog_client::task::spawn(async move {
+                match quorum.add_learner(id as u64, addr.clone()).await {
+                    Ok(_) => {
+                        tracing::info!(node = id, %addr, "broker-only node added to the quorum as a learner")
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = id, %addr, error = %e, "could not add a learner")
+                    }
+                }
+            });
+        }
+        decision
+    }
+
     /// For the registration of a broker that is not a voter: its id and the
     /// controller listener the metadata log reaches it on.
-    fn learner_to_add(&self, request: &ControllerRequest) -> Option<(i32, String)> {
-        let ControllerRequest::Register(r) = request else {
-            return None;
-        };
+    fn learner_to_add(&self, r: &RegisterBroker) -> Option<(i32, String)> {
         if self.broker.cluster.voters.iter().any(|v| v.id == r.id)
             || self.broker.cluster.voters.is_empty()
         {
@@ -447,102 +685,5 @@ impl ControllerRuntime {
             .iter()
             .find(|e| e.name == self.broker.cluster.controller_listener_name)
             .map(|e| (r.id, format!("{}:{}", e.host, e.port)))
-    }
-
-    /// Runs the state machine for one request: the records to write and the reply.
-    fn decide(
-        &mut self,
-        image: &MetadataImage,
-        request: ControllerRequest,
-        now: i64,
-    ) -> (Vec<MetadataRecord>, Result<ControllerReply, (i16, String)>) {
-        let refused = |code: i16| (Vec::new(), Err((code, String::new())));
-        match request {
-            ControllerRequest::Register(r) => {
-                if r.id == self.node_id {
-                    // This process is that broker: its previous incarnation is gone.
-                    self.controller.forget_session(r.id);
-                }
-                match self.controller.register_broker(image, r, now) {
-                    Ok(o) => (o.records, Ok(ControllerReply::Registered(o.response))),
-                    Err(c) => refused(c),
-                }
-            }
-            ControllerRequest::Heartbeat(h) => match self.controller.heartbeat(image, h, now) {
-                Ok(o) => (o.records, Ok(ControllerReply::Heartbeat(o.response))),
-                Err(c) => refused(c),
-            },
-            ControllerRequest::AlterPartition {
-                broker,
-                epoch,
-                partitions,
-            } => match self
-                .controller
-                .alter_partition(image, broker, epoch, &partitions)
-            {
-                Ok(o) => (o.records, Ok(ControllerReply::AlterPartition(o.response))),
-                Err(c) => refused(c),
-            },
-            ControllerRequest::CreateTopics {
-                topics,
-                validate_only,
-            } => {
-                let broker = &self.broker;
-                let validate = |overrides: &BTreeMap<String, String>| {
-                    TopicConfig::strict(broker, overrides)
-                        .map(|_| ())
-                        .map_err(|(k, e)| {
-                            (ResponseError::InvalidConfig.code(), format!("{k}: {e}"))
-                        })
-                };
-                let o = self
-                    .controller
-                    .create_topics(image, &topics, validate_only, &validate);
-                (o.records, Ok(ControllerReply::CreateTopics(o.response)))
-            }
-            ControllerRequest::DeleteTopics(names) => {
-                let o = self.controller.delete_topics(image, &names);
-                (o.records, Ok(ControllerReply::DeleteTopics(o.response)))
-            }
-            ControllerRequest::CreatePartitions {
-                topic,
-                count,
-                assignments,
-                validate_only,
-            } => match self.controller.create_partitions(
-                image,
-                &topic,
-                count,
-                assignments.as_deref(),
-                validate_only,
-            ) {
-                Ok(o) => (o.records, Ok(ControllerReply::CreatePartitions)),
-                Err(e) => (Vec::new(), Err(e)),
-            },
-            ControllerRequest::SetConfigs { resource, changes } => {
-                match self.controller.set_configs(image, &resource, &changes) {
-                    Ok(o) => (o.records, Ok(ControllerReply::SetConfigs)),
-                    Err(c) => refused(c),
-                }
-            }
-            ControllerRequest::ElectLeaders {
-                unclean,
-                partitions,
-            } => {
-                let o = self
-                    .controller
-                    .elect_leaders(image, unclean, partitions.as_deref());
-                (o.records, Ok(ControllerReply::ElectLeaders(o.response)))
-            }
-            ControllerRequest::AllocateProducerIds { broker, epoch } => {
-                match self.controller.allocate_producer_ids(image, broker, epoch) {
-                    Ok(o) => (
-                        o.records,
-                        Ok(ControllerReply::ProducerIds(o.response.0, o.response.1)),
-                    ),
-                    Err(c) => refused(c),
-                }
-            }
-        }
     }
 }
