@@ -45,8 +45,11 @@ impl EpochEndOffset {
 }
 
 /// The next step of a follower.
+/// Not `#[non_exhaustive]`: klog's own runtime matches it without a wildcard arm,
+/// so a new variant is a compile error there instead of a silent default (an
+/// unknown follower step taken as "fetch" would be the unsafe default of a
+/// truncation protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum FollowerStep {
     /// Send `OffsetForLeaderEpoch` for this epoch (the follower's latest).
     AskEpochEnd {
@@ -69,8 +72,11 @@ pub enum FollowerStep {
 }
 
 /// What follows a truncation.
+/// Not `#[non_exhaustive]`: klog's own runtime matches it without a wildcard arm,
+/// so a new variant is a compile error there instead of a silent default (an
+/// unknown follower step taken as "fetch" would be the unsafe default of a
+/// truncation protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum AfterTruncate {
     /// Ask again, for this epoch (the latest left after the cut).
     AskEpochEnd {

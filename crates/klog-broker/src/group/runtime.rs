@@ -363,7 +363,6 @@ impl Groups {
                     Some(a) => appended.push(a),
                     None => ok = false,
                 },
-                other => tracing::error!(?other, "unknown coordinator action"),
             }
         }
         ok.then_some(appended)

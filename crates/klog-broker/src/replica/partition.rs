@@ -485,10 +485,9 @@ impl Partition {
                 rebuild_producers(&self.topic, self.index, log, &mut state.producers);
                 match then {
                     AfterTruncate::AskEpochEnd { epoch } => FollowNext::AskEpochEnd { epoch },
-                    _ => FollowNext::Fetch,
+                    AfterTruncate::Fetch => FollowNext::Fetch,
                 }
             }
-            _ => FollowNext::Fetch,
         }
     }
 
@@ -812,7 +811,6 @@ impl Partition {
                         "ISR proposal without a controller"
                     ),
                 },
-                other => tracing::warn!(?other, "unexpected replication action"),
             }
         }
         moved
