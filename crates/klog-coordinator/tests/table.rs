@@ -131,7 +131,6 @@ fn render_action(a: &Action) -> String {
                 .collect();
             format!("persist offsets {group} p={partition} {}", items.join(" "))
         }
-        other => format!("{other:?}"),
     }
 }
 

@@ -45,6 +45,7 @@ impl EpochEndOffset {
 }
 
 /// The next step of a follower.
+///
 /// Not `#[non_exhaustive]`: klog's own runtime matches it without a wildcard arm,
 /// so a new variant is a compile error there instead of a silent default (an
 /// unknown follower step taken as "fetch" would be the unsafe default of a
@@ -72,6 +73,7 @@ pub enum FollowerStep {
 }
 
 /// What follows a truncation.
+///
 /// Not `#[non_exhaustive]`: klog's own runtime matches it without a wildcard arm,
 /// so a new variant is a compile error there instead of a silent default (an
 /// unknown follower step taken as "fetch" would be the unsafe default of a

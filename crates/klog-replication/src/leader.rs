@@ -139,6 +139,7 @@ pub struct IsrProposal {
 }
 
 /// What the runtime must do, in order.
+///
 /// Not `#[non_exhaustive]`: klog's own runtime matches it without a wildcard arm,
 /// so a new variant is a compile error there instead of a silent default (an
 /// unknown follower step taken as "fetch" would be the unsafe default of a
