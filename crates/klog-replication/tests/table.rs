@@ -129,7 +129,6 @@ fn drain(l: &mut LeaderState, out: &mut Vec<String>) {
                 p.leader_epoch,
                 p.partition_epoch
             ),
-            other => format!("{other:?}"),
         });
     }
 }
@@ -171,14 +170,12 @@ fn follower_step(f: &mut Follower, step: FollowerStep) -> String {
             let then = match then {
                 AfterTruncate::AskEpochEnd { epoch } => format!("ask epoch={epoch}"),
                 AfterTruncate::Fetch => format!("fetch offset={offset}"),
-                other => format!("{other:?}"),
             };
             format!(
                 "truncate to={offset} history={} then {then}",
                 render_history(&f.history)
             )
         }
-        other => format!("{other:?}"),
     }
 }
 
