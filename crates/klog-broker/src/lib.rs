@@ -1,41 +1,51 @@
-//! The klog broker: the layers composed into a Kafka-protocol server.
+//! The klog broker: a Kafka-protocol server composed from the klog crates, alone
+//! or as a node of a cluster (a Raft metadata quorum, ISR replication, leader
+//! election, request forwarding to the active controller).
 //!
 //! ```text
-//!  socket ──► server (tokio: frames in, replies out, sendfile or read+write)
-//!                │ decoded Request (klog-codec)
-//!                ▼
-//!             Broker (handlers) ──► Partition (ISR / high watermark seam,
-//!                │                      idempotent-producer table, waiters)
-//!                │                          │
-//!                ▼                          ▼
-//!           topic metadata            klog-storage Log (segments, indexes)
+//!  client listener ──► net (frames, dispatch, sendfile) ──► handlers (one file per
+//!                                                  │        API family: wire to domain,
+//!                                                  │        authorization)
+//!                                                  ▼
+//!   services: replica (partitions on klog-storage, ISR and high watermark around
+//!             klog-replication, follower fetchers) · group (the klog-coordinator
+//!             state machine over __consumer_offsets) · controller (the active
+//!             controller's runtime, admin service, lifecycle, forwarding)
+//!                                                  ▲
+//!   metadata: store (the image the quorum's log builds) ──► publisher (the one place
+//!             that applies each change to the replica manager and the groups)
+//!                                                  ▲
+//!  controller listener ──► quorum (openraft) + the controller APIs
 //! ```
 //!
-//! What this crate does: listens, parses frames with size limits, dispatches each
-//! API, appends produced batches without decoding records, serves fetches as file
-//! regions (written with read+write, or sendfile) with long polling woken by appends, keeps topic metadata and
-//! producer ids on disk, and runs retention/flush/checkpoint in the background.
+//! [`node::Node`] builds the services and starts every background task (quorum,
+//! controller, lifecycle, publisher, ISR changes, maintenance, group timer);
+//! [`net::run`] serves the client listener with the node's [`Handlers`]. Modules
+//! form layers, each importing only from those below (`tests/module_graph.rs`
+//! checks it); `docs/architecture.md` draws them and says what each owns.
 //!
-//! Consumer groups: [`groups`] runs the `klog-coordinator` state machine, keeping
-//! offsets and group metadata in the internal `__consumer_offsets` topic.
+//! What it does: parses frames with size limits, appends produced batches without
+//! decoding records, serves fetches as file regions (read+write or `sendfile`) with
+//! long polling woken by appends, replicates partitions to an in-sync replica set
+//! (`acks=all` waits on the high watermark), runs consumer groups, keeps cluster
+//! metadata in a replicated log, and runs retention, flushes and checkpoints in the
+//! background. Every request is authorized through [`security::Authorizer`] seam
+//! (today: every connection is `User:ANONYMOUS` and everything is allowed).
 //!
-//! What it does not do (yet): replication to other brokers, transactions, TLS and
-//! SASL. The seams for replication are in place: batches carry
-//! the leader epoch, the high watermark is derived from the in-sync replicas, and
-//! `acks=all` waits on it.
+//! What it does not do (yet): transactions, TLS and SASL, ACLs, log compaction.
 
 pub mod alloc;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod controller;
-pub mod features;
+pub(crate) mod controller;
+pub(crate) mod features;
 pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod net;
 pub mod node;
 pub mod policy;
-pub mod producer_ids;
+pub(crate) mod producer_ids;
 pub mod quorum;
 pub mod replica;
 pub mod security;

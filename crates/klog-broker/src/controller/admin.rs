@@ -79,20 +79,6 @@ fn delete_outcomes(names: &[String], results: &[(String, i16)]) -> Vec<(String, 
         .collect()
 }
 
-/// The APIs a broker forwards to the active controller.
-pub fn is_forwarded(api_key: i16) -> bool {
-    matches!(
-        ApiKey::try_from(api_key),
-        Ok(ApiKey::CreateTopics
-            | ApiKey::DeleteTopics
-            | ApiKey::CreatePartitions
-            | ApiKey::AlterConfigs
-            | ApiKey::IncrementalAlterConfigs
-            | ApiKey::ElectLeaders
-            | ApiKey::DescribeQuorum)
-    )
-}
-
 /// The admin handlers of the active controller's node.
 pub struct Admin {
     config: BrokerConfig,

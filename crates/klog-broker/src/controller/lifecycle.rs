@@ -46,8 +46,6 @@ pub const EPOCH_FILE: &str = "klog-broker-epoch";
 /// The file holding the boot id and broker epoch of the current run.
 pub const RUN_FILE: &str = "klog-broker-run";
 
-pub use crate::config::BOOT_ID_FILE;
-
 /// The id of the current boot, read from `file` (None: unknown).
 pub fn boot_id(file: Option<&Path>) -> Option<String> {
     let id = std::fs::read_to_string(file?).ok()?;
@@ -342,8 +340,8 @@ mod tests {
         std::fs::write(&f, "\n").expect("write");
         assert_eq!(boot_id(Some(&f)), None);
         assert_eq!(boot_id(None), None);
-        if Path::new(BOOT_ID_FILE).exists() {
-            assert!(boot_id(Some(Path::new(BOOT_ID_FILE))).is_some());
+        if Path::new(crate::config::BOOT_ID_FILE).exists() {
+            assert!(boot_id(Some(Path::new(crate::config::BOOT_ID_FILE))).is_some());
         }
     }
 }

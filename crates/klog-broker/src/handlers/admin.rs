@@ -31,7 +31,7 @@ impl Handlers {
         }
     }
 
-    /// An admin request that changes metadata (see [`crate::controller::admin::is_forwarded`]): run
+    /// An admin request that changes metadata (a [`super::Route::Forwarded`] API): run
     /// here when this node is the active controller, else forwarded whole to it.
     /// `frame` is the request as read, without its size prefix.
     pub async fn admin_request(

@@ -14,13 +14,13 @@ impl Handlers {
     ///
     /// From v3 the answer carries klog's feature levels (KIP-584, tagged fields):
     /// `metadata.version` supported and finalized at
-    /// [`features::METADATA_VERSION_LEVEL`] (Kafka's `3.0-IV1`: Kafka 3.0 is as far
+    /// `features::METADATA_VERSION_LEVEL` (Kafka's `3.0-IV1`: Kafka 3.0 is as far
     /// as klog's client APIs reach), and the finalized epoch is the offset of the
     /// metadata image this broker serves from, as a Kafka broker in KRaft mode
     /// sends (-1 before it has applied any entry). `transaction.version` (0: no
     /// transactions) is never finalized and, with its supported minimum of 0, is
     /// listed from v4 only (KAFKA-17492), which klog does not serve. See
-    /// [`features`] for the reasoning.
+    /// `features.rs` for the reasoning.
     pub fn api_versions(&self, error_code: i16, version: i16) -> ApiVersionsResponse {
         let api_keys = super::APIS
             .iter()

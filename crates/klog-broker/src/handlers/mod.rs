@@ -222,7 +222,7 @@ impl Handlers {
     }
 
     /// The way to the active controller.
-    pub fn controller(&self) -> &ControllerClient {
+    pub(crate) fn controller(&self) -> &ControllerClient {
         &self.client
     }
 
@@ -235,8 +235,10 @@ impl Handlers {
         self.replicas.topic_list()
     }
 
-    /// Creates topics that do not exist with the broker defaults; see
-    /// [`TopicCreator::auto_create`].
+    /// Creates topics that do not exist with the broker defaults (Metadata with
+    /// `allow_auto_topic_creation`, `auto.create.topics.enable`), through the
+    /// active controller, and waits until they are in this broker's image.
+    /// Returns the error code of each topic that could not be created.
     pub async fn auto_create(&self, names: &[String]) -> Vec<(String, i16)> {
         self.creator.auto_create(names).await
     }
