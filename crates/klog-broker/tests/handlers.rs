@@ -102,6 +102,8 @@ async fn offset_commit_refuses_partitions_that_do_not_exist() {
     let dir = tempfile::tempdir().expect("tempdir");
     let n = node_with_topic(dir.path(), "t", 2).await;
     let b = n.broker();
+    // `__consumer_offsets` loads in the background; until then COORDINATOR_LOAD_IN_PROGRESS.
+    b.groups().loaded().await;
     let part = |index, offset| {
         OffsetCommitRequestPartition::default()
             .with_partition_index(index)

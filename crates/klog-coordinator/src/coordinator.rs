@@ -3,9 +3,16 @@
 //!
 //! Call order for a runtime:
 //!
-//! 1. At start, feed every record of the `__consumer_offsets` partitions, in log
-//!    order, to [`GroupCoordinator::load_record`], then call
-//!    [`GroupCoordinator::finish_loading`].
+//! 1. When this node becomes the coordinator of a `__consumer_offsets` partition,
+//!    read and decode its records ([`LoadRecord::decode`]) and hand them over in
+//!    log order with [`GroupCoordinator::load_partition`] (or, for a whole log at
+//!    start, [`GroupCoordinator::load_record`] for each record, then
+//!    [`GroupCoordinator::finish_loading`]); when it stops, call
+//!    [`GroupCoordinator::unload_partition`]. The coordinator has no "loading"
+//!    state: until `load_partition` it simply holds no groups of that partition,
+//!    and it is the runtime, which routes requests to it, that answers
+//!    COORDINATOR_LOAD_IN_PROGRESS for them meanwhile (as it answers
+//!    NOT_COORDINATOR for partitions it does not lead).
 //! 2. For each request, call the matching method with `now` (ms since the epoch).
 //!    Methods whose answer never waits (heartbeat, commit, fetch, leave, ...)
 //!    return it; JoinGroup and SyncGroup may have to wait for other members, so
@@ -378,6 +385,55 @@ impl Ctx<'_> {
                 value: Some(encode_group_value(&group.to_value())),
             },
         });
+    }
+}
+
+/// One `__consumer_offsets` record, decoded, for [`GroupCoordinator::load_partition`]
+/// or [`GroupCoordinator::apply_load_record`]. Decoding is separate from applying
+/// so that a runtime can read and decode a whole partition without holding the
+/// coordinator, then hand it the result in one short step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadRecord {
+    /// `OffsetCommitKey` with its value, or `None` for a tombstone.
+    Offset {
+        /// Group id.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The committed offset; `None`: deleted.
+        value: Option<OffsetValue>,
+    },
+    /// `GroupMetadataKey` with its value, or `None` for a tombstone.
+    Group {
+        /// Group id.
+        group: String,
+        /// The group's membership; `None`: the group was deleted.
+        value: Option<schema::GroupValue>,
+    },
+}
+
+impl LoadRecord {
+    /// Decodes a record's key and value (Kafka's schemas, [`schema`]).
+    pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Self, SchemaError> {
+        Ok(match schema::decode_key(key)? {
+            RecordKey::Offset {
+                group,
+                topic,
+                partition,
+            } => LoadRecord::Offset {
+                group,
+                topic,
+                partition,
+                value: value.map(schema::decode_offset_value).transpose()?,
+            },
+            RecordKey::Group { group } => LoadRecord::Group {
+                group,
+                value: value.map(schema::decode_group_value).transpose()?,
+            },
+        })
     }
 }
 
@@ -1077,16 +1133,48 @@ impl GroupCoordinator {
     // -----------------------------------------------------------------------------
     // Loading from __consumer_offsets
 
-    /// Applies one `__consumer_offsets` record (in log order) while loading.
+    /// Applies one `__consumer_offsets` record (in log order) while loading:
+    /// [`LoadRecord::decode`] then [`GroupCoordinator::apply_load_record`].
     pub fn load_record(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), SchemaError> {
-        match schema::decode_key(key)? {
-            RecordKey::Offset {
+        self.apply_load_record(LoadRecord::decode(key, value)?);
+        Ok(())
+    }
+
+    /// Loads one `__consumer_offsets` partition this node now coordinates, from
+    /// its records (decoded beforehand, in log order, off whatever lock guards
+    /// the coordinator): whatever the coordinator still held of the partition is
+    /// unloaded first ([`GroupCoordinator::unload_partition`]: a JoinGroup or
+    /// SyncGroup waiting in one of its groups is answered NOT_COORDINATOR), so
+    /// the groups are the log's alone; then the records are applied and loading
+    /// ends for this partition ([`GroupCoordinator::finish_loading_partition`]).
+    ///
+    /// Loading over live groups instead left a group Stable with a member still
+    /// waiting in a JoinGroup nobody would answer (found by the broker's cluster
+    /// simulation, seed 183), hence the unload.
+    pub fn load_partition(
+        &mut self,
+        partition: i32,
+        records: impl IntoIterator<Item = LoadRecord>,
+        now: i64,
+    ) {
+        self.unload_partition(partition);
+        for r in records {
+            self.apply_load_record(r);
+        }
+        self.finish_loading_partition(Some(partition), now);
+    }
+
+    /// Applies one decoded `__consumer_offsets` record (in log order) while
+    /// loading.
+    pub fn apply_load_record(&mut self, record: LoadRecord) {
+        match record {
+            LoadRecord::Offset {
                 group,
                 topic,
                 partition,
+                value,
             } => match value {
                 Some(v) => {
-                    let v = schema::decode_offset_value(v)?;
                     self.groups
                         .entry(group.clone())
                         .or_insert_with(|| Group::new(group, None))
@@ -1099,9 +1187,8 @@ impl GroupCoordinator {
                     }
                 }
             },
-            RecordKey::Group { group } => match value {
+            LoadRecord::Group { group, value } => match value {
                 Some(v) => {
-                    let v = schema::decode_group_value(v)?;
                     let g = self
                         .groups
                         .entry(group.clone())
@@ -1156,7 +1243,6 @@ impl GroupCoordinator {
                 }
             },
         }
-        Ok(())
     }
 
     /// Ends loading: groups with members are Stable (their sessions start now), the
@@ -1838,6 +1924,48 @@ mod tests {
             restarted.heartbeat("g", 1, &member, 11_501),
             code(ResponseError::UnknownMemberId)
         );
+    }
+
+    /// Loading a partition over groups still in memory (this node led it at an
+    /// earlier epoch and a new one began) rebuilds them from the records alone, and
+    /// the member left waiting in a JoinGroup hears NOT_COORDINATOR rather than
+    /// waiting for ever (the cluster simulation's seed 183). Groups of other
+    /// partitions are left alone.
+    #[test]
+    fn load_partition_replaces_what_was_held() {
+        let mut c = GroupCoordinator::new(config());
+        let (id, actions) = stable_group(&mut c);
+        let records: Vec<LoadRecord> = persisted(&actions)
+            .iter()
+            .map(|r| LoadRecord::decode(&r.key, r.value.as_deref()).expect("decode"))
+            .collect();
+        // A second member's JoinGroup starts a rebalance and waits.
+        c.join(join(7, "", None, b"sub2"), 10);
+        c.take_actions();
+        let mut other = join(9, "", None, b"x");
+        other.group_id = "elsewhere".into();
+        c.join(other, 12);
+        c.take_actions();
+        let p = c.partition_for("g");
+        assert_ne!(c.partition_for("elsewhere"), p, "test needs two partitions");
+        let elsewhere = c.group_state("elsewhere");
+        assert!(elsewhere.is_some());
+        c.load_partition(p, records, 1_000);
+        let answered = c.take_actions();
+        assert!(
+            answered.iter().any(|a| matches!(
+                a,
+                Action::RespondJoin { response, .. }
+                    if response.error == code(ResponseError::NotCoordinator)
+            )),
+            "{answered:?}"
+        );
+        assert_eq!(c.group_state("g"), Some(GroupState::Stable));
+        assert_eq!(c.generation("g"), Some(1));
+        assert_eq!(c.describe_group("g").members.len(), 1);
+        assert_eq!(c.describe_group("g").members[0].member_id, id);
+        assert_eq!(c.fetch_offsets("g", None)[0].offset, 42);
+        assert_eq!(c.group_state("elsewhere"), elsewhere);
     }
 
     #[test]

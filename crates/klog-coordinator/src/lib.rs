@@ -18,7 +18,7 @@
 //!  complete_commit(id,ok) ─┤              │     (records for __consumer_offsets,
 //!  delete_offsets/groups  ─┤              │      built into batches by build_batch)
 //!  tick(now)              ─┤              │
-//!  load_record(key,value) ─┘              └── immediate answers: heartbeat, leave,
+//!  load_partition(records)─┘              └── immediate answers: heartbeat, leave,
 //!                                             commit, fetch, list, describe, delete
 //! ```
 //!
@@ -60,7 +60,7 @@ pub mod schema;
 pub use coordinator::{
     Action, CommitId, CommitPartition, CoordinatorConfig, DescribedMember, FetchedOffset,
     GroupCoordinator, GroupDescription, JoinGroup, JoinResponse, JoinedMember, LeaveResponse,
-    ListedGroup, MemberRef, OffsetCommit, RequestId, SyncGroup, SyncResponse,
+    ListedGroup, LoadRecord, MemberRef, OffsetCommit, RequestId, SyncGroup, SyncResponse,
 };
 pub use group::{GroupState, Protocol};
 pub use schema::{OFFSETS_TOPIC, OffsetsRecord, build_batch, partition_for};

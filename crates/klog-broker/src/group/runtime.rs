@@ -19,7 +19,22 @@
 //!
 //! At start-up the `__consumer_offsets` topic is created if missing
 //! (`offsets.topic.num.partitions`, no time retention, since klog has no log
-//! compaction yet) and every partition is replayed into the coordinator.
+//! compaction yet).
+//!
+//! A partition of it that this broker comes to lead is loaded in the background
+//! (as Kafka's `GroupMetadataManager.scheduleLoadGroupAndOffsets`), never under the
+//! mutex nor on an async worker thread:
+//!
+//! ```text
+//!  publisher: BecameLeader(p) ─► load_partition(p): under the mutex, unload p's
+//!       groups, mark p loading with a fresh load id; spawn ──┐
+//!                                                            ▼
+//!  task::blocking: read and decode p's log (no groups mutex) ──► install(p, id):
+//!       under the mutex, if p is still loading with this id, coordinator.load_partition
+//!  meanwhile: requests for p's groups ─► COORDINATOR_LOAD_IN_PROGRESS (retriable)
+//!  StoppedLeading(p) / a later BecameLeader(p): the mark goes / gets a new id, so the
+//!       load in flight finds itself superseded and installs nothing
+//! ```
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,7 +69,8 @@ use klog_codec::protocol::messages::{
 use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes};
 use klog_coordinator::{
     Action, CommitId, CommitPartition, CoordinatorConfig, GroupCoordinator, JoinResponse,
-    MemberRef, OFFSETS_TOPIC, OffsetCommit, Protocol, RequestId, SyncResponse, build_batch,
+    LoadRecord, MemberRef, OFFSETS_TOPIC, OffsetCommit, Protocol, RequestId, SyncResponse,
+    build_batch,
 };
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -63,6 +79,7 @@ use crate::config::BrokerConfig;
 use crate::controller::auto_create::TopicCreator;
 use crate::metadata::store::MetadataStore;
 use crate::replica::manager::ReplicaManager;
+use crate::replica::partition::Partition;
 
 /// The error message transactional requests get: klog has no transactions.
 const TRANSACTIONS_UNSUPPORTED: &str = "klog does not support transactions (no transaction coordinator); \
@@ -79,6 +96,33 @@ struct Inner {
     next_request: RequestId,
     joins: HashMap<RequestId, oneshot::Sender<JoinResponse>>,
     syncs: HashMap<RequestId, oneshot::Sender<SyncResponse>>,
+    /// The `__consumer_offsets` partitions being loaded in the background. The
+    /// coordinator holds none of their groups meanwhile, and no request reaches
+    /// them: each is answered COORDINATOR_LOAD_IN_PROGRESS (see
+    /// [`Groups::refusal`]).
+    ///
+    /// Loading is tracked here, not in the coordinator: to the state machine a
+    /// loading partition is one whose groups it does not hold yet, exactly as
+    /// for a partition this broker does not lead, and which requests it may see
+    /// is the runtime's routing decision (as NOT_COORDINATOR is); the answer
+    /// also differs per request in wire-compatibility ways (SyncGroup says
+    /// REBALANCE_IN_PROGRESS, Heartbeat says nothing is wrong), which belong
+    /// with the rest of the request mapping.
+    loading: HashMap<i32, Loading>,
+    /// The id of the last load started; ids are never reused.
+    last_load: u64,
+}
+
+/// One background load in flight.
+struct Loading {
+    /// Which load may install its records: a later load of the same partition
+    /// (a new leader epoch) replaces the entry, and an unload removes it, so a
+    /// load that finds another id here (or none) was superseded and installs
+    /// nothing.
+    id: u64,
+    /// Topics deleted while the load was in flight: the records it read may
+    /// still hold their offsets, removed once it installs.
+    deleted_topics: Vec<String>,
 }
 
 /// Consumer-group support of the broker.
@@ -95,6 +139,11 @@ pub struct Groups {
     /// recomputes its next deadline (a new member's session, a rebalance that
     /// started) instead of polling.
     wake: Notify,
+    /// How many `__consumer_offsets` partitions are loading ([`Groups::loaded`]).
+    loading: watch::Sender<usize>,
+    /// A test's hold on background loads.
+    #[cfg(test)]
+    hold: Mutex<Option<Arc<tests::LoadHold>>>,
 }
 
 impl std::fmt::Debug for Groups {
@@ -135,8 +184,13 @@ impl Groups {
                 next_request: 0,
                 joins: HashMap::new(),
                 syncs: HashMap::new(),
+                loading: HashMap::new(),
+                last_load: 0,
             }),
             wake: Notify::new(),
+            loading: watch::Sender::new(0),
+            #[cfg(test)]
+            hold: Mutex::new(None),
             config: config.clone(),
             replicas,
             store,
@@ -234,34 +288,77 @@ impl Groups {
         }
     }
 
-    /// Whether this broker coordinates `group`: it leads the group's partition of
-    /// `__consumer_offsets`. Other brokers answer NOT_COORDINATOR, and the client
-    /// looks the coordinator up again.
-    fn coordinates(&self, group: &str) -> bool {
-        let partition = self.lock_quiet().coordinator.partition_for(group);
-        self.replicas
+    /// Why this broker cannot answer for `group` now, if it cannot: it does not
+    /// lead the group's partition of `__consumer_offsets` (NOT_COORDINATOR: the
+    /// client looks the coordinator up again), or it is still loading it
+    /// (COORDINATOR_LOAD_IN_PROGRESS: the client retries). Asked under the same
+    /// lock as the event the request then feeds the coordinator, so that nothing
+    /// reaches a partition's groups between the start of its load and the install
+    /// (an offset committed in between would be lost when the load installs).
+    fn refusal(&self, inner: &Inner, group: &str) -> Option<ResponseError> {
+        let partition = inner.coordinator.partition_for(group);
+        let leads = self
+            .replicas
             .partition(OFFSETS_TOPIC, partition)
-            .is_some_and(|p| p.is_leader())
+            .is_some_and(|p| p.is_leader());
+        if !leads {
+            Some(ResponseError::NotCoordinator)
+        } else if inner.loading.contains_key(&partition) {
+            Some(ResponseError::CoordinatorLoadInProgress)
+        } else {
+            None
+        }
+    }
+
+    /// Publishes how many partitions are loading, for [`Groups::loaded`].
+    fn loading_changed(&self, inner: &Inner) {
+        self.loading.send_replace(inner.loading.len());
+    }
+
+    /// Waits until no `__consumer_offsets` partition is loading: every partition
+    /// this broker leads (as far as the metadata it has served says) is in the
+    /// coordinator. For tests and tools; requests never wait for it.
+    pub async fn loaded(&self) {
+        let mut rx = self.loading.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// This broker stopped leading `index` of `__consumer_offsets`: its groups
     /// leave memory, and members waiting in them hear NOT_COORDINATOR.
+    /// A load of it still in flight is abandoned: it installs nothing.
     pub fn unload_partition(&self, index: i32) {
         let mut inner = self.lock();
+        inner.loading.remove(&index);
+        self.loading_changed(&inner);
         inner.coordinator.unload_partition(index);
         let actions = inner.coordinator.take_actions();
         self.perform(&mut inner, actions);
         tracing::info!(partition = index, "unloaded consumer groups");
     }
 
-    /// Replays one `__consumer_offsets` partition this broker now leads into the
-    /// coordinator. Whatever the coordinator still held of it (this broker led
-    /// it at an earlier epoch, and a new one began without a leader in between)
-    /// is unloaded first: requests parked in its groups hear NOT_COORDINATOR and
-    /// the groups are rebuilt from the log alone. (Loading over them set the
-    /// groups Stable with a member still waiting in a JoinGroup nobody would
-    /// answer; found by the simulation, seed 183.)
-    pub fn load_partition(&self, index: i32) {
+    /// Starts loading one `__consumer_offsets` partition this broker now leads,
+    /// and returns at once: the log is read and decoded on the blocking pool
+    /// ([`klog_client::task::blocking`]) without the groups mutex, and installed
+    /// in one short step under it ([`GroupCoordinator::load_partition`]). Until
+    /// then the partition's groups answer COORDINATOR_LOAD_IN_PROGRESS.
+    ///
+    /// Whatever the coordinator still held of the partition (this broker led it
+    /// at an earlier epoch, and a new one began without a leader in between) is
+    /// unloaded now: requests parked in its groups hear NOT_COORDINATOR and the
+    /// groups are rebuilt from the log alone, which the install does again in
+    /// case anything slipped in. (Loading over them set the groups Stable with a
+    /// member still waiting in a JoinGroup nobody would answer; found by the
+    /// simulation, seed 183.)
+    ///
+    /// Races: each load gets an id recorded with the partition's loading mark.
+    /// [`Groups::unload_partition`] removes the mark and a later `load_partition`
+    /// (a new epoch) replaces it, so the earlier load, when it finishes, finds
+    /// another id or none and installs nothing: a partition is never left loaded
+    /// from a read older than its latest leadership. The read starts after the
+    /// mark is set, and while it is set no request reaches the partition's
+    /// groups, so nothing is appended that the read could miss.
+    pub fn load_partition(self: &Arc<Self>, index: i32) {
         self.adopt_partition_count();
         let Some(p) = self
             .replicas
@@ -270,54 +367,79 @@ impl Groups {
         else {
             return;
         };
+        let id = {
+            let mut inner = self.lock();
+            inner.last_load += 1;
+            let id = inner.last_load;
+            inner.loading.insert(
+                index,
+                Loading {
+                    id,
+                    deleted_topics: Vec::new(),
+                },
+            );
+            self.loading_changed(&inner);
+            inner.coordinator.unload_partition(index);
+            let actions = inner.coordinator.take_actions();
+            self.perform(&mut inner, actions);
+            id
+        };
+        #[cfg(test)]
+        let hold = self.hold.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let groups = Arc::clone(self);
+        klog_client::task::spawn(async move {
+            let read = klog_client::task::blocking(move || read_partition(index, &p)).await;
+            #[cfg(test)]
+            if let Some(hold) = &hold {
+                hold.wait().await;
+            }
+            match read {
+                Ok(records) => groups.install(index, id, records),
+                // A bug (the read panicked): the partition stays loading, its groups
+                // answering a retriable error, rather than served from nothing.
+                Err(e) => tracing::error!(
+                    partition = index,
+                    error = %e,
+                    "loading consumer groups failed; the partition stays loading"
+                ),
+            }
+            #[cfg(test)]
+            if let Some(hold) = &hold {
+                hold.tried.send_modify(|n| *n += 1);
+            }
+        });
+    }
+
+    /// Feeds the records of load `id` of partition `index` to the coordinator,
+    /// unless that load was superseded (see [`Groups::load_partition`]).
+    fn install(&self, index: i32, id: u64, records: Vec<LoadRecord>) {
         let mut inner = self.lock();
-        inner.coordinator.unload_partition(index);
-        let actions = inner.coordinator.take_actions();
-        self.perform(&mut inner, actions);
-        let mut loaded = 0usize;
-        let log = p.log();
-        let mut offset = log.log_start_offset();
-        let end = log.log_end_offset();
-        while offset < end {
-            let bytes = match log.read_to_vec(offset, 1 << 20, end) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(partition = index, error = %e, "cannot read an offsets partition");
-                    break;
-                }
-            };
-            let mut next = offset;
-            for batch in klog_codec::RecordBatches::new(&bytes) {
-                match batch {
-                    Ok((_, b)) => next = b.next_offset(),
-                    Err(_) => break,
-                }
-            }
-            let replayed = klog_coordinator::schema::for_each_record(&bytes, |at, k, v| {
-                if let Err(e) = inner.coordinator.load_record(k, v) {
-                    tracing::warn!(partition = index, offset = at, error = %e, "skipping unreadable group record");
-                }
-                loaded += 1;
-                Ok(())
-            });
-            if let Err(e) = replayed {
-                tracing::error!(partition = index, error = %e, "stopped replaying a damaged partition");
-                break;
-            }
-            if next <= offset {
-                break;
-            }
-            offset = next;
+        if inner.loading.get(&index).is_none_or(|l| l.id != id) {
+            tracing::debug!(
+                partition = index,
+                load = id,
+                "dropping a superseded consumer-group load"
+            );
+            return;
         }
-        drop(log);
-        inner
-            .coordinator
-            .finish_loading_partition(Some(index), now_ms());
-        tracing::debug!(
-            partition = index,
-            records = loaded,
-            "loaded consumer groups"
-        );
+        let Some(loading) = inner.loading.remove(&index) else {
+            return;
+        };
+        let count = records.len();
+        inner.coordinator.load_partition(index, records, now_ms());
+        for topic in &loading.deleted_topics {
+            inner.coordinator.remove_topic_offsets(topic);
+        }
+        let actions = inner.coordinator.take_actions();
+        if !self.perform(&mut inner, actions) {
+            tracing::error!(
+                partition = index,
+                "could not persist the removal of deleted topics' offsets after loading"
+            );
+        }
+        self.loading_changed(&inner);
+        drop(inner);
+        tracing::debug!(partition = index, records = count, "loaded consumer groups");
     }
 
     /// Performs actions in order; returns whether every append succeeded.
@@ -514,14 +636,14 @@ impl Groups {
     ) -> JoinGroupResponse {
         let version = header.api_version;
         let member_id = req.member_id.as_str().to_owned();
-        if !self.coordinates(req.group_id.0.as_str()) {
-            return JoinGroupResponse::default()
-                .with_error_code(code(ResponseError::NotCoordinator))
-                .with_generation_id(-1)
-                .with_member_id(req.member_id.clone());
-        }
         let rx = {
             let mut inner = self.lock();
+            if let Some(e) = self.refusal(&inner, req.group_id.0.as_str()) {
+                return JoinGroupResponse::default()
+                    .with_error_code(code(e))
+                    .with_generation_id(-1)
+                    .with_member_id(req.member_id.clone());
+            }
             inner.next_request += 1;
             let request = inner.next_request;
             let (tx, rx) = oneshot::channel();
@@ -590,18 +712,25 @@ impl Groups {
         r
     }
 
-    /// SyncGroup: waits for the leader's assignment.
+    /// SyncGroup: waits for the leader's assignment. While the group's partition
+    /// loads, REBALANCE_IN_PROGRESS, as Kafka answers: the rebalance the member
+    /// was in is lost with the old coordinator's memory, the member rejoins, and
+    /// older clients do not expect COORDINATOR_LOAD_IN_PROGRESS here.
     pub async fn sync_group(
         &self,
         req: SyncGroupRequest,
         stop: &watch::Receiver<bool>,
     ) -> SyncGroupResponse {
-        if !self.coordinates(req.group_id.0.as_str()) {
-            return SyncGroupResponse::default()
-                .with_error_code(code(ResponseError::NotCoordinator));
-        }
         let rx = {
             let mut inner = self.lock();
+            match self.refusal(&inner, req.group_id.0.as_str()) {
+                None => {}
+                Some(ResponseError::CoordinatorLoadInProgress) => {
+                    return SyncGroupResponse::default()
+                        .with_error_code(code(ResponseError::RebalanceInProgress));
+                }
+                Some(e) => return SyncGroupResponse::default().with_error_code(code(e)),
+            }
             inner.next_request += 1;
             let request = inner.next_request;
             let (tx, rx) = oneshot::channel();
@@ -663,13 +792,16 @@ impl Groups {
     // -------------------------------------------------------------------------------
     // Immediate answers
 
-    /// Heartbeat.
+    /// Heartbeat. While the group's partition loads, no error, as Kafka answers
+    /// ("the group is still loading, so respond just blocking the heartbeat"):
+    /// the member's session starts once the group is loaded.
     pub fn heartbeat(&self, req: &HeartbeatRequest) -> HeartbeatResponse {
-        if !self.coordinates(req.group_id.0.as_str()) {
-            return HeartbeatResponse::default()
-                .with_error_code(code(ResponseError::NotCoordinator));
-        }
         let mut inner = self.lock();
+        match self.refusal(&inner, req.group_id.0.as_str()) {
+            None => {}
+            Some(ResponseError::CoordinatorLoadInProgress) => return HeartbeatResponse::default(),
+            Some(e) => return HeartbeatResponse::default().with_error_code(code(e)),
+        }
         let error = inner.coordinator.heartbeat(
             req.group_id.0.as_str(),
             req.generation_id,
@@ -687,10 +819,6 @@ impl Groups {
 
     /// LeaveGroup: one member (v0-2) or a batch (v3).
     pub fn leave_group(&self, req: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-        if !self.coordinates(req.group_id.0.as_str()) {
-            return LeaveGroupResponse::default()
-                .with_error_code(code(ResponseError::NotCoordinator));
-        }
         let members: Vec<MemberRef> = if version >= 3 {
             req.members
                 .iter()
@@ -707,6 +835,9 @@ impl Groups {
         };
         let result = {
             let mut inner = self.lock();
+            if let Some(e) = self.refusal(&inner, req.group_id.0.as_str()) {
+                return LeaveGroupResponse::default().with_error_code(code(e));
+            }
             let result = inner
                 .coordinator
                 .leave(req.group_id.0.as_str(), members, now_ms());
@@ -743,12 +874,13 @@ impl Groups {
     /// (retriable). A partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION
     /// and nothing is stored for it: as in Kafka, partitions are checked against the
     /// topic metadata before the coordinator sees them, whatever the group's state.
+    /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS, when this broker cannot
+    /// answer for the group, goes to every partition.
     pub async fn offset_commit(
         &self,
         req: &OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
-        let not_coordinator = !self.coordinates(req.group_id.0.as_str());
         // Every requested partition in request order, with whether it exists; the
         // coordinator is given only those that do.
         let mut requested: Vec<(&str, i32, bool)> = Vec::new();
@@ -792,30 +924,35 @@ impl Groups {
             },
             offsets,
         };
-        let (results, appended, staged) = if event.offsets.is_empty() || not_coordinator {
-            // Nothing the coordinator may store: it is not asked at all.
-            (
-                Vec::new(),
-                Some(Vec::new()),
-                StagedCommits::new(self, Vec::new()),
-            )
-        } else {
+        let (refused, results, appended, staged) = {
             let mut inner = self.lock();
-            let results = inner.coordinator.commit_offsets(event, now_ms());
-            let actions = inner.coordinator.take_actions();
-            let staged: Vec<(String, CommitId)> = actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::PersistOffsets {
-                        group,
-                        commit: Some(id),
-                        ..
-                    } => Some((group.clone(), *id)),
-                    _ => None,
-                })
-                .collect();
-            let appended = self.perform_appends(&mut inner, actions);
-            (results, appended, StagedCommits::new(self, staged))
+            let refused = self.refusal(&inner, req.group_id.0.as_str());
+            if event.offsets.is_empty() || refused.is_some() {
+                // Nothing the coordinator may store: it is not asked at all.
+                drop(inner);
+                (
+                    refused,
+                    Vec::new(),
+                    Some(Vec::new()),
+                    StagedCommits::new(self, Vec::new()),
+                )
+            } else {
+                let results = inner.coordinator.commit_offsets(event, now_ms());
+                let actions = inner.coordinator.take_actions();
+                let staged: Vec<(String, CommitId)> = actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::PersistOffsets {
+                            group,
+                            commit: Some(id),
+                            ..
+                        } => Some((group.clone(), *id)),
+                        _ => None,
+                    })
+                    .collect();
+                let appended = self.perform_appends(&mut inner, actions);
+                (None, results, appended, StagedCommits::new(self, staged))
+            }
         };
         // Committed only once the offsets are on the ISR of their partition
         // (acks=all, as Kafka writes them): a new coordinator must find them.
@@ -831,8 +968,8 @@ impl Groups {
         let mut results = results.into_iter();
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, exists) in requested {
-            let error = if not_coordinator {
-                code(ResponseError::NotCoordinator)
+            let error = if let Some(e) = refused {
+                code(e)
             } else if !exists {
                 code(ResponseError::UnknownTopicOrPartition)
             } else {
@@ -858,11 +995,11 @@ impl Groups {
     }
 
     /// OffsetFetch: `topics = null` (v2+) fetches every committed partition.
+    /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS as the top-level error
+    /// (and, before v2, which has none, on every requested partition, as Kafka's
+    /// `OffsetFetchRequest.getErrorResponse`: an empty answer would read as "no
+    /// offsets committed" and reset the consumer).
     pub fn offset_fetch(&self, req: &OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-        if !self.coordinates(req.group_id.0.as_str()) {
-            return OffsetFetchResponse::default()
-                .with_error_code(code(ResponseError::NotCoordinator));
-        }
         let wanted: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|topics| {
             topics
                 .iter()
@@ -873,10 +1010,16 @@ impl Groups {
                 })
                 .collect()
         });
-        let fetched = self
-            .lock()
-            .coordinator
-            .fetch_offsets(req.group_id.0.as_str(), wanted.as_deref());
+        let fetched = {
+            let inner = self.lock();
+            if let Some(e) = self.refusal(&inner, req.group_id.0.as_str()) {
+                drop(inner);
+                return offset_fetch_error(req, version, e);
+            }
+            inner
+                .coordinator
+                .fetch_offsets(req.group_id.0.as_str(), wanted.as_deref())
+        };
         let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
         for f in fetched {
             let mut p = OffsetFetchResponsePartition::default()
@@ -900,8 +1043,12 @@ impl Groups {
 
     /// A topic was deleted: committed offsets for it disappear from every group (and
     /// from `__consumer_offsets`, by tombstones).
+    /// Loads in flight remove them once they install.
     pub fn topic_deleted(&self, topic: &str) {
         let mut inner = self.lock();
+        for l in inner.loading.values_mut() {
+            l.deleted_topics.push(topic.to_owned());
+        }
         inner.coordinator.remove_topic_offsets(topic);
         let actions = inner.coordinator.take_actions();
         if !self.perform(&mut inner, actions) {
@@ -928,7 +1075,8 @@ impl Groups {
         ListGroupsResponse::default().with_groups(groups)
     }
 
-    /// DescribeGroups.
+    /// DescribeGroups. A group this broker cannot answer for gets
+    /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
     pub fn describe_groups(
         &self,
         req: &DescribeGroupsRequest,
@@ -939,6 +1087,11 @@ impl Groups {
             .groups
             .iter()
             .map(|id| {
+                if let Some(e) = self.refusal(&inner, id.0.as_str()) {
+                    return DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_error_code(code(e));
+                }
                 let d = inner.coordinator.describe_group(id.0.as_str());
                 DescribedGroup::default()
                     .with_group_id(id.clone())
@@ -967,19 +1120,34 @@ impl Groups {
         DescribeGroupsResponse::default().with_groups(groups)
     }
 
-    /// DeleteGroups.
+    /// DeleteGroups. A group this broker cannot answer for gets NOT_COORDINATOR
+    /// or COORDINATOR_LOAD_IN_PROGRESS; the others are deleted if empty.
     pub fn delete_groups(&self, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
-        let ids: Vec<String> = req
-            .groups_names
-            .iter()
-            .map(|g| g.0.as_str().to_owned())
-            .collect();
         let results = {
             let mut inner = self.lock();
-            let results = inner.coordinator.delete_groups(&ids, now_ms());
+            let refused: Vec<(String, Option<ResponseError>)> = req
+                .groups_names
+                .iter()
+                .map(|g| (g.0.as_str().to_owned(), self.refusal(&inner, g.0.as_str())))
+                .collect();
+            let ids: Vec<String> = refused
+                .iter()
+                .filter(|(_, e)| e.is_none())
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut deleted = inner.coordinator.delete_groups(&ids, now_ms()).into_iter();
             let actions = inner.coordinator.take_actions();
             self.perform(&mut inner, actions);
-            results
+            // The coordinator answers each group it was given, in order.
+            refused
+                .into_iter()
+                .map(|(id, e)| match e {
+                    Some(e) => (id, code(e)),
+                    None => deleted
+                        .next()
+                        .unwrap_or((id, code(ResponseError::UnknownServerError))),
+                })
+                .collect::<Vec<_>>()
         };
         DeleteGroupsResponse::default().with_results(
             results
@@ -993,7 +1161,8 @@ impl Groups {
         )
     }
 
-    /// OffsetDelete.
+    /// OffsetDelete. NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS as the
+    /// top-level error when this broker cannot answer for the group.
     pub fn offset_delete(&self, req: &OffsetDeleteRequest) -> OffsetDeleteResponse {
         let partitions: Vec<(String, i32)> = req
             .topics
@@ -1006,6 +1175,9 @@ impl Groups {
             .collect();
         let (error, results) = {
             let mut inner = self.lock();
+            if let Some(e) = self.refusal(&inner, req.group_id.0.as_str()) {
+                return OffsetDeleteResponse::default().with_error_code(code(e));
+            }
             let r = inner
                 .coordinator
                 .delete_offsets(req.group_id.0.as_str(), &partitions);
@@ -1033,6 +1205,41 @@ impl Groups {
     }
 }
 
+/// The OffsetFetch answer when this broker cannot answer for the group: `error` at
+/// the top level, and before v2 (which has no top-level error) on every requested
+/// partition, with no offset (Kafka's `OffsetFetchRequest.getErrorResponse`).
+fn offset_fetch_error(
+    req: &OffsetFetchRequest,
+    version: i16,
+    error: ResponseError,
+) -> OffsetFetchResponse {
+    let mut r = OffsetFetchResponse::default().with_error_code(code(error));
+    if version < 2 {
+        r.topics = req
+            .topics
+            .iter()
+            .flatten()
+            .map(|t| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|&p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_metadata(Some(str_bytes("")))
+                                    .with_error_code(code(error))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+    }
+    r
+}
+
 /// Waits for a delayed response; `None` if the broker stops first.
 async fn wait<T>(rx: oneshot::Receiver<T>, stop: &watch::Receiver<bool>) -> Option<T> {
     let mut stop = stop.clone();
@@ -1053,6 +1260,54 @@ async fn wait<T>(rx: oneshot::Receiver<T>, stop: &watch::Receiver<bool>) -> Opti
 fn member_id_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(0u8)
+}
+
+/// Reads and decodes `partition` (index `index` of `__consumer_offsets`) from its
+/// log start to its log end as of now: blocking file work, for the blocking pool.
+/// The log's lock is taken per chunk, not for the whole read. An unreadable
+/// record is skipped, a damaged batch ends the read (what came before it is
+/// loaded), as Kafka's loader does.
+fn read_partition(index: i32, partition: &Partition) -> Vec<LoadRecord> {
+    let mut records = Vec::new();
+    let (mut offset, end) = {
+        let log = partition.log();
+        (log.log_start_offset(), log.log_end_offset())
+    };
+    while offset < end {
+        let read = partition.log().read_to_vec(offset, 1 << 20, end);
+        let bytes = match read {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(partition = index, error = %e, "cannot read an offsets partition");
+                break;
+            }
+        };
+        let mut next = offset;
+        for batch in klog_codec::RecordBatches::new(&bytes) {
+            match batch {
+                Ok((_, b)) => next = b.next_offset(),
+                Err(_) => break,
+            }
+        }
+        let replayed = klog_coordinator::schema::for_each_record(&bytes, |at, k, v| {
+            match LoadRecord::decode(k, v) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    tracing::warn!(partition = index, offset = at, error = %e, "skipping unreadable group record");
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = replayed {
+            tracing::error!(partition = index, error = %e, "stopped replaying a damaged partition");
+            break;
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    records
 }
 
 /// Appends records for `group` to its `__consumer_offsets` partition through the
@@ -1089,5 +1344,256 @@ fn append(
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use klog_codec::protocol::messages::create_topics_request::CreatableTopic;
+    use klog_codec::protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use klog_codec::protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use klog_codec::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use klog_codec::protocol::messages::{CreateTopicsRequest, join_group_request};
+    use tokio::sync::Semaphore;
+
+    use crate::node::Node;
+
+    /// A test's hold on the background loads started while it is in place: each
+    /// reads its records, counts itself in `read` and waits for a permit of
+    /// `release` before it installs them (or finds itself superseded), then counts
+    /// itself in `tried`. Tests wait on these counts, never on time.
+    pub(super) struct LoadHold {
+        read: watch::Sender<usize>,
+        release: Semaphore,
+        pub(super) tried: watch::Sender<usize>,
+    }
+
+    impl LoadHold {
+        /// Called by a held load between its read and its install.
+        pub(super) async fn wait(&self) {
+            self.read.send_modify(|n| *n += 1);
+            if let Ok(permit) = self.release.acquire().await {
+                permit.forget();
+            }
+        }
+
+        async fn reads(&self, n: usize) {
+            let _ = self.read.subscribe().wait_for(|r| *r >= n).await;
+        }
+
+        async fn release_one_and_wait(&self, tried: usize) {
+            self.release.add_permits(1);
+            let _ = self.tried.subscribe().wait_for(|t| *t >= tried).await;
+        }
+    }
+
+    impl Groups {
+        /// Holds every load started from now on (see [`LoadHold`]).
+        fn hold_loads(&self) -> Arc<LoadHold> {
+            let hold = Arc::new(LoadHold {
+                read: watch::Sender::new(0),
+                release: Semaphore::new(0),
+                tried: watch::Sender::new(0),
+            });
+            *self.hold.lock().expect("hold") = Some(hold.clone());
+            hold
+        }
+    }
+
+    const GROUP: &str = "g";
+
+    /// A one-node cluster with topic `t` (1 partition) and one `__consumer_offsets`
+    /// partition, loaded.
+    async fn node(dir: &std::path::Path) -> (Arc<Node>, Arc<Groups>) {
+        let pairs = [
+            ("log.dirs".to_owned(), dir.display().to_string()),
+            ("offsets.topic.num.partitions".to_owned(), "1".to_owned()),
+        ];
+        let config = BrokerConfig::from_pairs(pairs).expect("config").0;
+        let n = Node::start(config).await.expect("node");
+        let created = n
+            .broker()
+            .create_topics(&CreateTopicsRequest::default().with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ]))
+            .await;
+        assert_eq!(created.topics[0].error_code, 0);
+        let groups = n.broker().groups_arc();
+        groups.loaded().await;
+        (n, groups)
+    }
+
+    fn group() -> GroupId {
+        GroupId(str_bytes(GROUP))
+    }
+
+    /// Commits `offset` for `t-0` as a standalone consumer; the error code.
+    async fn commit(groups: &Groups, offset: i64) -> i16 {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(group())
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(offset),
+                    ]),
+            ]);
+        groups.offset_commit(&req, 7).await.topics[0].partitions[0].error_code
+    }
+
+    /// OffsetFetch v`version` of `t-0`: (top-level error, partition error, offset).
+    fn fetch(groups: &Groups, version: i16) -> (i16, i16, i64) {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(group())
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_partition_indexes(vec![0]),
+            ]));
+        let r = groups.offset_fetch(&req, version);
+        let p = r.topics.first().and_then(|t| t.partitions.first());
+        (
+            r.error_code,
+            p.map_or(-99, |p| p.error_code),
+            p.map_or(-99, |p| p.committed_offset),
+        )
+    }
+
+    const LOADING: i16 = 14;
+
+    /// While a `__consumer_offsets` partition loads, its groups' requests are
+    /// answered at once, as Kafka's GroupCoordinator answers them
+    /// (`validateGroupStatus`): COORDINATOR_LOAD_IN_PROGRESS, except SyncGroup
+    /// (REBALANCE_IN_PROGRESS) and Heartbeat (no error); FindCoordinator as usual.
+    /// Once loaded, the offsets committed before are there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_loading_partition_answers_load_in_progress_then_serves_its_offsets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_n, groups) = node(dir.path()).await;
+        assert_eq!(commit(&groups, 5).await, 0);
+        assert_eq!(fetch(&groups, 7), (0, 0, 5));
+
+        let hold = groups.hold_loads();
+        // A new leader epoch of the partition, as the publisher reports it.
+        groups.load_partition(0);
+        hold.reads(1).await;
+
+        assert_eq!(fetch(&groups, 7).0, LOADING);
+        assert_eq!(
+            fetch(&groups, 1),
+            (LOADING, LOADING, -1),
+            "v1: on the partition"
+        );
+        assert_eq!(commit(&groups, 9).await, LOADING);
+        let (_stop_tx, stop) = watch::channel(false);
+        let header = RequestHeader {
+            api_key: 11,
+            api_version: 5,
+            correlation_id: 1,
+            client_id: None,
+        };
+        let join = JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(str_bytes("consumer"))
+            .with_protocols(vec![
+                join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(str_bytes("range")),
+            ]);
+        let joined = groups.join_group(&header, None, join, &stop).await;
+        assert_eq!(joined.error_code, LOADING);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group())
+            .with_generation_id(1)
+            .with_member_id(str_bytes("m"));
+        assert_eq!(
+            groups.sync_group(sync, &stop).await.error_code,
+            code(ResponseError::RebalanceInProgress)
+        );
+        let heartbeat = HeartbeatRequest::default()
+            .with_group_id(group())
+            .with_generation_id(1)
+            .with_member_id(str_bytes("m"));
+        assert_eq!(groups.heartbeat(&heartbeat).error_code, 0);
+        let leave = LeaveGroupRequest::default()
+            .with_group_id(group())
+            .with_member_id(str_bytes("m"));
+        assert_eq!(groups.leave_group(&leave, 1).error_code, LOADING);
+        let describe = DescribeGroupsRequest::default().with_groups(vec![group()]);
+        assert_eq!(
+            groups.describe_groups(&describe, 5).groups[0].error_code,
+            LOADING
+        );
+        let delete = DeleteGroupsRequest::default().with_groups_names(vec![group()]);
+        assert_eq!(groups.delete_groups(&delete).results[0].error_code, LOADING);
+        let offset_delete = OffsetDeleteRequest::default()
+            .with_group_id(group())
+            .with_topics(vec![
+                OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0),
+                    ]),
+            ]);
+        assert_eq!(groups.offset_delete(&offset_delete).error_code, LOADING);
+        let find = FindCoordinatorRequest::default().with_key(str_bytes(GROUP));
+        let found = groups.find_coordinator(&find, 2).await;
+        assert_eq!(found.error_code, 0);
+        assert!(found.node_id.0 >= 0 && found.port > 0, "{found:?}");
+
+        hold.release_one_and_wait(1).await;
+        groups.loaded().await;
+        assert_eq!(fetch(&groups, 7), (0, 0, 5));
+        assert_eq!(commit(&groups, 9).await, 0);
+        assert_eq!(fetch(&groups, 7), (0, 0, 9));
+    }
+
+    /// A load overtaken by a newer one (a new leader epoch) or by an unload
+    /// installs nothing when it finishes: it neither ends the newer load's
+    /// loading state nor brings back what it read (here an offset committed
+    /// since, which would go backwards).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_superseded_load_installs_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_n, groups) = node(dir.path()).await;
+        assert_eq!(commit(&groups, 5).await, 0);
+
+        let hold = groups.hold_loads();
+        groups.load_partition(0);
+        hold.reads(1).await;
+        groups.load_partition(0);
+        hold.reads(2).await;
+        // The first load goes on: superseded, the partition is still loading.
+        hold.release_one_and_wait(1).await;
+        assert_eq!(fetch(&groups, 7).0, LOADING);
+        hold.release_one_and_wait(2).await;
+        groups.loaded().await;
+        assert_eq!(fetch(&groups, 7), (0, 0, 5));
+
+        // A load read `5`; the partition is unloaded, and 7 committed after.
+        groups.load_partition(0);
+        hold.reads(3).await;
+        groups.unload_partition(0);
+        assert_eq!(commit(&groups, 7).await, 0);
+        hold.release_one_and_wait(3).await;
+        assert_eq!(fetch(&groups, 7), (0, 0, 7), "the stale read was dropped");
+
+        // The log has 7: a fresh load finds it.
+        *groups.hold.lock().expect("hold") = None;
+        groups.load_partition(0);
+        groups.loaded().await;
+        assert_eq!(fetch(&groups, 7), (0, 0, 7));
     }
 }

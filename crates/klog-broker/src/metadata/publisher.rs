@@ -16,6 +16,13 @@
 //! Changes are applied one at a time, in log order, each with the image it
 //! produced; only then is the offset marked served, which is what forwarded admin
 //! requests wait for before they answer (as Kafka's do).
+//!
+//! Loading a `__consumer_offsets` partition is only started here: the group
+//! runtime reads it in the background ([`Groups::load_partition`]), its groups
+//! answering COORDINATOR_LOAD_IN_PROGRESS meanwhile, so neither this loop nor the
+//! group requests of other partitions wait for the replay. Starts and unloads are
+//! still made here in log order, which is what lets a load overtaken by a later
+//! leadership change know it is stale.
 
 use std::sync::Arc;
 
@@ -83,8 +90,8 @@ impl MetadataPublisher {
     }
 
     /// Hands the group runtime what the replica manager did: deleted topics lose
-    /// their group offsets; `__consumer_offsets` partitions led here are loaded,
-    /// and unloaded when no longer led.
+    /// their group offsets; `__consumer_offsets` partitions led here start loading
+    /// in the background, and are unloaded when no longer led.
     fn publish(&self, events: Vec<ReplicaEvent>) {
         for e in events {
             match e {
