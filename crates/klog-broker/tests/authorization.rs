@@ -90,6 +90,8 @@ async fn node(dir: &std::path::Path) -> Arc<Node> {
     for name in ["open", "secret"] {
         n.broker().create_topic(name, 1, 1).await.expect("create");
     }
+    // The offsets partition loads in the background; group answers wait for it.
+    n.broker().groups().loaded().await;
     n
 }
 
