@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::broker::{Broker, PendingProduce, Reply};
 use crate::config::FetchMode;
-use crate::net::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
+use klog_rt::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
 
 /// How long shutdown waits for connections to finish their in-flight request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

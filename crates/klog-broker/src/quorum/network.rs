@@ -183,7 +183,7 @@ impl PeerClient {
             conn.write_all(&frame).await.map_err(CallError::Network)?;
             self.buf.clear();
             let response =
-                crate::net::frame::read_frame(&mut conn, &mut self.buf, self.max_frame_size)
+                klog_rt::frame::read_frame(&mut conn, &mut self.buf, self.max_frame_size)
                     .await
                     .map_err(CallError::Network)?
                     .ok_or_else(|| CallError::Network(invalid("connection closed by the peer")))?;

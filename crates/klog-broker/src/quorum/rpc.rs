@@ -176,7 +176,7 @@ pub async fn serve<H: FrameHandler>(
 ) -> io::Result<()> {
     let listener = listener.into();
     let mut connections = JoinSet::new();
-    crate::net::frame::accept_until(&listener, &mut connections, shutdown, |stream, peer| {
+    klog_rt::frame::accept_until(&listener, &mut connections, shutdown, |stream, peer| {
         let handler = handler.clone();
         async move {
             if let Err(e) = serve_connection(stream, &*handler, max_frame_size).await {
@@ -210,8 +210,7 @@ where
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     loop {
-        let Some(frame) =
-            crate::net::frame::read_frame(&mut stream, &mut buf, max_frame_size).await?
+        let Some(frame) = klog_rt::frame::read_frame(&mut stream, &mut buf, max_frame_size).await?
         else {
             return Ok(());
         };

@@ -1,17 +1,26 @@
-//! Kafka framing over a byte stream, shared by the client listener
-//! ([`crate::net::connection`]) and the controller listener (the quorum's RPCs): a 4-byte
-//! size prefix checked before anything is allocated, then the frame; and the accept
-//! loop both listeners run.
+//! Kafka framing over a byte stream, shared by the broker's client listener and its
+//! controller listener (the quorum's RPCs, in `klog-quorum`): a 4-byte size prefix
+//! checked before anything is allocated, then the frame; and the accept loop both
+//! listeners run.
+//!
+//! The size check is the one of `klog_codec::protocol::check_frame_size` (protocol
+//! guide: "Protocol Primitives"), kept here so that this crate depends on tokio and
+//! not on the codec and its compression libraries; a test holds the two to the
+//! same answers.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use klog_client::net::{Listener, Stream};
-use klog_codec::protocol::check_frame_size;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
+
+use crate::net::{Listener, Stream};
+
+/// The smallest frame that can carry a request header: api key, api version and
+/// correlation id (`klog_codec::protocol::MIN_REQUEST_SIZE`).
+pub const MIN_FRAME_SIZE: usize = 8;
 
 /// A connection's read buffer keeps its allocation between requests unless a frame
 /// was larger than this (a rare huge request): that allocation is given back once
@@ -51,8 +60,7 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
         .get(..4)
         .and_then(|b| b.try_into().ok())
         .unwrap_or_default();
-    let size = check_frame_size(i32::from_be_bytes(prefix), max)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let size = check_frame_size(i32::from_be_bytes(prefix), max)?;
     let total = 4 + size;
     while buf.len() < total {
         if buf.capacity() == buf.len() {
@@ -67,6 +75,25 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     }
     buf.advance(4);
     Ok(Some(buf.split_to(size)))
+}
+
+/// Checks an untrusted size prefix against `max` (and [`MIN_FRAME_SIZE`]) and
+/// returns it as a `usize`; a refused size is an [`io::ErrorKind::InvalidData`]
+/// error, after which the caller closes the connection.
+fn check_frame_size(raw: i32, max: usize) -> io::Result<usize> {
+    let refuse = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+    let Ok(size) = usize::try_from(raw) else {
+        return refuse(format!("negative frame size {raw}"));
+    };
+    if size < MIN_FRAME_SIZE {
+        return refuse(format!("frame size {raw} is smaller than a request header"));
+    }
+    if size > max {
+        return refuse(format!(
+            "frame size {size} exceeds the maximum of {max} bytes"
+        ));
+    }
+    Ok(size)
 }
 
 /// Accepts connections on `listener` until `shutdown` completes, running `serve`'s
@@ -86,7 +113,7 @@ pub async fn accept_until<F, Fut>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(klog_client::task::inherit(serve(stream, peer)));
+                    connections.spawn(crate::task::inherit(serve(stream, peer)));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
