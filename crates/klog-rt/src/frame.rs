@@ -125,3 +125,58 @@ pub async fn accept_until<F, Fut>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The local check refuses exactly what the codec's does, with the same words.
+    #[test]
+    fn size_check_agrees_with_the_codec() {
+        use klog_codec::protocol::frame::{DEFAULT_MAX_REQUEST_SIZE, MIN_REQUEST_SIZE};
+        assert_eq!(MIN_FRAME_SIZE, MIN_REQUEST_SIZE);
+        for max in [100, DEFAULT_MAX_REQUEST_SIZE] {
+            for raw in [i32::MIN, -1, 0, 3, 7, 8, 99, 100, 101, i32::MAX] {
+                let ours = check_frame_size(raw, max).map_err(|e| e.to_string());
+                let codec =
+                    klog_codec::protocol::check_frame_size(raw, max).map_err(|e| e.to_string());
+                assert_eq!(ours, codec, "size {raw}, max {max}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_frames_and_keeps_the_next_one_buffered() {
+        let mut wire = Vec::new();
+        for body in [&b"12345678"[..], b"abcdefghij"] {
+            wire.extend_from_slice(&u32::try_from(body.len()).expect("len").to_be_bytes());
+            wire.extend_from_slice(body);
+        }
+        let mut reader = &wire[..];
+        let mut buf = BytesMut::new();
+        let first = read_frame(&mut reader, &mut buf, 100).await.expect("read");
+        assert_eq!(first.as_deref(), Some(&b"12345678"[..]));
+        let second = read_frame(&mut reader, &mut buf, 100).await.expect("read");
+        assert_eq!(second.as_deref(), Some(&b"abcdefghij"[..]));
+        assert!(
+            read_frame(&mut reader, &mut buf, 100)
+                .await
+                .expect("end")
+                .is_none()
+        );
+
+        let mut torn = &wire[..6];
+        let err = read_frame(&mut torn, &mut BytesMut::new(), 100).await;
+        assert_eq!(
+            err.map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::UnexpectedEof)
+        );
+        // The first frame (8 bytes) is over a limit of 7: refused before its body.
+        let mut big = &wire[..];
+        let err = read_frame(&mut big, &mut BytesMut::new(), 7).await;
+        assert_eq!(
+            err.map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::InvalidData)
+        );
+    }
+}
