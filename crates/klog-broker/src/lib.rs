@@ -36,7 +36,6 @@ pub mod net;
 pub mod node;
 pub mod policy;
 pub mod producer_ids;
-pub mod quorum;
 pub mod replica;
 pub mod topics;
 

@@ -43,9 +43,9 @@ use crate::controller::runtime::{ControllerHandle, ControllerRuntime};
 use crate::metadata::publisher::MetadataPublisher;
 use crate::metadata::store::{MetadataQuorum, MetadataStateMachineHandle, MetadataStore};
 use crate::policy::CreateTopicPolicy;
-use crate::quorum::{QuorumConfig, QuorumRole};
 use crate::replica::fetcher::ReplicaFetchers;
 use crate::replica::manager::ReplicaManager;
+use klog_quorum::{QuorumConfig, QuorumRole};
 
 /// How long [`Node::start`] waits for the controller to unfence this broker
 /// before it starts serving anyway (a cluster without a quorum cannot do much,
@@ -131,7 +131,7 @@ impl Node {
             QuorumRole::Learner
         };
         let quorum = Arc::new(
-            crate::quorum::Quorum::start(qc, MetadataStateMachineHandle(store.clone()))
+            klog_quorum::Quorum::start(qc, MetadataStateMachineHandle(store.clone()))
                 .await
                 .map_err(|e| StartError::Quorum(e.to_string()))?,
         );
@@ -404,7 +404,7 @@ impl Node {
 
 /// Serves the controller listener (raft RPCs, and the controller APIs on a
 /// controller) until `stop`.
-fn spawn_listener<H: crate::quorum::FrameHandler>(
+fn spawn_listener<H: klog_quorum::FrameHandler>(
     listener: klog_client::net::Listener,
     handler: Arc<H>,
     max_frame: usize,
@@ -414,7 +414,7 @@ fn spawn_listener<H: crate::quorum::FrameHandler>(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = crate::quorum::serve(listener, handler, max_frame, shutdown).await {
+        if let Err(e) = klog_quorum::serve(listener, handler, max_frame, shutdown).await {
             tracing::error!(error = %e, "controller listener failed");
         }
     })

@@ -43,7 +43,7 @@
 //!   blocking file work runs inline on the simulation's thread, followed by the
 //!   node's disk latency (a slow disk) in simulated time;
 //! * **randomness**: turmoil's network from the seed, openraft's election
-//!   timeouts from [`klog_broker::quorum::seed_election_rng`], and everything
+//!   timeouts from [`klog_quorum::seed_election_rng`], and everything
 //!   else that draws from the C library's `getrandom` (`HashMap` keys, and so
 //!   every map's iteration order; tokio's scheduler and `select!` seeds; the
 //!   broker's incarnation id) from a stream [`entropy`] starts at the seed.

@@ -803,7 +803,7 @@ fn data_root() -> PathBuf {
 /// Runs one seed. See the crate docs.
 pub fn run(options: &Options) -> Report {
     crate::install();
-    klog_broker::quorum::seed_election_rng(options.seed);
+    klog_quorum::seed_election_rng(options.seed);
     let nodes = options.nodes;
     let schedule = options
         .schedule

@@ -38,7 +38,7 @@ use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::config::topic::TopicConfig;
 use crate::metadata::store::MetadataStore;
-use crate::quorum::WriteError;
+use klog_quorum::WriteError;
 
 /// What the controller is asked (the decoded form of the controller APIs).
 #[derive(Debug, Clone, PartialEq, Eq)]
