@@ -16,7 +16,7 @@
 //! regions (written with read+write, or sendfile) with long polling woken by appends, keeps topic metadata and
 //! producer ids on disk, and runs retention/flush/checkpoint in the background.
 //!
-//! Consumer groups: [`groups`] runs the `klog-coordinator` state machine, keeping
+//! Consumer groups: [`group`] runs the `klog-coordinator` state machine, keeping
 //! offsets and group metadata in the internal `__consumer_offsets` topic.
 //!
 //! What it does not do (yet): replication to other brokers, transactions, TLS and
