@@ -15,7 +15,7 @@
 //!   metadata: store (the image the quorum's log builds) ──► publisher (the one place
 //!             that applies each change to the replica manager and the groups)
 //!                                                  ▲
-//!  controller listener ──► quorum (openraft) + the controller APIs
+//!  controller listener ──► klog-quorum (openraft) + the controller APIs
 //! ```
 //!
 //! [`node::Node`] builds the services and starts every background task (quorum,
@@ -46,7 +46,6 @@ pub mod net;
 pub mod node;
 pub mod policy;
 pub(crate) mod producer_ids;
-pub mod quorum;
 pub mod replica;
 pub mod security;
 pub mod topics;

@@ -46,10 +46,10 @@ use crate::handlers::{Handlers as Broker, Services};
 use crate::metadata::publisher::MetadataPublisher;
 use crate::metadata::store::{MetadataQuorum, MetadataStateMachineHandle, MetadataStore};
 use crate::policy::CreateTopicPolicy;
-use crate::quorum::{QuorumConfig, QuorumRole};
 use crate::replica::fetcher::ReplicaFetchers;
 use crate::replica::manager::ReplicaManager;
 use crate::security::AllowAll;
+use klog_quorum::{QuorumConfig, QuorumRole};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +158,7 @@ impl Node {
             QuorumRole::Learner
         };
         let quorum = Arc::new(
-            crate::quorum::Quorum::start(qc, MetadataStateMachineHandle(store.clone()))
+            klog_quorum::Quorum::start(qc, MetadataStateMachineHandle(store.clone()))
                 .await
                 .map_err(|e| StartError::Quorum(e.to_string()))?,
         );
@@ -454,7 +454,7 @@ impl Node {
 
 /// Serves the controller listener (raft RPCs, and the controller APIs on a
 /// controller) until `stop`.
-fn spawn_listener<H: crate::quorum::FrameHandler>(
+fn spawn_listener<H: klog_quorum::FrameHandler>(
     listener: klog_client::net::Listener,
     handler: Arc<H>,
     max_frame: usize,
@@ -464,7 +464,7 @@ fn spawn_listener<H: crate::quorum::FrameHandler>(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = crate::quorum::serve(listener, handler, max_frame, shutdown).await {
+        if let Err(e) = klog_quorum::serve(listener, handler, max_frame, shutdown).await {
             tracing::error!(error = %e, "controller listener failed");
         }
     })

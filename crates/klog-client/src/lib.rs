@@ -42,19 +42,20 @@
 //! their background tasks when created or first polled.
 //! Three seams let a simulator run all of this (and the broker) in simulated
 //! time: [`net`] (sockets), [`clock`] (the wall clock) and [`task`] (spawned
-//! tasks, which it can pause, and blocking file work, which it can slow).
+//! tasks, which it can pause, and blocking file work, which it can slow). They
+//! live in `klog-rt` and are re-exported here, so `klog_client::net` and the
+//! others name the same seams as `klog_rt::net`.
 
 pub mod admin;
-pub mod clock;
 mod cluster;
 pub mod conn;
 pub mod consumer;
 pub mod consumer_protocol;
 pub mod error;
 pub mod group;
-pub mod net;
 pub mod producer;
-pub mod task;
+
+pub use klog_rt::{clock, net, task};
 
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, CommittedOffset, ConfigEntry, ConfigResource,

@@ -9,7 +9,7 @@
 //! that starts at a fixed point and that [`seed`] moves. (`rand` 0.8's thread
 //! rng is not covered: its `getrandom` 0.2 makes the system call itself. The
 //! one user of it in a simulation, openraft's election timeouts, is seeded
-//! through [`klog_broker::quorum::seed_election_rng`].) A process that calls [`seed`]
+//! through [`klog_quorum::seed_election_rng`].) A process that calls [`seed`]
 //! before it runs one simulation on one thread therefore hashes, schedules and
 //! draws the same way every time it runs, and so takes the same interleaving
 //! step for step. That is why a sweep runs each seed in a process of its own

@@ -1,4 +1,4 @@
-//! The harness's [`Gate`] on one node's tasks ([`klog_client::task`]): a paused
+//! The harness's [`Gate`] on one node's tasks ([`klog_rt::task`]): a paused
 //! node's tasks make no progress (its timers fire late, all at once, when it
 //! resumes; what it is sent waits in its sockets), and a slow disk makes the
 //! node's blocking file work take simulated time.
@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use klog_client::task::Gate;
+use klog_rt::task::Gate;
 
 #[derive(Default)]
 struct State {

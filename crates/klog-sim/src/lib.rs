@@ -29,21 +29,21 @@
 //! `/dev/shm` when there is one), and `klog-client`'s admin client and producer.
 //!
 //! Simulated, through seams in the real code:
-//! * **sockets**: turmoil's TCP, installed behind [`klog_client::net`] (every
+//! * **sockets**: turmoil's TCP, installed behind [`klog_rt::net`] (every
 //!   connection and listener klog makes goes through it); the fetch path copies
 //!   file regions instead of `sendfile`, which needs a real socket;
 //! * **time**: turmoil's paused tokio clocks drive every timer and deadline
 //!   (`tokio::time::Instant`), and its simulated epoch is the wall clock
-//!   ([`klog_client::clock`]) the protocol cores are given;
+//!   ([`klog_rt::clock`]) the protocol cores are given;
 //! * **task scheduling**: each node is a turmoil host, its tasks on one
 //!   single-threaded runtime; hosts are stepped in a fixed order. Every task a
-//!   node spawns goes through [`klog_client::task`], under the node's gate, so
+//!   node spawns goes through [`klog_rt::task`], under the node's gate, so
 //!   the harness can pause the node (no task of it runs; its timers fire late,
 //!   at once, when it resumes; what it is sent waits in its sockets), and its
 //!   blocking file work runs inline on the simulation's thread, followed by the
 //!   node's disk latency (a slow disk) in simulated time;
 //! * **randomness**: turmoil's network from the seed, openraft's election
-//!   timeouts from [`klog_broker::quorum::seed_election_rng`], and everything
+//!   timeouts from [`klog_quorum::seed_election_rng`], and everything
 //!   else that draws from the C library's `getrandom` (`HashMap` keys, and so
 //!   every map's iteration order; tokio's scheduler and `select!` seeds; the
 //!   broker's incarnation id) from a stream [`entropy`] starts at the seed.

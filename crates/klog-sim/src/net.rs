@@ -1,11 +1,11 @@
-//! turmoil's simulated TCP behind klog's network seam ([`klog_client::net`]), and
-//! turmoil's simulated time behind its wall-clock seam ([`klog_client::clock`]).
+//! turmoil's simulated TCP behind klog's network seam ([`klog_rt::net`]), and
+//! turmoil's simulated time behind its wall-clock seam ([`klog_rt::clock`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 
-use klog_client::net::{BoxFuture, ByteStream, Network, OtherListener};
+use klog_rt::net::{BoxFuture, ByteStream, Network, OtherListener};
 
 /// turmoil's TCP as a [`Network`]: host names (`n1:9092`) resolve in the
 /// simulation's DNS.
@@ -53,7 +53,7 @@ fn simulated_wall_clock() -> Option<i64> {
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        klog_client::net::install(Arc::new(TurmoilNetwork));
-        klog_client::clock::install(simulated_wall_clock);
+        klog_rt::net::install(Arc::new(TurmoilNetwork));
+        klog_rt::clock::install(simulated_wall_clock);
     });
 }

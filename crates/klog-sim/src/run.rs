@@ -12,9 +12,8 @@ use klog_broker::config::BrokerConfig;
 use klog_broker::node::Node;
 use klog_client::{Acks, Admin, ClientConfig, NewTopic, Producer, ProducerConfig, ProducerRecord};
 use klog_codec::RecordBatches;
+use klog_rt::task::Gate;
 use rand::RngCore;
-
-use klog_client::task::Gate;
 
 use crate::faults::{Fault, Schedule};
 use crate::gate::NodeGate;
@@ -241,7 +240,7 @@ async fn node_main(
     if let Some(slot) = shared.borrow_mut().nodes.get_mut(id - 1) {
         *slot = Some(node.clone());
     }
-    let listener = klog_client::net::bind(listen).await?;
+    let listener = klog_rt::net::bind(listen).await?;
     klog_broker::net::run(node.broker().clone(), listener, std::future::pending()).await?;
     Ok(())
 }
@@ -804,7 +803,7 @@ fn data_root() -> PathBuf {
 /// Runs one seed. See the crate docs.
 pub fn run(options: &Options) -> Report {
     crate::install();
-    klog_broker::quorum::seed_election_rng(options.seed);
+    klog_quorum::seed_election_rng(options.seed);
     let nodes = options.nodes;
     let schedule = options
         .schedule
@@ -852,7 +851,7 @@ pub fn run(options: &Options) -> Report {
         let gate: Arc<dyn Gate> = h.gates[id - 1].clone();
         h.sim.host(name(id), move || {
             let main = node_main(id, node_config(id, &dir, &boot, nodes), shared.clone());
-            klog_client::task::gated(gate.clone(), main)
+            klog_rt::task::gated(gate.clone(), main)
         });
     }
     let records = options.records;

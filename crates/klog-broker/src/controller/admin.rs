@@ -127,7 +127,7 @@ impl Admin {
             PartitionData, ReplicaState, TopicData,
         };
         let q = self.quorum.describe();
-        let state = |m: &crate::quorum::MemberDescription| {
+        let state = |m: &klog_quorum::MemberDescription| {
             ReplicaState::default()
                 .with_replica_id(BrokerId(i32::try_from(m.node_id).unwrap_or(-1)))
                 .with_log_end_offset(m.last_log_index.map_or(-1, |i| i as i64 + 1))
@@ -144,7 +144,7 @@ impl Admin {
                     .map(|p| {
                         let mut d =
                             PartitionData::default().with_partition_index(p.partition_index);
-                        if t.topic_name.0.as_str() != crate::quorum::METADATA_TOPIC
+                        if t.topic_name.0.as_str() != klog_quorum::METADATA_TOPIC
                             || p.partition_index != 0
                         {
                             d.error_code = code(ResponseError::UnknownTopicOrPartition);

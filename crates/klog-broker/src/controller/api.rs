@@ -70,7 +70,7 @@ fn body_of<R: Encodable>(header: &RequestHeader, response: &R) -> Option<Vec<u8>
     frame.get(8..).map(<[u8]>::to_vec)
 }
 
-impl<A: AdminHandler> crate::quorum::FrameHandler for ControllerApi<A> {
+impl<A: AdminHandler> klog_quorum::FrameHandler for ControllerApi<A> {
     fn handle(
         &self,
         header: &RequestHeader,

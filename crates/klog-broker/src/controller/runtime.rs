@@ -38,7 +38,7 @@ use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::config::topic::TopicConfig;
 use crate::metadata::store::MetadataStore;
-use crate::quorum::WriteError;
+use klog_quorum::WriteError;
 
 /// Why the controller refused a request: the Kafka error code the response
 /// carries, and a message (empty when the controller gave none).

@@ -17,7 +17,7 @@ use std::time::Duration;
 use klog_coordinator::metadata::{ImageDelta, MetadataImage, decode_batch};
 use tokio::sync::{mpsc, watch};
 
-use crate::quorum::{MetadataStateMachine, Quorum};
+use klog_quorum::{MetadataStateMachine, Quorum};
 
 /// A change of the image, for the replica manager.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,8 +32,8 @@ use tokio::task::JoinSet;
 use crate::config::FetchMode;
 use crate::handlers::{Handlers as Broker, RequestContext, Route};
 use crate::net::dispatch::{Queued, Reply, dispatch, frame};
-use crate::net::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
 use crate::security::Session;
+use klog_rt::frame::{KEEP_READ_BUFFER, accept_until, read_frame};
 
 /// How long shutdown waits for connections to finish their in-flight request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -1,8 +1,8 @@
-//! Bytes in and out: Kafka framing and the accept loop (the lowest layer of the
-//! broker, below everything that handles a request).
+//! Bytes in and out: the client listener's connections (the lowest layer of the
+//! broker, below everything that handles a request). Kafka framing and the accept
+//! loop are `klog_rt::frame`'s, shared with the quorum's controller listener.
 
 pub mod connection;
 pub mod dispatch;
-pub mod frame;
 
 pub use connection::run;

@@ -10,8 +10,8 @@
 //! Raft RPCs use private API keys ([`APPEND_ENTRIES_API`], [`VOTE_API`],
 //! [`INSTALL_SNAPSHOT_API`]); their bodies are the JSON of openraft's request types,
 //! and the response body is the JSON of `Result<response, RaftError>`. Frame sizes
-//! are checked before anything is allocated (`klog_codec::protocol::check_frame_size`,
-//! the same check as the broker's listener); a frame that does not parse, a body
+//! are checked before anything is allocated ([`klog_rt::frame::read_frame`], the
+//! same reader as the broker's client listener); a frame that does not parse, a body
 //! that is not the RPC's JSON or an unknown API key closes that connection only.
 //!
 //! [`serve`] is the accept loop; [`serve_connection`] serves one stream of any type
@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use klog_client::net::Listener;
 use klog_codec::protocol::{RequestHeader, parse_request_header};
+use klog_rt::net::Listener;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -176,7 +176,7 @@ pub async fn serve<H: FrameHandler>(
 ) -> io::Result<()> {
     let listener = listener.into();
     let mut connections = JoinSet::new();
-    crate::net::frame::accept_until(&listener, &mut connections, shutdown, |stream, peer| {
+    klog_rt::frame::accept_until(&listener, &mut connections, shutdown, |stream, peer| {
         let handler = handler.clone();
         async move {
             if let Err(e) = serve_connection(stream, &*handler, max_frame_size).await {
@@ -210,8 +210,7 @@ where
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     loop {
-        let Some(frame) =
-            crate::net::frame::read_frame(&mut stream, &mut buf, max_frame_size).await?
+        let Some(frame) = klog_rt::frame::read_frame(&mut stream, &mut buf, max_frame_size).await?
         else {
             return Ok(());
         };

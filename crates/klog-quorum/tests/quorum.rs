@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use klog_broker::quorum::{
+use klog_quorum::{
     MetadataStateMachine, Quorum, QuorumConfig, QuorumError, QuorumRole, VOTE_API, WriteError,
     encode_request, serve,
 };
@@ -169,7 +169,7 @@ async fn one_node_quorum_writes_and_replays_everything_after_a_restart() {
         indexes.push(q.write(payload(i)).await.expect("write"));
     }
     assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
-    let too_large = vec![0; klog_broker::quorum::MAX_PAYLOAD_BYTES + 1];
+    let too_large = vec![0; klog_quorum::MAX_PAYLOAD_BYTES + 1];
     assert!(matches!(
         q.write(too_large).await,
         Err(WriteError::TooLarge { .. })
@@ -415,10 +415,10 @@ async fn a_log_the_snapshot_does_not_cover_or_a_corrupt_vote_fails_the_start() {
         other => panic!("expected MissingEntries, got {other:?}"),
     }
 
-    std::fs::write(meta.join(klog_broker::quorum::STATE_FILE), b"not json").expect("write");
+    std::fs::write(meta.join(klog_quorum::STATE_FILE), b"not json").expect("write");
     match Q::start(c, Recorder::default()).await {
         Err(QuorumError::Corrupt { path, .. }) => {
-            assert_eq!(path, meta.join(klog_broker::quorum::STATE_FILE));
+            assert_eq!(path, meta.join(klog_quorum::STATE_FILE));
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }

@@ -278,7 +278,7 @@ pub(crate) struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let built_ms = klog_client::clock::now_ms();
+        let built_ms = klog_rt::clock::now_ms();
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{built_ms}", l.index, l.leader_id.term),
             None => format!("none-{built_ms}"),

@@ -1,5 +1,5 @@
 //! The task seam: every task the broker and client libraries spawn (and openraft's,
-//! through the broker's runtime), and every piece of blocking file work they
+//! through the metadata quorum's runtime), and every piece of blocking file work they
 //! wait for, goes through [`spawn`] and [`blocking`], so that a simulator can
 //! stop one simulated process's tasks (a long GC pause, a SIGSTOP) and make its
 //! disk slow, while the other processes in the same runtime thread go on.

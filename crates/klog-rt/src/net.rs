@@ -1,4 +1,4 @@
-//! The network seam: every connection klog opens (this client's, and the broker's
+//! The network seam: every connection klog opens (the client's, and the broker's
 //! to its peers) and every listener the broker binds goes through here.
 //!
 //! By default that is tokio's TCP ([`Stream::Tcp`], [`Listener`] from a

@@ -1,7 +1,7 @@
 //! The async runtime openraft runs on: tokio, as [`openraft::TokioRuntime`], except
 //! that the election timeouts come from a random number generator a simulator can
 //! seed ([`seed_election_rng`]), so that a seeded run elects the same leaders, and
-//! that its tasks are spawned through [`klog_client::task::spawn`] (a simulator
+//! that its tasks are spawned through [`klog_rt::task::spawn`] (a simulator
 //! can pause them with the rest of the process).
 
 use std::cell::RefCell;
@@ -81,7 +81,7 @@ impl AsyncRuntime for KlogRuntime {
     {
         // Through klog's task seam, so that a simulator can pause the quorum
         // node's tasks with the rest of its process.
-        klog_client::task::spawn(future)
+        klog_rt::task::spawn(future)
     }
 
     fn sleep(duration: Duration) -> Self::Sleep {

@@ -1,8 +1,15 @@
-//! The metadata quorum runtime: klog's cluster metadata log replicated with
-//! openraft 0.9 among the controllers, and to broker-only nodes as learners.
+//! The metadata quorum: klog's cluster metadata log replicated with openraft 0.9
+//! among the controllers, and to broker-only nodes as learners; the log stored with
+//! `klog-storage`, the RPCs framed as Kafka requests on the controller listener.
 //!
 //! The quorum knows nothing of metadata records: entries carry opaque payloads, and
-//! a [`MetadataStateMachine`] (the metadata image, written elsewhere) applies them.
+//! a [`MetadataStateMachine`] (the metadata image, `klog-broker`'s) applies them.
+//!
+//! What it does not do: decide anything about the cluster (the controller in
+//! `klog-coordinator` does, and writes its decisions here), serve Kafka's
+//! controller APIs (the broker plugs them in with [`RaftRpc::with_fallback`]),
+//! pick its own sockets, clock or task spawner (those go through `klog-rt`'s seams),
+//! or run a runtime of its own: everything runs on the caller's tokio runtime.
 //!
 //! ```text
 //!            Quorum::write(payload)             peers' RPCs (controller listener)
@@ -43,9 +50,9 @@
 //! # Ready for simulation
 //!
 //! Connections to peers go through the [`Connector`] trait ([`TcpConnector`] by
-//! default, which opens them with [`klog_client::net::connect`]: TCP, or the
+//! default, which opens them with [`klog_rt::net::connect`]: TCP, or the
 //! network a simulator installed), and [`serve`] accepts on a
-//! [`klog_client::net::Listener`], so a simulator (turmoil) substitutes its own
+//! [`klog_rt::net::Listener`], so a simulator (turmoil) substitutes its own
 //! network. openraft runs on [`KlogRuntime`]: tokio's timers, which a simulator
 //! driving a tokio runtime with paused time controls, and election timeouts drawn
 //! from a generator [`seed_election_rng`] seeds. Storage writes run on tokio's

@@ -49,7 +49,7 @@ pub trait Connector: Send + Sync + 'static {
     fn connect<'a>(&'a self, addr: &'a str) -> ConnectFuture<'a>;
 }
 
-/// Connects through [`klog_client::net::connect`]: tokio's TCP with
+/// Connects through [`klog_rt::net::connect`]: tokio's TCP with
 /// `TCP_NODELAY` on, or the network a simulator installed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TcpConnector;
@@ -57,7 +57,7 @@ pub struct TcpConnector;
 impl Connector for TcpConnector {
     fn connect<'a>(&'a self, addr: &'a str) -> ConnectFuture<'a> {
         Box::pin(async move {
-            let stream = klog_client::net::connect(addr).await?;
+            let stream = klog_rt::net::connect(addr).await?;
             Ok(Box::new(stream) as BoxStream)
         })
     }
@@ -183,7 +183,7 @@ impl PeerClient {
             conn.write_all(&frame).await.map_err(CallError::Network)?;
             self.buf.clear();
             let response =
-                crate::net::frame::read_frame(&mut conn, &mut self.buf, self.max_frame_size)
+                klog_rt::frame::read_frame(&mut conn, &mut self.buf, self.max_frame_size)
                     .await
                     .map_err(CallError::Network)?
                     .ok_or_else(|| CallError::Network(invalid("connection closed by the peer")))?;

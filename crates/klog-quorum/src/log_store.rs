@@ -121,7 +121,7 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 fn now_ms() -> i64 {
-    klog_client::clock::now_ms()
+    klog_rt::clock::now_ms()
 }
 
 fn offset(index: u64) -> Result<i64, LogStoreError> {
@@ -148,7 +148,7 @@ where
     let io_error = |e: &dyn std::error::Error| StorageError::IO {
         source: StorageIOError::new(subject.clone(), verb, AnyError::error(e)),
     };
-    match klog_client::task::blocking(f).await {
+    match klog_rt::task::blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(io_error(&e)),
         Err(e) => Err(io_error(&e)),
@@ -555,8 +555,8 @@ mod tests {
     use openraft::{CommittedLeaderId, RaftLogReader};
 
     use super::*;
-    use crate::quorum::state_machine::{MetadataStateMachine, StateMachineStore};
-    use crate::quorum::types::Payload;
+    use crate::state_machine::{MetadataStateMachine, StateMachineStore};
+    use crate::types::Payload;
 
     fn log_id(term: u64, index: u64) -> LogId {
         LogId::new(CommittedLeaderId::new(term, 1), index)

@@ -227,7 +227,7 @@ impl<S: MetadataStateMachine> Quorum<S> {
         let (log, opened) = {
             let dir = dir.clone();
             let sm = state_machine.clone();
-            klog_client::task::blocking(move || {
+            klog_rt::task::blocking(move || {
                 let log = LogStore::open(&dir)?;
                 let opened = StateMachineStore::open(&dir, sm)?;
                 Ok::<_, QuorumError>((log, opened))
@@ -308,7 +308,7 @@ impl<S: MetadataStateMachine> Quorum<S> {
 fn watch_leader(raft: &Raft) -> watch::Receiver<Option<u64>> {
     let mut metrics = raft.metrics();
     let (tx, rx) = watch::channel(metrics.borrow().current_leader);
-    klog_client::task::spawn(async move {
+    klog_rt::task::spawn(async move {
         loop {
             let leader = metrics.borrow_and_update().current_leader;
             tx.send_if_modified(|current| {
@@ -467,7 +467,7 @@ impl<S> Quorum<S> {
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let log = self.log.clone();
         let dir = self.dir.clone();
-        klog_client::task::blocking(move || log.close())
+        klog_rt::task::blocking(move || log.close())
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?
             .map_err(|source| QuorumError::Io { path: dir, source })
