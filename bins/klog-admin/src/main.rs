@@ -72,7 +72,7 @@ enum Command {
         #[arg(long)]
         topic: String,
         /// earliest, latest, or a timestamp in ms (-2 and -1 mean earliest and latest).
-        #[arg(long, default_value = "latest")]
+        #[arg(long, default_value = "latest", allow_negative_numbers = true)]
         time: String,
     },
     /// Describe brokers' log directories (like kafka-log-dirs).

@@ -254,6 +254,15 @@ fn delete_records_moves_earliest_offset_and_log_dirs_grow() {
         admin(&broker, &["offsets", "--topic", "r", "--time", "earliest"]),
         "r:0:0\n"
     );
+    // Kafka's GetOffsetShell spellings: -2 earliest, -1 latest.
+    assert_eq!(
+        admin(&broker, &["offsets", "--topic", "r", "--time", "-2"]),
+        "r:0:0\n"
+    );
+    assert_eq!(
+        admin(&broker, &["offsets", "--topic", "r", "--time", "-1"]),
+        "r:0:10\n"
+    );
     // Timestamps are "now": one far in the future finds nothing.
     assert_eq!(
         admin(

@@ -144,9 +144,13 @@ pub struct ClusterConfig {
     pub replica_fetch_wait_max_ms: i32,
     /// `num.replica.fetchers`.
     pub num_replica_fetchers: usize,
-    /// `offsets.topic.replication.factor` (capped at the live brokers, with a
-    /// warning, when the topic is created).
+    /// `offsets.topic.replication.factor` (capped at the live brokers when the
+    /// topic is created).
     pub offsets_topic_replication_factor: i16,
+    /// Whether `offsets.topic.replication.factor` was given: capping a value the
+    /// operator asked for is warned about, capping Kafka's default of 3 on a
+    /// single node (the zero-config broker) is not.
+    pub offsets_topic_replication_factor_set: bool,
     /// `unclean.leader.election.enable`.
     pub unclean_leader_election: bool,
     /// `auto.leader.rebalance.enable`.
@@ -180,6 +184,7 @@ impl Default for ClusterConfig {
             replica_fetch_wait_max_ms: 500,
             num_replica_fetchers: 1,
             offsets_topic_replication_factor: 3,
+            offsets_topic_replication_factor_set: false,
             unclean_leader_election: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 300_000,
@@ -458,7 +463,8 @@ impl BrokerConfig {
                 }
                 "num.replica.fetchers" => c.cluster.num_replica_fetchers = positive(k, v)?,
                 "offsets.topic.replication.factor" => {
-                    c.cluster.offsets_topic_replication_factor = positive(k, v)?
+                    c.cluster.offsets_topic_replication_factor = positive(k, v)?;
+                    c.cluster.offsets_topic_replication_factor_set = true;
                 }
                 "unclean.leader.election.enable" => {
                     c.cluster.unclean_leader_election = boolean(k, v)?

@@ -257,12 +257,19 @@ impl Groups {
         let wanted = self.config.cluster.offsets_topic_replication_factor;
         let rf = (wanted as usize).min(active) as i16;
         if (rf as usize) < wanted as usize {
-            tracing::warn!(
-                wanted,
-                replication_factor = rf,
-                brokers = active,
-                "creating {OFFSETS_TOPIC} with fewer replicas than offsets.topic.replication.factor: not enough brokers"
-            );
+            if capped_rf_deserves_warning(&self.config.cluster) {
+                tracing::warn!(
+                    wanted,
+                    replication_factor = rf,
+                    brokers = active,
+                    "creating {OFFSETS_TOPIC} with fewer replicas than offsets.topic.replication.factor: not enough brokers"
+                );
+            } else {
+                tracing::info!(
+                    replication_factor = rf,
+                    "creating {OFFSETS_TOPIC} with one replica (a single node)"
+                );
+            }
         }
         let topic = klog_coordinator::metadata::CreateTopic {
             name: OFFSETS_TOPIC.to_owned(),
@@ -1240,6 +1247,14 @@ fn offset_fetch_error(
     r
 }
 
+/// Whether creating `__consumer_offsets` with fewer replicas than
+/// `offsets.topic.replication.factor` is worth a warning: when the operator set the
+/// factor, or the cluster has more than one node (brokers may be missing). A single
+/// node left at Kafka's default of 3 gets one replica as expected.
+fn capped_rf_deserves_warning(cluster: &crate::config::ClusterConfig) -> bool {
+    cluster.offsets_topic_replication_factor_set || !cluster.is_single_node()
+}
+
 /// Waits for a delayed response; `None` if the broker stops first.
 async fn wait<T>(rx: oneshot::Receiver<T>, stop: &watch::Receiver<bool>) -> Option<T> {
     let mut stop = stop.clone();
@@ -1362,6 +1377,34 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use crate::node::Node;
+
+    /// Issue 33: the zero-config single node gets one offsets replica without a
+    /// warning; a factor the operator set, or a cluster, still warns when capped.
+    #[test]
+    fn a_capped_offsets_replication_factor_warns_only_when_asked_for() {
+        let parse = |pairs: &[(&str, &str)]| {
+            crate::config::BrokerConfig::from_pairs(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+            .expect("config")
+            .0
+        };
+        assert!(!capped_rf_deserves_warning(&parse(&[]).cluster));
+        let set = parse(&[("offsets.topic.replication.factor", "3")]);
+        assert!(capped_rf_deserves_warning(&set.cluster));
+        let cluster = parse(&[
+            ("node.id", "1"),
+            ("process.roles", "broker,controller"),
+            ("controller.quorum.voters", "1@127.0.0.1:19093,2@127.0.0.1:19094"),
+            ("listeners", "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"),
+            ("controller.listener.names", "CONTROLLER"),
+        ]);
+        assert!(!cluster.cluster.is_single_node());
+        assert!(capped_rf_deserves_warning(&cluster.cluster));
+    }
 
     /// A test's hold on the background loads started while it is in place: each
     /// reads its records, counts itself in `read` and waits for a permit of
