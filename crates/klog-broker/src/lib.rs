@@ -32,7 +32,9 @@
 //! background. Every request is authorized through [`security::Authorizer`] seam
 //! (today: every connection is `User:ANONYMOUS` and everything is allowed).
 //!
-//! What it does not do (yet): transactions, TLS and SASL, ACLs, log compaction.
+//! What it does not do (yet): transactions, TLS and SASL, ACLs (Kafka's standard
+//! authorizer is in [`security::acl`], not yet fed from the metadata log nor
+//! installed by the node), log compaction.
 
 pub mod alloc;
 pub(crate) mod clock;

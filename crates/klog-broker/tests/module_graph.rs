@@ -58,6 +58,8 @@ const LAYERS: &[&[&str]] = &[
 /// The edges allowed inside one layer.
 const WITHIN: &[(&str, &str)] = &[
     ("config::topic", "config"),
+    // The ACL authorizer implements the security module's Authorizer seam.
+    ("security::acl", "security"),
     ("replica::partition", "replica::producer_state"),
     ("replica::manager", "replica::fetcher"),
     ("controller::client", "controller::runtime"),

@@ -10,10 +10,21 @@
 //! ```
 //!
 //! Today every connection is `User:ANONYMOUS` (no TLS or SASL yet) and the
-//! authorizer is [`AllowAll`]; the handlers already ask it what Kafka's handlers
-//! ask, with Kafka's operations and resource types, so an ACL authorizer and
-//! authenticated principals plug in here without the handlers changing. The table
-//! of API -> (operation, resource) is in `docs/architecture.md`.
+//! node's authorizer is [`AllowAll`]; the handlers already ask it what Kafka's
+//! handlers ask, with Kafka's operations and resource types, so authenticated
+//! principals and the ACL authorizer plug in here without the handlers changing.
+//! The table of API -> (operation, resource) is in `docs/architecture.md`.
+//!
+//! [`acl`] holds Kafka's standard authorizer as a pure layer: ACL bindings and
+//! filters with Kafka's wire codes, an index of bindings, and
+//! [`acl::StandardAuthorizer`], which decides from the bindings it is given. It
+//! does no I/O; storing bindings in the metadata log and feeding them in is the
+//! node's job (not wired yet).
+//!
+//! This module is a leaf of the crate's layers (L0): it imports nothing else from
+//! the crate.
+
+pub mod acl;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -49,8 +60,11 @@ impl fmt::Display for Principal {
     }
 }
 
-/// An ACL operation, with Kafka's codes (`AclOperation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An operation a request performs, with Kafka's codes (`AclOperation`). A request
+/// always names one concrete operation; bindings and filters use
+/// [`acl::AclOperation`], which adds `ALL` and the token operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Operation {
     /// Read a topic, use a group.
     Read = 3,
@@ -74,8 +88,19 @@ pub enum Operation {
     IdempotentWrite = 12,
 }
 
+impl Operation {
+    /// Kafka's wire code (`AclOperation`).
+    pub fn code(self) -> i8 {
+        self as i8
+    }
+}
+
 /// The type of a resource an ACL protects, with Kafka's codes (`ResourceType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Kafka's `ANY` (1) exists only in filters, where it is
+/// [`acl::AclBindingFilter::resource_type`] `None`; `UNKNOWN` (0) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum ResourceType {
     /// A topic.
     Topic = 2,
@@ -85,6 +110,52 @@ pub enum ResourceType {
     Cluster = 4,
     /// A transactional id.
     TransactionalId = 5,
+    /// A delegation token (KIP-48).
+    DelegationToken = 6,
+    /// A user, for the token operations of KIP-373.
+    User = 7,
+}
+
+impl ResourceType {
+    /// Every resource type, in code order.
+    pub const ALL: [ResourceType; 6] = [
+        ResourceType::Topic,
+        ResourceType::Group,
+        ResourceType::Cluster,
+        ResourceType::TransactionalId,
+        ResourceType::DelegationToken,
+        ResourceType::User,
+    ];
+
+    /// Kafka's wire code.
+    pub fn code(self) -> i8 {
+        self as i8
+    }
+
+    /// The type with Kafka's wire code `code`; `None` for `UNKNOWN` (0), `ANY` (1)
+    /// and codes this broker does not know.
+    pub fn from_code(code: i8) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+
+    /// Kafka's name: `TOPIC`, `GROUP`, `CLUSTER`, `TRANSACTIONAL_ID`,
+    /// `DELEGATION_TOKEN`, `USER`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::Topic => "TOPIC",
+            ResourceType::Group => "GROUP",
+            ResourceType::Cluster => "CLUSTER",
+            ResourceType::TransactionalId => "TRANSACTIONAL_ID",
+            ResourceType::DelegationToken => "DELEGATION_TOKEN",
+            ResourceType::User => "USER",
+        }
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The name of the one cluster resource, as Kafka names it.
@@ -112,6 +183,14 @@ impl<'a> Resource<'a> {
     pub fn group(name: &'a str) -> Self {
         Self {
             kind: ResourceType::Group,
+            name,
+        }
+    }
+
+    /// The transactional id `name`.
+    pub fn transactional_id(name: &'a str) -> Self {
+        Self {
+            kind: ResourceType::TransactionalId,
             name,
         }
     }
