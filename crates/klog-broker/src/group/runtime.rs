@@ -1387,7 +1387,7 @@ mod tests {
                 pairs
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
+                    .collect::<Vec<_>>(),
             )
             .expect("config")
             .0
@@ -1398,8 +1398,14 @@ mod tests {
         let cluster = parse(&[
             ("node.id", "1"),
             ("process.roles", "broker,controller"),
-            ("controller.quorum.voters", "1@127.0.0.1:19093,2@127.0.0.1:19094"),
-            ("listeners", "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"),
+            (
+                "controller.quorum.voters",
+                "1@127.0.0.1:19093,2@127.0.0.1:19094",
+            ),
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+            ),
             ("controller.listener.names", "CONTROLLER"),
         ]);
         assert!(!cluster.cluster.is_single_node());
