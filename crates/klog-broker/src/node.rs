@@ -48,6 +48,7 @@ use crate::metadata::store::{MetadataQuorum, MetadataStateMachineHandle, Metadat
 use crate::policy::CreateTopicPolicy;
 use crate::replica::fetcher::ReplicaFetchers;
 use crate::replica::manager::ReplicaManager;
+use crate::replica::{isr, maintenance};
 use crate::security::AllowAll;
 use klog_quorum::{QuorumConfig, QuorumRole};
 
@@ -317,12 +318,13 @@ impl Node {
             lifecycle.clone(),
             client.clone(),
         ));
+        let isr_client = client.clone();
         let broker = Broker::new(
             config.clone(),
             Services {
                 replicas,
                 store: store.clone(),
-                client,
+                client: client.clone(),
                 admin,
                 creator,
                 groups,
@@ -341,13 +343,15 @@ impl Node {
         tasks.push(klog_client::task::spawn(
             lifecycle.clone().run(stop_rx.clone()),
         ));
-        tasks.push(klog_client::task::spawn(send_isr_changes(
-            broker.clone(),
+        tasks.push(klog_client::task::spawn(isr::send_isr_changes(
+            config.node_id,
+            broker.replicas().clone(),
+            isr_client,
             lifecycle.clone(),
             isr_rx,
             stop_rx.clone(),
         )));
-        tasks.push(klog_client::task::spawn(maintenance(
+        tasks.push(klog_client::task::spawn(maintenance::run(
             broker.replicas().clone(),
             config.clone(),
             stop_rx.clone(),
@@ -355,8 +359,9 @@ impl Node {
         tasks.push(klog_client::task::spawn(
             broker.groups_arc().run_timer(stop_rx.clone()),
         ));
-        tasks.push(klog_client::task::spawn(isr_expiration(
-            broker.clone(),
+        tasks.push(klog_client::task::spawn(isr::expire_lagging_followers(
+            broker.replicas().clone(),
+            config.replica_lag_time_max_ms,
             stop_rx.clone(),
         )));
 
@@ -493,118 +498,4 @@ fn bootstrap_topics(
         .collect();
     let next_pid = crate::producer_ids::next_unreserved(first).unwrap_or(0);
     (topics, next_pid)
-}
-
-/// Sends leaders' ISR proposals to the controller (`AlterPartition`) and hands
-/// each partition the answer: its new registration, or the refusal.
-async fn send_isr_changes(
-    broker: Arc<Broker>,
-    lifecycle: Arc<Lifecycle>,
-    mut proposals: tokio::sync::mpsc::UnboundedReceiver<(
-        String,
-        i32,
-        klog_replication::IsrProposal,
-    )>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let (topic, index, proposal) = tokio::select! {
-            p = proposals.recv() => match p {
-                Some(p) => p,
-                None => return,
-            },
-            _ = stop.changed() => return,
-        };
-        let change = vec![klog_coordinator::metadata::AlterPartition {
-            topic: topic.clone(),
-            partition: index,
-            leader_epoch: proposal.leader_epoch,
-            partition_epoch: proposal.partition_epoch,
-            isr: proposal.isr.clone(),
-        }];
-        let Some(partition) = broker.replicas().partition(&topic, index) else {
-            continue;
-        };
-        let answer = tokio::select! {
-            a = broker.controller().alter_partition(broker.config().node_id, lifecycle.epoch(), change) => a,
-            _ = stop.changed() => return,
-        };
-        let now = now_ms();
-        match answer {
-            Ok(Ok(mut results)) => match results.pop() {
-                Some(Ok(reg)) => {
-                    tracing::info!(topic, partition = index, isr = ?reg.isr, partition_epoch = reg.partition_epoch, "ISR changed");
-                    partition.apply_registration(broker.config().node_id, &reg, now);
-                }
-                Some(Err(code)) => {
-                    tracing::info!(topic, partition = index, code, "ISR change refused");
-                    partition.on_isr_change_failed(proposal.partition_epoch, code, now);
-                }
-                None => partition.on_isr_change_failed(
-                    proposal.partition_epoch,
-                    klog_codec::protocol::ResponseError::UnknownServerError.code(),
-                    now,
-                ),
-            },
-            Ok(Err(_)) | Err(_) => {
-                partition.on_isr_change_failed(
-                    proposal.partition_epoch,
-                    klog_codec::protocol::ResponseError::NotController.code(),
-                    now,
-                );
-            }
-        }
-    }
-}
-
-/// Ticks the partitions led here every `replica.lag.time.max.ms / 2` (Kafka's
-/// ISR expiration): followers that lag are proposed out of the ISR.
-async fn isr_expiration(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let every = Duration::from_millis(
-        u64::try_from(broker.config().replica_lag_time_max_ms / 2)
-            .unwrap_or(1000)
-            .max(50),
-    );
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        broker.replicas().tick(now_ms());
-    }
-}
-
-/// Time-based flushes, retention and checkpoints on their intervals until `stop`.
-async fn maintenance(
-    replicas: Arc<ReplicaManager>,
-    c: BrokerConfig,
-    mut stop: watch::Receiver<bool>,
-) {
-    let flush_every = Duration::from_millis(c.flush_scheduler_interval_ms);
-    let retention_every = c.retention_check_interval_ms;
-    let checkpoint_every = c.checkpoint_interval_ms;
-    let mut ticker = tokio::time::interval(flush_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let start = tokio::time::Instant::now();
-    let mut last_retention = 0u64;
-    let mut last_checkpoint = 0u64;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let elapsed = start.elapsed().as_millis() as u64;
-        let retention = elapsed - last_retention >= retention_every;
-        let checkpoint = elapsed - last_checkpoint >= checkpoint_every;
-        if retention {
-            last_retention = elapsed;
-        }
-        if checkpoint {
-            last_checkpoint = elapsed;
-        }
-        let r = replicas.clone();
-        // fsync and file deletion block: keep them off the connection threads.
-        let _ = klog_client::task::blocking(move || r.maintenance(now_ms(), retention, checkpoint))
-            .await;
-    }
 }

@@ -37,16 +37,22 @@ const LAYERS: &[&[&str]] = &[
         "replica::fetcher",
         "replica::manager",
     ],
-    // L3: services over the controller.
+    // L3: services over the controller; log maintenance.
     &[
         "controller::admin",
         "controller::api",
         "controller::auto_create",
         "controller::lifecycle",
+        "replica::maintenance",
     ],
     // L4: services over those: producer ids, the group runtime, the one
-    // metadata publisher.
-    &["controller::id_allocator", "group", "metadata::publisher"],
+    // metadata publisher, ISR changes.
+    &[
+        "controller::id_allocator",
+        "group",
+        "metadata::publisher",
+        "replica::isr",
+    ],
     // L5: wire to domain translation.
     &["handlers"],
     // L6: bytes in and out: connections and dispatch.

@@ -221,11 +221,6 @@ impl Handlers {
         self.store.image()
     }
 
-    /// The way to the active controller.
-    pub(crate) fn controller(&self) -> &ControllerClient {
-        &self.client
-    }
-
     /// A hosted topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.replicas.topic(name)

@@ -5,6 +5,8 @@
 //! fetchers.
 
 pub mod fetcher;
+pub mod isr;
+pub mod maintenance;
 pub mod manager;
 pub mod partition;
 pub mod producer_state;
