@@ -119,6 +119,19 @@ def test_incremental_alter_configs_set_delete_append_subtract(broker, admin):
 
 
 @pytest.mark.parametrize("incremental", [True, False])
+def test_message_format_version_reads_like_kafka(broker, admin, incremental):
+    """Issue 32: Kafka reads the first three parts of a 0.x message.format.version
+    (the first two of a later one); AlterConfigs refused 0.10.0.0 before."""
+    admin.create_topics([NewTopic(f"mfv-{incremental}", 1, 1)])
+    topic = f"mfv-{incremental}"
+    assert alter(admin, topic, {"message.format.version": "0.10.0.0"},
+                 incremental=incremental) == "OK"
+    assert topic_configs(admin, topic)["message.format.version"]["value"] == "0.10.0.0"
+    assert "InvalidConfigurationError" in alter(
+        admin, topic, {"message.format.version": "0.7.0.0"}, incremental=incremental)
+
+
+@pytest.mark.parametrize("incremental", [True, False])
 def test_bad_entry_changes_nothing_in_the_resource(broker, admin, incremental):
     topic = f"atomic-{int(incremental)}"
     admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"segment.ms": "50000"})])

@@ -215,7 +215,10 @@ pub fn warn_deprecated<'a>(topic: &str, names: impl IntoIterator<Item = &'a str>
 }
 
 /// Checks a `message.format.version` value as Kafka 3.x does: one of Kafka's
-/// versions from 0.8.0 to 3.9 (`2.8`, `0.10.2`, `3.0-IV1`).
+/// versions from 0.8.0 to 3.9 (`2.8`, `0.10.2`, `3.0-IV1`). As Kafka's
+/// `MetadataVersion.fromVersionString`, only the first three parts of a 0.x
+/// version and the first two of a later one count, so `0.10.0.0` is `0.10.0` and
+/// `2.8.1` is `2.8` (tools and old configs write them so).
 fn message_format_version(value: &str) -> Result<(), String> {
     let bad = || format!("{value:?} is not a Kafka version (0.8.0 to 3.9)");
     let (version, iv) = match value.trim().split_once("-IV") {
@@ -225,10 +228,11 @@ fn message_format_version(value: &str) -> Result<(), String> {
     if iv.is_some_and(|iv| iv.is_empty() || !iv.bytes().all(|b| b.is_ascii_digit())) {
         return Err(bad());
     }
-    let parts: Vec<u32> = version
+    let mut parts: Vec<u32> = version
         .split('.')
         .map(|p| p.parse::<u32>().map_err(|_| bad()))
         .collect::<Result<_, _>>()?;
+    parts.truncate(if parts.first() == Some(&0) { 3 } else { 2 });
     let known = match parts.as_slice() {
         [0, minor, _] | [0, minor] => (8..=11).contains(minor),
         [1, minor, ..] => *minor <= 1,
@@ -968,10 +972,17 @@ mod tests {
         ]);
         let c = TopicConfig::strict(&b, &given).expect("accepted");
         assert_eq!(c, TopicConfig::defaults(&b), "no effect");
-        for v in ["0.10.2", "0.8.0", "1.1", "2.0", "3.0-IV1", "3.9"] {
+        // Issue 32: Kafka reads the first three parts of a 0.x version (the first
+        // two of a later one), so librdkafka's and old configs' `0.10.0.0` passes.
+        for v in [
+            "0.10.2", "0.8.0", "1.1", "2.0", "3.0-IV1", "3.9", "0.10.0.0", "0.11.0.2", "2.8.1",
+            "2.8.1.1",
+        ] {
             assert!(message_format_version(v).is_ok(), "{v}");
         }
-        for v in ["", "9.9", "4.0", "0.7.0", "2.9", "3.0-IV", "2.8.1.1", "x"] {
+        for v in [
+            "", "9.9", "4.0", "0.7.0", "0.7.0.0", "2.9", "2.9.0", "3.0-IV", "x", "0.10.0.x",
+        ] {
             assert!(message_format_version(v).is_err(), "{v}");
         }
         assert!(
