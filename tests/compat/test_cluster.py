@@ -395,6 +395,50 @@ def test_admin_client_creates_topics_right_after_the_controller_is_killed(cluste
     assert admin.list_topics(timeout=10).controller_id != victim
 
 
+def test_writes_resume_while_the_active_controller_is_paused(cluster_factory):
+    """Issue 29: a paused (SIGSTOP) active controller must not stop the cluster.
+    The two others elect a new controller; their brokers learn of it from the
+    quorum and move their heartbeats there at once (they used to wait out the
+    paused one's 30 s request timeout, and the new controller fenced them all), so
+    every partition gets a leader among them and acks=all writes go on while the
+    controller is still paused. Nothing acknowledged is lost after it resumes."""
+    c = cluster_factory()
+    topic = "paused-controller"
+    create_replicated(c.bootstrap, topic, 3)
+    victim = active_controller(c.bootstrap)
+    survivors = [n for n in c.nodes if n.id != victim]
+    bs = ",".join(n.addr for n in survivors)
+    producer = KafkaProducer(bootstrap_servers=bs, acks="all", enable_idempotence=True,
+                             delivery_timeout_ms=60000, request_timeout_ms=5000)
+    acked = [str(p) for p in range(3)]
+    for p in range(3):
+        producer.send(topic, value=str(p).encode(), partition=p).get(timeout=30)
+
+    c.pause(victim)
+    paused_at = time.monotonic()
+    try:
+        # broker.session.timeout.ms (3 s here) plus the election and a few seconds.
+        wait_until("every partition led by a node that is not paused",
+                   lambda: sorted(partitions_of(survivors[0].addr, topic)) == [0, 1, 2] and all(
+                       leader in (survivors[0].id, survivors[1].id)
+                       for leader, _, _ in partitions_of(survivors[0].addr, topic).values()),
+                   timeout=20)
+        for p in range(3):
+            v = f"paused-{p}"
+            producer.send(topic, value=v.encode(), partition=p).get(timeout=20)
+            acked.append(v)
+        took = time.monotonic() - paused_at
+        print(f"acks=all writes on every partition {took:.1f} s after the pause")
+        assert took < 25, f"writes resumed only after {took:.1f} s"
+    finally:
+        c.resume(victim)
+    producer.close()
+    full_isr(bs, topic, 3)
+    got = read_all(bs, topic, 3)
+    seen = [v for records in got.values() for _, v in records]
+    assert sorted(seen) == sorted(acked)
+
+
 def test_quorum_and_preferred_leader_election(cluster_factory):
     c = cluster_factory()
     bs = c.bootstrap

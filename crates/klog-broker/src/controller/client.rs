@@ -320,11 +320,37 @@ impl ControllerClient {
         }
     }
 
+    /// Completes once the quorum leader, as this node knows it, is no longer
+    /// `target` (at once if it is not now).
+    async fn leader_moves_from(&self, target: Option<i32>) {
+        let mut leader = self.leader.clone();
+        let moved = leader
+            .wait_for(|l| (*l).and_then(|l| i32::try_from(l).ok()) != target)
+            .await
+            .is_ok();
+        if !moved {
+            // The quorum is gone (shutdown): the request's own timeout decides.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// One attempt of `rpc` at the remote leader. `None`: try again (no leader,
     /// NOT_CONTROLLER, a broken connection).
     async fn submit_remote<R: Rpc>(&self, rpc: &R) -> Option<Answer<R::Reply>> {
+        let target = self.controller_id();
         let conn = self.leader_connection(false).await?;
-        let reply = rpc.remote(&conn, &self.store).await;
+        let reply = tokio::select! {
+            r = rpc.remote(&conn, &self.store) => r,
+            // The quorum elected another leader while the request was out (this node
+            // learns it from the quorum itself, from the new leader's first append):
+            // try there at once instead of waiting out the old leader's request
+            // timeout (30 s), which left a paused or cut-off controller's brokers
+            // heartbeating nowhere until the new controller fenced them (issue 29).
+            // The four broker RPCs are safe to repeat: a heartbeat or registration
+            // is renewed, an AlterPartition carries its partition epoch, a second
+            // producer-id block only skips ids.
+            () = self.leader_moves_from(target) => None,
+        };
         if reply.is_none() && conn.is_closed() {
             self.drop_connection(conn.addr());
         }
