@@ -318,25 +318,19 @@ impl Node {
             lifecycle.clone(),
             client.clone(),
         ));
-        let isr_client = client.clone();
         let broker = Broker::new(
             config.clone(),
             Services {
-                replicas,
+                replicas: replicas.clone(),
                 store: store.clone(),
                 client: client.clone(),
-                admin,
                 creator,
-                groups,
+                groups: groups.clone(),
                 producer_ids,
                 authorizer: Arc::new(AllowAll),
             },
         );
-        let publisher = MetadataPublisher::new(
-            broker.replicas().clone(),
-            broker.groups_arc(),
-            store.clone(),
-        );
+        let publisher = MetadataPublisher::new(replicas.clone(), groups.clone(), store.clone());
         tasks.push(klog_client::task::spawn(
             publisher.run(changes, stop_rx.clone()),
         ));
@@ -345,22 +339,20 @@ impl Node {
         ));
         tasks.push(klog_client::task::spawn(isr::send_isr_changes(
             config.node_id,
-            broker.replicas().clone(),
-            isr_client,
+            replicas.clone(),
+            client,
             lifecycle.clone(),
             isr_rx,
             stop_rx.clone(),
         )));
         tasks.push(klog_client::task::spawn(maintenance::run(
-            broker.replicas().clone(),
+            replicas.clone(),
             config.clone(),
             stop_rx.clone(),
         )));
-        tasks.push(klog_client::task::spawn(
-            broker.groups_arc().run_timer(stop_rx.clone()),
-        ));
+        tasks.push(klog_client::task::spawn(groups.run_timer(stop_rx.clone())));
         tasks.push(klog_client::task::spawn(isr::expire_lagging_followers(
-            broker.replicas().clone(),
+            replicas,
             config.replica_lag_time_max_ms,
             stop_rx.clone(),
         )));

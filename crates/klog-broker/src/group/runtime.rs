@@ -1475,7 +1475,7 @@ mod tests {
             ]))
             .await;
         assert_eq!(created.topics[0].error_code, 0);
-        let groups = n.broker().groups_arc();
+        let groups = n.broker().groups().clone();
         groups.loaded().await;
         (n, groups)
     }

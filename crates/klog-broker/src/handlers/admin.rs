@@ -13,7 +13,7 @@ use super::Handlers;
 impl Handlers {
     /// CreateTopics, run by the active controller (here, or forwarded to it).
     pub async fn create_topics(&self, req: &CreateTopicsRequest) -> CreateTopicsResponse {
-        if let Some(admin) = self.admin.as_ref().filter(|a| a.is_active()) {
+        if let Some(admin) = self.creator.active_admin() {
             return admin.create_topics(req).await;
         }
         match self.creator.forward_request(req, 4).await {
@@ -40,7 +40,7 @@ impl Handlers {
         frame: Bytes,
         peer: &str,
     ) -> Option<Bytes> {
-        if let Some(admin) = self.admin.as_ref().filter(|a| a.is_active()) {
+        if let Some(admin) = self.creator.active_admin() {
             let (_, at) = parse_request_header(&frame).ok()?;
             return admin
                 .handle_forwarded(header.clone(), frame.slice(at..))

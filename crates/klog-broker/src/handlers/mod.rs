@@ -16,7 +16,6 @@ mod produce;
 mod producer_id;
 
 use crate::config::BrokerConfig;
-use crate::controller::admin::Admin;
 use crate::controller::auto_create::TopicCreator;
 use crate::controller::client::ControllerClient;
 use crate::controller::id_allocator::ProducerIdAllocator;
@@ -26,7 +25,6 @@ use crate::replica::manager::{ReplicaManager, Topic};
 use crate::replica::partition::Partition;
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::messages::ApiKey;
-use klog_codec::protocol::versions;
 use klog_coordinator::metadata::MetadataImage;
 use klog_storage::LogManager;
 use std::sync::Arc;
@@ -50,7 +48,7 @@ pub enum Route {
 }
 
 /// One API klog serves: its key and where its requests go. Version ranges are the
-/// codec's ([`versions::SUPPORTED_APIS`], the versions it can decode);
+/// codec's ([`klog_codec::protocol::versions::SUPPORTED_APIS`], the versions it can decode);
 /// ApiVersions, the routing in [`crate::net`] and the dispatch all read this
 /// table, so serving a new API is a codec row (decoding), a row here, and its
 /// handler.
@@ -99,11 +97,10 @@ pub const APIS: &[Api] = &[
     api(ApiKey::DescribeCluster, Route::Local),
 ];
 
-/// The route of `api_key` at `version`, if klog serves it at that version.
-pub fn route(api_key: i16, version: i16) -> Option<Route> {
-    if !versions::is_served(api_key, version) {
-        return None;
-    }
+/// The route of `api_key`, if klog serves it. Whether the version is served is the
+/// decoder's question (or, for a forwarded request, the connection's before it
+/// forwards): a Produce or Fetch pays one short scan here, nothing more.
+pub fn route(api_key: i16) -> Option<Route> {
     APIS.iter()
         .find(|a| a.key as i16 == api_key)
         .map(|a| a.route)
@@ -121,9 +118,6 @@ pub struct Handlers {
     store: Arc<MetadataStore>,
     creator: Arc<TopicCreator>,
     client: Arc<ControllerClient>,
-    /// The admin handlers, on a controller node (they run where the controller is
-    /// active; elsewhere admin requests are forwarded).
-    admin: Option<Arc<Admin>>,
     producer_ids: Arc<ProducerIdAllocator>,
     cluster_id: String,
     groups: Arc<Groups>,
@@ -147,9 +141,8 @@ pub struct Services {
     pub store: Arc<MetadataStore>,
     /// The way to the active controller.
     pub client: Arc<ControllerClient>,
-    /// The admin service, on a controller node.
-    pub admin: Option<Arc<Admin>>,
-    /// Topic creation through the active controller.
+    /// Topic creation and the admin service, which runs admin requests while this
+    /// node is the active controller (elsewhere they are forwarded).
     pub creator: Arc<TopicCreator>,
     /// The group runtime.
     pub groups: Arc<Groups>,
@@ -166,7 +159,6 @@ impl Handlers {
             replicas,
             store,
             client,
-            admin,
             creator,
             groups,
             producer_ids,
@@ -179,7 +171,6 @@ impl Handlers {
             creator,
             store,
             client,
-            admin,
             producer_ids,
             groups,
             authorizer,
@@ -192,13 +183,8 @@ impl Handlers {
     }
 
     /// Consumer groups: the group coordinator and its persistence.
-    pub fn groups(&self) -> &Groups {
+    pub fn groups(&self) -> &Arc<Groups> {
         &self.groups
-    }
-
-    /// The group runtime, shared (for its timer task).
-    pub fn groups_arc(&self) -> Arc<Groups> {
-        self.groups.clone()
     }
 
     /// The configuration the broker runs with.

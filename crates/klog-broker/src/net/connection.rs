@@ -180,8 +180,9 @@ async fn serve_split(
             let (header, body_at) = parse_request_header(&frame)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let frame_len = frame.len();
-            let route = crate::handlers::route(header.api_key, header.api_version);
-            let queued = if route == Some(Route::Forwarded) {
+            let forwarded = crate::handlers::route(header.api_key) == Some(Route::Forwarded)
+                && klog_codec::protocol::versions::is_served(header.api_key, header.api_version);
+            let queued = if forwarded {
                 // Admin requests go to the active controller as the client sent
                 // them (KIP-590): the whole frame, header included.
                 let whole = frame.split().freeze();
