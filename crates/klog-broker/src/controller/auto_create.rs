@@ -14,10 +14,6 @@ use klog_coordinator::metadata::CreateTopic;
 use crate::controller::admin::Admin;
 use crate::controller::client::ControllerClient;
 
-fn code(e: ResponseError) -> i16 {
-    e.code()
-}
-
 /// Creates topics through the active controller, here or forwarded.
 #[derive(Debug)]
 pub struct TopicCreator {
@@ -69,7 +65,7 @@ impl TopicCreator {
         self.create_internal(topics, false)
             .await
             .into_iter()
-            .filter(|(_, c)| *c != 0 && *c != code(ResponseError::TopicAlreadyExists))
+            .filter(|(_, c)| *c != 0 && *c != ResponseError::TopicAlreadyExists.code())
             .collect()
     }
 
@@ -91,7 +87,7 @@ impl TopicCreator {
         match self.create_internal(vec![topic], true).await.first() {
             Some((_, 0)) => Ok(()),
             Some((_, c)) => Err(*c),
-            None => Err(code(ResponseError::UnknownServerError)),
+            None => Err(ResponseError::UnknownServerError.code()),
         }
     }
 
@@ -139,7 +135,7 @@ impl TopicCreator {
     {
         let mut frame = BytesMut::new();
         klog_codec::protocol::client::encode_request(&mut frame, 0, None, version, req)
-            .map_err(|_| code(ResponseError::UnknownServerError))?;
+            .map_err(|_| ResponseError::UnknownServerError.code())?;
         // Without the size prefix, as a client's request frame is forwarded.
         let request_frame = frame.freeze().slice(4..);
         let resp = self
@@ -149,6 +145,6 @@ impl TopicCreator {
             .map_err(|e| e.code())?;
         klog_codec::protocol::client::decode_response::<R>(resp, version)
             .map(|(_, r)| r)
-            .map_err(|_| code(ResponseError::UnknownServerError))
+            .map_err(|_| ResponseError::UnknownServerError.code())
     }
 }

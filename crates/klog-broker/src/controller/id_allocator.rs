@@ -10,10 +10,6 @@ use klog_codec::protocol::ResponseError;
 use crate::controller::client::ControllerClient;
 use crate::controller::lifecycle::Lifecycle;
 
-fn code(e: ResponseError) -> i16 {
-    e.code()
-}
-
 /// The producer-id block this broker uses.
 #[derive(Debug)]
 pub struct ProducerIdAllocator {
@@ -50,7 +46,7 @@ impl ProducerIdAllocator {
             match ids {
                 Ok(Ok((start, len))) => *block = (start, start + len),
                 Ok(Err(_)) | Err(_) => {
-                    return Err(code(ResponseError::CoordinatorLoadInProgress));
+                    return Err(ResponseError::CoordinatorLoadInProgress.code());
                 }
             }
         }
