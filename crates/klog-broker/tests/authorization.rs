@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use klog_broker::BrokerConfig;
-use klog_broker::handlers::RequestContext;
+use klog_broker::handlers::DirectRequest;
 use klog_broker::node::Node;
 use klog_broker::security::{Authorizer, Operation, Resource, ResourceType, Session};
 use klog_codec::protocol::messages::list_offsets_request::{
@@ -21,9 +21,8 @@ use klog_codec::protocol::messages::{
     InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, TopicName,
 };
 use klog_codec::protocol::produce::{ProduceData, ProducePartitionData, ProduceTopicData};
-use klog_codec::protocol::{RequestHeader, ResponseError, StrBytes};
+use klog_codec::protocol::{ResponseError, StrBytes};
 use klog_codec::{BatchBuilder, Compression};
-use tokio::sync::watch;
 
 /// Allows exactly the (operation, resource type, name) triples it holds, and
 /// records every question it was asked.
@@ -48,35 +47,6 @@ impl Authorizer for Listed {
             .push((op, resource.kind, resource.name.to_owned()));
         self.allowed
             .contains(&(op as u8, resource.kind as u8, resource.name.to_owned()))
-    }
-}
-
-/// A context for `api_key` at `version` asking `authorizer`.
-struct Call {
-    header: RequestHeader,
-    session: Session,
-    stop: watch::Receiver<bool>,
-    _stop_tx: watch::Sender<bool>,
-}
-
-impl Call {
-    fn new(api_key: ApiKey, version: i16) -> Self {
-        let (tx, stop) = watch::channel(false);
-        Self {
-            header: RequestHeader {
-                api_key: api_key as i16,
-                api_version: version,
-                correlation_id: 1,
-                client_id: Some("authorization-test".to_owned()),
-            },
-            session: Session::anonymous("PLAINTEXT", None),
-            stop,
-            _stop_tx: tx,
-        }
-    }
-
-    fn ctx<'a>(&'a self, authorizer: &'a dyn Authorizer) -> RequestContext<'a> {
-        RequestContext::new(&self.header, &self.session, None, authorizer, &self.stop)
     }
 }
 
@@ -134,9 +104,9 @@ async fn produce_writes_only_to_topics_the_principal_may_write() {
     let n = node(dir.path()).await;
     let b = n.broker();
     let auth = Listed::default().allow(Operation::Write, ResourceType::Topic, "open");
-    let call = Call::new(ApiKey::Produce, 8);
+    let call = DirectRequest::new(ApiKey::Produce, 8);
     let resp = b
-        .produce(&call.ctx(&auth), produce_data(&["open", "secret"]))
+        .produce(&call.ctx_with(&auth), produce_data(&["open", "secret"]))
         .await
         .expect("acks=1 answers");
     let codes: Vec<(String, i16)> = resp
@@ -169,10 +139,10 @@ async fn metadata_shows_only_describable_topics_and_creates_only_with_create() {
     let auth = Listed::default()
         .allow(Operation::Describe, ResourceType::Topic, "open")
         .allow(Operation::Describe, ResourceType::Topic, "new");
-    let call = Call::new(ApiKey::Metadata, 8);
+    let call = DirectRequest::new(ApiKey::Metadata, 8);
     let all = b
         .metadata(
-            &call.ctx(&auth),
+            &call.ctx_with(&auth),
             &MetadataRequest::default().with_topics(None),
         )
         .await;
@@ -184,7 +154,7 @@ async fn metadata_shows_only_describable_topics_and_creates_only_with_create() {
     assert_eq!(names, vec!["open".to_owned()]);
     let named = b
         .metadata(
-            &call.ctx(&auth),
+            &call.ctx_with(&auth),
             &MetadataRequest::default()
                 .with_topics(Some(
                     ["secret", "new"]
@@ -211,7 +181,7 @@ async fn offsets_producer_ids_and_cluster_are_checked() {
     let n = node(dir.path()).await;
     let b = n.broker();
     let deny_all = Listed::default();
-    let call = Call::new(ApiKey::ListOffsets, 5);
+    let call = DirectRequest::new(ApiKey::ListOffsets, 5);
     let req = ListOffsetsRequest::default().with_topics(vec![
         ListOffsetsTopic::default()
             .with_name(topic_name("open"))
@@ -221,18 +191,21 @@ async fn offsets_producer_ids_and_cluster_are_checked() {
                     .with_timestamp(-1),
             ]),
     ]);
-    let resp = b.list_offsets(&call.ctx(&deny_all), &req);
+    let resp = b.list_offsets(&call.ctx_with(&deny_all), &req);
     assert_eq!(resp.topics[0].partitions[0].error_code, TOPIC_DENIED);
-    let call = Call::new(ApiKey::InitProducerId, 1);
+    let call = DirectRequest::new(ApiKey::InitProducerId, 1);
     let resp = b
         .init_producer_id(
-            &call.ctx(&deny_all),
+            &call.ctx_with(&deny_all),
             &InitProducerIdRequest::default().with_transactional_id(None),
         )
         .await;
     assert_eq!((resp.error_code, resp.producer_id.0), (CLUSTER_DENIED, -1));
-    let call = Call::new(ApiKey::DescribeCluster, 0);
-    let resp = b.describe_cluster(&call.ctx(&deny_all), &DescribeClusterRequest::default());
+    let call = DirectRequest::new(ApiKey::DescribeCluster, 0);
+    let resp = b.describe_cluster(
+        &call.ctx_with(&deny_all),
+        &DescribeClusterRequest::default(),
+    );
     assert_eq!(resp.error_code, CLUSTER_DENIED);
     assert!(resp.brokers.is_empty());
     // With the rights, the same requests succeed.
@@ -244,15 +217,15 @@ async fn offsets_producer_ids_and_cluster_are_checked() {
             "kafka-cluster",
         )
         .allow(Operation::Describe, ResourceType::Cluster, "kafka-cluster");
-    let call = Call::new(ApiKey::ListOffsets, 5);
+    let call = DirectRequest::new(ApiKey::ListOffsets, 5);
     assert_eq!(
-        b.list_offsets(&call.ctx(&allow), &req).topics[0].partitions[0].error_code,
+        b.list_offsets(&call.ctx_with(&allow), &req).topics[0].partitions[0].error_code,
         0
     );
-    let call = Call::new(ApiKey::InitProducerId, 1);
+    let call = DirectRequest::new(ApiKey::InitProducerId, 1);
     let resp = b
         .init_producer_id(
-            &call.ctx(&allow),
+            &call.ctx_with(&allow),
             &InitProducerIdRequest::default().with_transactional_id(None),
         )
         .await;
@@ -268,16 +241,16 @@ async fn group_apis_check_the_group_and_its_topics() {
     let n = node(dir.path()).await;
     let b = n.broker();
     let deny_all = Listed::default();
-    let call = Call::new(ApiKey::Heartbeat, 3);
+    let call = DirectRequest::new(ApiKey::Heartbeat, 3);
     let resp = b.heartbeat(
-        &call.ctx(&deny_all),
+        &call.ctx_with(&deny_all),
         &HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))),
     );
     assert_eq!(resp.error_code, GROUP_DENIED);
-    let call = Call::new(ApiKey::DescribeGroups, 4);
+    let call = DirectRequest::new(ApiKey::DescribeGroups, 4);
     let auth = Listed::default().allow(Operation::Describe, ResourceType::Group, "g");
     let resp = b.describe_groups(
-        &call.ctx(&auth),
+        &call.ctx_with(&auth),
         &DescribeGroupsRequest::default().with_groups(vec![
             GroupId(StrBytes::from_static_str("h")),
             GroupId(StrBytes::from_static_str("g")),
@@ -291,12 +264,12 @@ async fn group_apis_check_the_group_and_its_topics() {
     assert_eq!(answers[0], ("h".to_owned(), GROUP_DENIED));
     assert_eq!(answers[1].0, "g");
     assert_ne!(answers[1].1, GROUP_DENIED);
-    let call = Call::new(ApiKey::OffsetFetch, 5);
+    let call = DirectRequest::new(ApiKey::OffsetFetch, 5);
     let auth = Listed::default()
         .allow(Operation::Describe, ResourceType::Group, "g")
         .allow(Operation::Describe, ResourceType::Topic, "open");
     let resp = b.offset_fetch(
-        &call.ctx(&auth),
+        &call.ctx_with(&auth),
         &OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("g")))
             .with_topics(Some(vec![
@@ -319,6 +292,28 @@ async fn group_apis_check_the_group_and_its_topics() {
         by_topic.contains(&("secret".to_owned(), TOPIC_DENIED)),
         "{by_topic:?}"
     );
+    // OffsetFetch v1 has no top-level error: a refused group is refused on every
+    // partition asked for, in a response that encodes at v1 (a top-level error
+    // code would not, and a client must not read "nothing committed").
+    let call = DirectRequest::new(ApiKey::OffsetFetch, 1);
+    let v1 = b.offset_fetch(
+        &call.ctx_with(&deny_all),
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name("open"))
+                    .with_partition_indexes(vec![0, 1]),
+            ])),
+    );
+    assert_eq!(v1.error_code, 0);
+    let codes: Vec<i16> = v1.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![GROUP_DENIED, GROUP_DENIED]);
+    klog_codec::protocol::encode_response(call.header(), &v1).expect("encodes at v1");
     // The authorizer was asked about the group, then each topic.
     let asked = auth.asked.lock().expect("lock").clone();
     assert_eq!(

@@ -82,7 +82,8 @@ impl<'a> RequestContext<'a> {
 
 /// What a direct call of a handler needs to build its [`RequestContext`]: for
 /// programs that call handlers without a connection (tests, benches). The session
-/// is `User:ANONYMOUS` on the `PLAINTEXT` listener and everything is allowed.
+/// is `User:ANONYMOUS` on the `PLAINTEXT` listener; [`DirectRequest::ctx`] allows
+/// everything, [`DirectRequest::ctx_with`] asks a given authorizer.
 #[derive(Debug)]
 pub struct DirectRequest {
     header: RequestHeader,
@@ -108,14 +109,18 @@ impl DirectRequest {
         }
     }
 
-    /// Its context.
+    /// Its context, with everything allowed.
     pub fn ctx(&self) -> RequestContext<'_> {
-        RequestContext::new(
-            &self.header,
-            &self.session,
-            None,
-            &crate::security::AllowAll,
-            &self.stop,
-        )
+        self.ctx_with(&crate::security::AllowAll)
+    }
+
+    /// Its context, asking `authorizer`.
+    pub fn ctx_with<'a>(&'a self, authorizer: &'a dyn Authorizer) -> RequestContext<'a> {
+        RequestContext::new(&self.header, &self.session, None, authorizer, &self.stop)
+    }
+
+    /// Its header.
+    pub fn header(&self) -> &RequestHeader {
+        &self.header
     }
 }

@@ -8,18 +8,21 @@
 use klog_codec::protocol::ResponseError;
 use klog_codec::protocol::messages::delete_groups_response::DeletableGroupResult;
 use klog_codec::protocol::messages::describe_groups_response::DescribedGroup;
+use klog_codec::protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use klog_codec::protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use klog_codec::protocol::messages::offset_delete_request::OffsetDeleteRequestTopic;
 use klog_codec::protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
+use klog_codec::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use klog_codec::protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
 use klog_codec::protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
     ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
     OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
@@ -105,14 +108,8 @@ impl Handlers {
         ctx: &RequestContext<'_>,
         req: &OffsetCommitRequest,
     ) -> OffsetCommitResponse {
-        let group_ok = ctx.allowed(Operation::Read, Resource::group(&req.group_id));
-        let (allowed, denied): (Vec<_>, Vec<_>) = req
-            .topics
-            .iter()
-            .cloned()
-            .partition(|t| group_ok && ctx.allowed(Operation::Read, Resource::topic(&t.name)));
-        let refused = |error: ResponseError| {
-            denied
+        let refused = |topics: &[OffsetCommitRequestTopic], error: ResponseError| {
+            topics
                 .iter()
                 .map(|t| {
                     OffsetCommitResponseTopic::default()
@@ -130,49 +127,39 @@ impl Handlers {
                 })
                 .collect::<Vec<_>>()
         };
-        if !group_ok {
-            return OffsetCommitResponse::default().with_topics(refused(GROUP_DENIED));
+        if !ctx.allowed(Operation::Read, Resource::group(&req.group_id)) {
+            return OffsetCommitResponse::default().with_topics(refused(&req.topics, GROUP_DENIED));
         }
-        let mut resp = if allowed.is_empty() && !denied.is_empty() {
+        let readable =
+            |t: &OffsetCommitRequestTopic| ctx.allowed(Operation::Read, Resource::topic(&t.name));
+        let Some((allowed, denied)) = split_refused(&req.topics, readable) else {
+            return self.groups.offset_commit(req, ctx.version()).await;
+        };
+        let mut resp = if allowed.is_empty() {
             OffsetCommitResponse::default()
         } else {
             let mut req = req.clone();
             req.topics = allowed;
             self.groups.offset_commit(&req, ctx.version()).await
         };
-        resp.topics.extend(refused(TOPIC_DENIED));
+        resp.topics.extend(refused(&denied, TOPIC_DENIED));
         resp
     }
 
-    /// OffsetFetch: DESCRIBE on the group, then DESCRIBE on each topic (a topic
-    /// asked for by name and refused gets TOPIC_AUTHORIZATION_FAILED; with all
-    /// topics asked for, refused ones are left out).
+    /// OffsetFetch: DESCRIBE on the group (refused: GROUP_AUTHORIZATION_FAILED,
+    /// on every partition asked for below v2, which has no top-level error), then
+    /// DESCRIBE on each topic (a topic asked for by name and refused gets
+    /// TOPIC_AUTHORIZATION_FAILED; with all topics asked for, refused ones are
+    /// left out).
     pub fn offset_fetch(
         &self,
         ctx: &RequestContext<'_>,
         req: &OffsetFetchRequest,
     ) -> OffsetFetchResponse {
-        if !ctx.allowed(Operation::Describe, Resource::group(&req.group_id)) {
-            return OffsetFetchResponse::default().with_error_code(code(GROUP_DENIED));
-        }
-        let describable = |name: &str| ctx.allowed(Operation::Describe, Resource::topic(name));
-        match &req.topics {
-            None => {
-                let mut resp = self.groups.offset_fetch(req, ctx.version());
-                resp.topics.retain(|t| describable(&t.name));
-                resp
-            }
-            Some(topics) => {
-                let (allowed, denied): (Vec<_>, Vec<_>) =
-                    topics.iter().cloned().partition(|t| describable(&t.name));
-                let mut resp = if allowed.is_empty() && !denied.is_empty() {
-                    OffsetFetchResponse::default()
-                } else {
-                    let mut req = req.clone();
-                    req.topics = Some(allowed);
-                    self.groups.offset_fetch(&req, ctx.version())
-                };
-                resp.topics.extend(denied.iter().map(|t| {
+        let refused = |topics: &[OffsetFetchRequestTopic], error: ResponseError| {
+            topics
+                .iter()
+                .map(|t| {
                     OffsetFetchResponseTopic::default()
                         .with_name(t.name.clone())
                         .with_partitions(
@@ -182,14 +169,42 @@ impl Handlers {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
                                         .with_committed_offset(-1)
-                                        .with_error_code(code(TOPIC_DENIED))
+                                        .with_error_code(code(error))
                                 })
                                 .collect(),
                         )
-                }));
-                resp
-            }
+                })
+                .collect::<Vec<_>>()
+        };
+        if !ctx.allowed(Operation::Describe, Resource::group(&req.group_id)) {
+            let resp = OffsetFetchResponse::default();
+            return if ctx.version() >= 2 {
+                resp.with_error_code(code(GROUP_DENIED))
+            } else {
+                resp.with_topics(refused(
+                    req.topics.as_deref().unwrap_or_default(),
+                    GROUP_DENIED,
+                ))
+            };
         }
+        let describable = |name: &str| ctx.allowed(Operation::Describe, Resource::topic(name));
+        let Some(topics) = &req.topics else {
+            let mut resp = self.groups.offset_fetch(req, ctx.version());
+            resp.topics.retain(|t| describable(&t.name));
+            return resp;
+        };
+        let Some((allowed, denied)) = split_refused(topics, |t| describable(&t.name)) else {
+            return self.groups.offset_fetch(req, ctx.version());
+        };
+        let mut resp = if allowed.is_empty() {
+            OffsetFetchResponse::default()
+        } else {
+            let mut req = req.clone();
+            req.topics = Some(allowed);
+            self.groups.offset_fetch(&req, ctx.version())
+        };
+        resp.topics.extend(refused(&denied, TOPIC_DENIED));
+        resp
     }
 
     /// ListGroups: every group with DESCRIBE on the cluster, else only the groups
@@ -214,37 +229,30 @@ impl Handlers {
         ctx: &RequestContext<'_>,
         req: &DescribeGroupsRequest,
     ) -> DescribeGroupsResponse {
-        let allowed: Vec<bool> = req
-            .groups
-            .iter()
-            .map(|g| ctx.allowed(Operation::Describe, Resource::group(g)))
-            .collect();
+        let describable = |g: &GroupId| ctx.allowed(Operation::Describe, Resource::group(g));
+        let Some((allowed, denied)) = split_refused(&req.groups, describable) else {
+            return self.groups.describe_groups(req, ctx.version());
+        };
         let mut asked = req.clone();
-        asked.groups = req
-            .groups
-            .iter()
-            .zip(&allowed)
-            .filter(|(_, ok)| **ok)
-            .map(|(g, _)| g.clone())
-            .collect();
+        asked.groups = allowed;
         let mut described = self
             .groups
             .describe_groups(&asked, ctx.version())
             .groups
             .into_iter();
+        // In the order asked: the runtime answers the allowed ones in theirs.
         let groups = req
             .groups
             .iter()
-            .zip(&allowed)
-            .filter_map(|(g, ok)| {
-                if *ok {
-                    described.next()
-                } else {
+            .filter_map(|g| {
+                if denied.contains(g) {
                     Some(
                         DescribedGroup::default()
                             .with_group_id(g.clone())
                             .with_error_code(code(GROUP_DENIED)),
                     )
+                } else {
+                    described.next()
                 }
             })
             .collect();
@@ -258,11 +266,10 @@ impl Handlers {
         ctx: &RequestContext<'_>,
         req: &DeleteGroupsRequest,
     ) -> DeleteGroupsResponse {
-        let (allowed, denied): (Vec<_>, Vec<_>) = req
-            .groups_names
-            .iter()
-            .cloned()
-            .partition(|g| ctx.allowed(Operation::Delete, Resource::group(g)));
+        let deletable = |g: &GroupId| ctx.allowed(Operation::Delete, Resource::group(g));
+        let Some((allowed, denied)) = split_refused(&req.groups_names, deletable) else {
+            return self.groups.delete_groups(req);
+        };
         let mut resp = if allowed.is_empty() {
             DeleteGroupsResponse::default()
         } else {
@@ -287,12 +294,12 @@ impl Handlers {
         if !ctx.allowed(Operation::Delete, Resource::group(&req.group_id)) {
             return OffsetDeleteResponse::default().with_error_code(code(GROUP_DENIED));
         }
-        let (allowed, denied): (Vec<_>, Vec<_>) = req
-            .topics
-            .iter()
-            .cloned()
-            .partition(|t| ctx.allowed(Operation::Read, Resource::topic(&t.name)));
-        let mut resp = if allowed.is_empty() && !denied.is_empty() {
+        let readable =
+            |t: &OffsetDeleteRequestTopic| ctx.allowed(Operation::Read, Resource::topic(&t.name));
+        let Some((allowed, denied)) = split_refused(&req.topics, readable) else {
+            return self.groups.offset_delete(req);
+        };
+        let mut resp = if allowed.is_empty() {
             OffsetDeleteResponse::default()
         } else {
             let mut req = req.clone();
@@ -315,4 +322,26 @@ impl Handlers {
         }));
         resp
     }
+}
+
+/// `items` split into those `keep` allows and those it refuses, asking once per
+/// item; `None` when it allows them all (the usual case, and every case without
+/// ACLs), so the request is passed on as it came, nothing copied.
+fn split_refused<T: Clone>(
+    items: &[T],
+    mut keep: impl FnMut(&T) -> bool,
+) -> Option<(Vec<T>, Vec<T>)> {
+    let first = items.iter().position(|t| !keep(t))?;
+    let (head, rest) = items.split_at(first);
+    let (refused, tail) = rest.split_first()?;
+    let mut allowed = head.to_vec();
+    let mut denied = vec![refused.clone()];
+    for t in tail {
+        if keep(t) {
+            allowed.push(t.clone());
+        } else {
+            denied.push(t.clone());
+        }
+    }
+    Some((allowed, denied))
 }
