@@ -4,20 +4,10 @@
 
 use std::path::Path;
 
-use klog_test_support::module_graph::{Granularity, cycles, edges};
-
 #[test]
 fn modules_have_no_import_circle() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let edges = edges(&src, Granularity::TopLevel);
-    let circles = cycles(&edges);
-    let inside: Vec<_> = edges
-        .iter()
-        .filter(|(from, to)| circles.iter().any(|c| c.contains(from) && c.contains(to)))
-        .map(|(from, to)| format!("{from} -> {to}"))
-        .collect();
-    assert!(
-        circles.is_empty(),
-        "import circles among klog-codec's modules: {circles:?}\nedges inside them: {inside:#?}"
+    klog_test_support::module_graph::assert_no_circles(
+        "klog-codec",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
     );
 }

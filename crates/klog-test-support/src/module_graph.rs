@@ -122,6 +122,23 @@ pub fn cycles(edges: &BTreeSet<(String, String)>) -> Vec<Vec<String>> {
     out
 }
 
+/// Panics, naming every circle and the edges inside it, when the modules of the
+/// crate `name` under `src` import one another in a circle (top-level modules as
+/// nodes): the guard each crate's `tests/module_graph.rs` runs.
+pub fn assert_no_circles(name: &str, src: &Path) {
+    let edges = edges(src, Granularity::TopLevel);
+    let circles = cycles(&edges);
+    let inside: Vec<String> = edges
+        .iter()
+        .filter(|(from, to)| circles.iter().any(|c| c.contains(from) && c.contains(to)))
+        .map(|(from, to)| format!("{from} -> {to}"))
+        .collect();
+    assert!(
+        circles.is_empty(),
+        "import circles among {name}'s modules: {circles:?}\nedges inside them: {inside:#?}"
+    );
+}
+
 /// The edges of `edges` that break a stack of layers, sorted.
 ///
 /// `layers` lists the layers from lowest to highest; each layer lists node names, where
