@@ -31,7 +31,6 @@ use klog_storage::{LogManager, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::config::topic::TopicConfig;
 use crate::controller::admin::Admin;
@@ -51,6 +50,7 @@ use crate::replica::manager::ReplicaManager;
 use crate::replica::{isr, maintenance};
 use crate::security::AllowAll;
 use klog_quorum::{QuorumConfig, QuorumRole};
+use klog_rt::clock::now_ms;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]

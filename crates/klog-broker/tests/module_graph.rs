@@ -10,11 +10,10 @@ use klog_test_support::module_graph::{Granularity, cycles, edges, layer_violatio
 
 /// The layers, lowest first. A name stands for its nested modules too.
 const LAYERS: &[&[&str]] = &[
-    // L0: leaves. Settings, the clock seam, pure helpers. (Framing and the
+    // L0: leaves. Settings, pure helpers. (Framing and the
     // openraft glue are crates below this one: klog-rt, klog-quorum.)
     &[
         "alloc",
-        "clock",
         "config",
         "features",
         "policy",

@@ -252,7 +252,7 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
-pub use crate::config::CleanupPolicy;
+use crate::config::CleanupPolicy;
 
 /// The effective configuration of one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,7 +39,8 @@ use klog_coordinator::metadata::{ConfigResource, CreateTopic, MetadataImage};
 use crate::config::BrokerConfig;
 use crate::config::topic::{self as configs, AlterOp};
 use crate::controller::api::AdminHandler;
-use crate::controller::runtime::{Answer, ControllerHandle, MetadataQuorum, Refusal, SubmitError};
+use crate::controller::runtime::{Answer, ControllerHandle, Refusal, SubmitError};
+use crate::metadata::store::MetadataQuorum;
 use crate::metadata::store::MetadataStore;
 use crate::policy::{CreateTopicPolicy, NewTopic};
 

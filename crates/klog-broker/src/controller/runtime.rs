@@ -34,11 +34,11 @@ use klog_coordinator::metadata::{
 use klog_replication::PartitionRegistration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::config::topic::TopicConfig;
 use crate::metadata::store::MetadataStore;
 use klog_quorum::WriteError;
+use klog_rt::clock::now_ms;
 
 /// Why the controller refused a request: the Kafka error code the response
 /// carries, and a message (empty when the controller gave none).
@@ -311,7 +311,7 @@ impl From<i16> for Refusal {
     }
 }
 
-pub use crate::metadata::store::MetadataQuorum;
+use crate::metadata::store::MetadataQuorum;
 
 /// What the runtime needs besides the quorum.
 pub struct ControllerRuntime {

@@ -74,12 +74,12 @@ use klog_coordinator::{
 };
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::controller::auto_create::TopicCreator;
 use crate::metadata::store::MetadataStore;
 use crate::replica::manager::ReplicaManager;
 use crate::replica::partition::Partition;
+use klog_rt::clock::now_ms;
 
 /// The error message transactional requests get: klog has no transactions.
 const TRANSACTIONS_UNSUPPORTED: &str = "klog does not support transactions (no transaction coordinator); \

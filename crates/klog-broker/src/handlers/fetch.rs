@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::replica::partition::Partition;
 
-use crate::clock::now_ms;
+use klog_rt::clock::now_ms;
 
 use super::{Handlers, RequestContext, code};
 use crate::security::{Operation, Resource};

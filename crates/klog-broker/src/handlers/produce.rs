@@ -18,7 +18,7 @@ use crate::replica::rules::Refusal;
 use crate::topics::{self};
 use klog_replication::ProduceOutcome;
 
-use crate::clock::now_ms;
+use klog_rt::clock::now_ms;
 
 use super::{Handlers, RequestContext, code};
 use crate::security::{Operation, Resource};

@@ -32,10 +32,10 @@ use klog_codec::protocol::{ResponseError, StrBytes};
 use klog_replication::EpochEndOffset;
 use tokio::sync::{Notify, watch};
 
-use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::metadata::store::MetadataStore;
 use crate::replica::partition::{FollowNext, Partition};
+use klog_rt::clock::now_ms;
 
 type Key = (String, i32);
 

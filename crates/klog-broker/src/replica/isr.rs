@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::clock::now_ms;
 use crate::controller::client::ControllerClient;
 use crate::controller::lifecycle::Lifecycle;
 use crate::replica::manager::ReplicaManager;
+use klog_rt::clock::now_ms;
 
 /// Sends leaders' ISR proposals to the controller (`AlterPartition`) and hands
 /// each partition the answer: its new registration, or the refusal.

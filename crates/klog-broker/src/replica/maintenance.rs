@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::replica::manager::ReplicaManager;
+use klog_rt::clock::now_ms;
 
 /// Time-based flushes, retention and checkpoints on their intervals until `stop`.
 pub async fn run(replicas: Arc<ReplicaManager>, c: BrokerConfig, mut stop: watch::Receiver<bool>) {

@@ -19,13 +19,13 @@ use std::sync::{Arc, RwLock};
 use klog_coordinator::metadata::{ConfigResource, MetadataImage};
 use klog_storage::{DetachedPartition, LogManager, TopicPartition};
 
-use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::config::topic::TopicConfig;
 use crate::metadata::store::ImageChange;
 use crate::replica::fetcher::ReplicaFetchers;
 use crate::replica::partition::{IsrOutbox, Partition};
 use crate::topics::TopicMeta;
+use klog_rt::clock::now_ms;
 
 /// A topic as this broker hosts it: its configuration and the partitions of it
 /// that have a replica here.

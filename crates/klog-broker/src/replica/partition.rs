@@ -25,8 +25,8 @@ use klog_storage::{AppendError, Log, SharedLog};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::clock::now_ms;
 use crate::replica::producer_state::{ProducerStateTable, SequenceCheck, last_sequence};
+use klog_rt::clock::now_ms;
 
 /// What this broker is for the partition, as the metadata image says.
 // The leader is the common case and on the produce path: kept inline, not boxed.
