@@ -169,9 +169,10 @@ impl Node {
         let legacy = crate::topics::load(&first).map_err(io_err(&first))?;
         let image = store.image();
         let now = now_ms();
-        let logs = LogManager::open_with_identity(
+        // The dirs were claimed above: opening checks the node id they now carry.
+        let logs = LogManager::open_with_node_id(
             &config.log_dirs,
-            &identity,
+            identity.node_id,
             |tp: &TopicPartition| {
                 let overrides = image
                     .configs
