@@ -6,23 +6,28 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use klog_broker::BrokerConfig;
 use klog_broker::handlers::DirectRequest;
 use klog_broker::node::Node;
 use klog_broker::security::{Authorizer, Operation, Resource, ResourceType, Session};
+use klog_codec::protocol::client::decode_response;
+use klog_codec::protocol::fetch::FetchPart;
+use klog_codec::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use klog_codec::protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
 use klog_codec::protocol::messages::metadata_request::MetadataRequestTopic;
 use klog_codec::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use klog_codec::protocol::messages::{
-    ApiKey, DescribeClusterRequest, DescribeGroupsRequest, GroupId, HeartbeatRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, TopicName,
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeGroupsRequest, FetchRequest, GroupId,
+    HeartbeatRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetFetchRequest, TopicName,
 };
 use klog_codec::protocol::produce::{ProduceData, ProducePartitionData, ProduceTopicData};
 use klog_codec::protocol::{ResponseError, StrBytes};
 use klog_codec::{BatchBuilder, Compression};
+use klog_storage::FileRegion;
 
 /// Allows exactly the (operation, resource type, name) triples it holds, and
 /// records every question it was asked.
@@ -126,6 +131,84 @@ async fn produce_writes_only_to_topics_the_principal_may_write() {
             .log_end_offset()
     };
     assert_eq!((log_end("open"), log_end("secret")), (1, 0));
+}
+
+/// Fetch needs READ on each topic: a refused topic's partitions get
+/// TOPIC_AUTHORIZATION_FAILED and no records, the allowed one is read; a follower's
+/// fetch needs CLUSTER_ACTION (KafkaApis.handleFetchRequest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reads_only_topics_the_principal_may_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = node(dir.path()).await;
+    let b = n.broker();
+    let call = DirectRequest::new(ApiKey::Produce, 8);
+    b.produce(&call.ctx(), produce_data(&["open", "secret"]))
+        .await
+        .expect("acks=1 answers");
+    let fetch = |replica: i32| {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(replica))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(
+                ["open", "secret"]
+                    .iter()
+                    .map(|t| {
+                        FetchTopic::default()
+                            .with_topic(topic_name(t))
+                            .with_partitions(vec![
+                                FetchPartition::default()
+                                    .with_partition(0)
+                                    .with_partition_max_bytes(1 << 20),
+                            ])
+                    })
+                    .collect(),
+            )
+    };
+    // Decodes the parts (bytes and file regions) as a client would read them.
+    let decode = |call: &DirectRequest, parts: Vec<FetchPart<FileRegion>>| {
+        let mut frame = Vec::new();
+        for part in parts {
+            match part {
+                FetchPart::Bytes(bytes) => frame.extend_from_slice(&bytes),
+                FetchPart::Region(region, _) => region.read_into(&mut frame).expect("read"),
+            }
+        }
+        let body = Bytes::from(frame).slice(4..);
+        decode_response::<FetchRequest>(body, call.header().api_version)
+            .expect("decodes")
+            .1
+    };
+    let auth = Listed::default().allow(Operation::Read, ResourceType::Topic, "open");
+    let call = DirectRequest::new(ApiKey::Fetch, 11);
+    let resp = decode(&call, b.fetch(&call.ctx_with(&auth), &fetch(-1)).await);
+    let by_topic: Vec<(String, i16, bool)> = resp
+        .responses
+        .iter()
+        .map(|t| {
+            let p = &t.partitions[0];
+            (
+                t.topic.0.to_string(),
+                p.error_code,
+                p.records.as_ref().is_some_and(|r| !r.is_empty()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_topic,
+        vec![
+            ("open".to_owned(), 0, true),
+            ("secret".to_owned(), TOPIC_DENIED, false)
+        ]
+    );
+    // A follower's fetch without CLUSTER_ACTION is refused on every partition.
+    let resp = decode(&call, b.fetch(&call.ctx_with(&auth), &fetch(2)).await);
+    let codes: Vec<i16> = resp
+        .responses
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(codes, vec![CLUSTER_DENIED, CLUSTER_DENIED]);
 }
 
 /// Metadata lists only describable topics: all topics asked for leaves the

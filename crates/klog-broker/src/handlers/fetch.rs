@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use klog_codec::protocol::fetch::{FetchPart, FetchPartitionHeader, FetchResponseWriter};
 use klog_codec::protocol::messages::FetchRequest;
+use klog_codec::protocol::messages::fetch_request::FetchTopic;
 use klog_codec::protocol::{RequestHeader, ResponseError};
 use klog_storage::{FileRegion, ReadError};
 use tokio::sync::Notify;
@@ -32,19 +33,7 @@ impl Handlers {
         req: &FetchRequest,
     ) -> Vec<FetchPart<FileRegion>> {
         let header = ctx.header;
-        let denied: Vec<Option<i16>> = if req.replica_id.0 >= 0 {
-            let error = (!ctx.allowed(Operation::ClusterAction, Resource::cluster()))
-                .then(|| code(ResponseError::ClusterAuthorizationFailed));
-            vec![error; req.topics.len()]
-        } else {
-            req.topics
-                .iter()
-                .map(|t| {
-                    (!ctx.allowed(Operation::Read, Resource::topic(&t.topic)))
-                        .then(|| code(ResponseError::TopicAuthorizationFailed))
-                })
-                .collect()
-        };
+        let denied = refusals(ctx, req);
         let deadline =
             Instant::now() + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
         let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
@@ -56,9 +45,9 @@ impl Handlers {
             let partitions: Vec<Arc<Partition>> = req
                 .topics
                 .iter()
-                .zip(&denied)
-                .filter(|(_, denied)| denied.is_none())
-                .flat_map(|(t, _)| {
+                .enumerate()
+                .filter(|(i, _)| refusal(&denied, *i).is_none())
+                .flat_map(|(_, t)| {
                     t.partitions
                         .iter()
                         .filter_map(|p| self.leader_partition(t.topic.0.as_str(), p.partition).ok())
@@ -78,8 +67,8 @@ impl Handlers {
         }
     }
 
-    /// One pass over the partitions; `denied` holds, per topic of the request,
-    /// the authorization error its partitions get.
+    /// One pass over the partitions; `denied` holds the authorization errors
+    /// ([`refusals`]).
     fn fetch_once(
         &self,
         header: &RequestHeader,
@@ -91,7 +80,8 @@ impl Handlers {
         let mut budget = u64::try_from(req.max_bytes).unwrap_or(0);
         let mut total: u64 = 0;
         let mut w = FetchResponseWriter::new(header, 0, 0, req.topics.len() as i32);
-        for (t, denied) in req.topics.iter().zip(denied) {
+        for (i, t) in req.topics.iter().enumerate() {
+            let denied = refusal(denied, i);
             let name = t.topic.0.as_str();
             w.topic(name, t.partitions.len() as i32);
             for fp in &t.partitions {
@@ -104,7 +94,7 @@ impl Handlers {
                     read_committed,
                 };
                 let found = match denied {
-                    Some(e) => Err(*e),
+                    Some(e) => Err(e),
                     None => self.leader_partition(name, fp.partition),
                 };
                 let partition = match found {
@@ -177,4 +167,35 @@ impl Handlers {
         }
         (w.finish(), total)
     }
+}
+
+/// The authorization error of each topic of a Fetch, by position; empty when
+/// every topic is allowed (the usual case: nothing allocated on the fetch path).
+/// A consumer needs READ on each topic, a follower CLUSTER_ACTION on the cluster.
+fn refusals(ctx: &RequestContext<'_>, req: &FetchRequest) -> Vec<Option<i16>> {
+    if req.replica_id.0 >= 0 {
+        if ctx.allowed(Operation::ClusterAction, Resource::cluster()) {
+            return Vec::new();
+        }
+        return vec![Some(code(ResponseError::ClusterAuthorizationFailed)); req.topics.len()];
+    }
+    let readable = |t: &FetchTopic| ctx.allowed(Operation::Read, Resource::topic(&t.topic));
+    let Some(first) = req.topics.iter().position(|t| !readable(t)) else {
+        return Vec::new();
+    };
+    let denied = Some(code(ResponseError::TopicAuthorizationFailed));
+    let mut out = vec![None; first];
+    out.push(denied);
+    out.extend(
+        req.topics
+            .iter()
+            .skip(first + 1)
+            .map(|t| if readable(t) { None } else { denied }),
+    );
+    out
+}
+
+/// Topic `i`'s entry in [`refusals`]' answer.
+fn refusal(denied: &[Option<i16>], i: usize) -> Option<i16> {
+    denied.get(i).copied().flatten()
 }
